@@ -1,0 +1,70 @@
+"""Breast segmentation: a binary mask and its bounding box on the canonical image."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from common.geometry import resize
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Return Otsu's threshold for values in [0, 1]."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0.5
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = m0 / np.maximum(w0, 1e-12)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
+    """Segment the breast in a canonical [0, 1] image.
+
+    Otsu threshold on a reduced copy, largest connected component, holes filled; the
+    result is brought back to full size. Background air is dark after VOI and
+    MONOCHROME1 inversion, so tissue is the bright class.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        float32 image in [0, 1].
+    work_size : int
+        Longest side of the reduced copy the segmentation runs on.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool mask of ``image.shape``.
+    """
+    h, w = image.shape
+    step = max(1, max(h, w) // work_size)
+    small = image[::step, ::step]
+    thr = otsu_threshold(small.ravel())
+    fg = small > min(thr, 0.5 * thr + 0.02)
+    labels, n = ndimage.label(fg)
+    if n == 0:
+        return np.zeros(image.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    fg = labels == int(np.argmax(sizes))
+    # Pad so closing does not erode the breast where it meets the image edge
+    closed = ndimage.binary_closing(np.pad(fg, 3, mode="edge"), iterations=2)[3:-3, 3:-3]
+    fg = ndimage.binary_fill_holes(closed)
+    return resize(fg, (h, w), order=0)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Return (row0, col0, row1, col1), end-exclusive, of a mask; the whole image if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return (0, 0, mask.shape[0], mask.shape[1])
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)

@@ -1,0 +1,400 @@
+"""Write a synthetic consortium: N hospitals of real DICOM files, deterministic for a seed.
+
+Each hospital folder holds the CBIS-DDSM layout (descriptor CSVs, full images, ROI masks
+and crops under ``CBIS-DDSM/``), a calcifl manifest listing every image (normal ones too,
+which CBIS-DDSM's CSVs cannot), a reader-reads CSV and ``synth.json`` describing the site.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from common.cbis import CALC_COLUMNS
+from common.dicomio import mammogram_dataset, mask_dataset, new_uid, save
+from common.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
+from common.synth.calcs import Cluster, draw_cluster, make_cluster
+from common.synth.phantom import render_breast
+from common.synth.readers import DEFAULT_READERS, ReaderProfile, read_breast
+from common.synth.vendors import (
+    PATIENT_ORIENTATION,
+    Vendor,
+    stored_orientation,
+    to_stored,
+    vendor_for,
+)
+
+#: Field of view (height, width) in mm per size preset.
+SIZES = {"small": (48.0, 38.4), "medium": (120.0, 96.0), "full": (300.0, 240.0)}
+#: Relative hospital sizes, cycled (non-IID: sites differ in size).
+SIZE_FACTORS = (1.0, 0.75, 1.25, 0.9, 1.1)
+_SURNAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Haddad", "Kowalski", "Silva", "Nguyen")
+_GIVEN = ("Amara", "Ingrid", "Camille", "Yuki", "Leila", "Zofia", "Beatriz", "Linh")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of a synthetic consortium.
+
+    Attributes
+    ----------
+    hospitals : int
+        Number of sites.
+    exams : int
+        Mean number of exams (patients, four views each) per site.
+    seed : int
+        Everything written is a function of this.
+    size : str
+        Field-of-view preset: 'small' (CI), 'medium' or 'full' (full-field).
+    spacing_mm : float or None
+        Override every vendor's pixel spacing.
+    finding_rate : float or None
+        Fraction of breasts with a calcification finding (per-site random if None).
+    test_fraction : float
+        Fraction of patients in the test split.
+    """
+
+    hospitals: int = 3
+    exams: int = 40
+    seed: int = 1
+    size: str = "small"
+    spacing_mm: float | None = None
+    finding_rate: float | None = None
+    test_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        """Validate settings."""
+        if self.size not in SIZES:
+            raise ValueError(f"size must be one of {sorted(SIZES)}")
+        if self.hospitals < 1 or self.exams < 2:
+            raise ValueError("need at least 1 hospital and 2 exams")
+
+
+def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True):
+    """Write the consortium under ``out_dir`` and return the hospital folders."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = [_plan_hospital(h, config) for h in range(config.hospitals)]
+    total = sum(len(p["patients"]) * 4 for p in plans)
+    dirs = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("writing synthetic DICOM", total=total)
+        for plan in plans:
+            dirs.append(_write_hospital(out, plan, config, lambda: bar.advance(task)))
+    (out / "consortium.json").write_text(
+        json.dumps({"config": asdict(config), "hospitals": [d.name for d in dirs]}, indent=2)
+    )
+    return dirs
+
+
+def _plan_hospital(h: int, config: SynthConfig) -> dict:
+    """Draw a site's non-IID parameters and its patients."""
+    rng = np.random.default_rng([config.seed, h])
+    vendor = vendor_for(h, rng)
+    if config.spacing_mm:
+        vendor = Vendor(**{**vendor.to_dict(), "spacing_mm": config.spacing_mm})
+    n = max(2, round(config.exams * SIZE_FACTORS[h % len(SIZE_FACTORS)]))
+    finding_rate = config.finding_rate or float(rng.uniform(0.35, 0.55))
+    malignant_share = float(rng.uniform(0.3, 0.6))
+    density_mix = rng.dirichlet(np.array([1.5, 3.0, 3.0, 1.5]) * 2)
+    patients = []
+    for p in range(n):
+        split = "test" if rng.uniform() < config.test_fraction else "train"
+        breasts = {}
+        for lat in ("L", "R"):
+            clusters = []
+            if rng.uniform() < finding_rate:
+                for _ in range(2 if rng.uniform() < 0.1 else 1):
+                    subtlety = int(rng.choice([1, 2, 3, 4, 5], p=[0.08, 0.15, 0.3, 0.25, 0.22]))
+                    clusters.append(make_cluster(rng.uniform() < malignant_share, subtlety, rng))
+            breasts[lat] = clusters
+        patients.append(
+            {
+                "patient_id": f"P_{h + 1}{p + 1:04d}",
+                "name": f"{_SURNAMES[rng.integers(8)]}^{_GIVEN[rng.integers(8)]}",
+                "accession": f"A{rng.integers(10**8, 10**9)}",
+                "split": split,
+                "density": int(rng.choice([1, 2, 3, 4], p=density_mix)),
+                "breasts": breasts,
+            }
+        )
+    # both splits present, even for tiny sites
+    splits = {p["split"] for p in patients}
+    if "test" not in splits:
+        patients[-1]["split"] = "test"
+    if "train" not in splits:
+        patients[0]["split"] = "train"
+    return {
+        "index": h,
+        "name": f"hospital-{h + 1}",
+        "vendor": vendor,
+        "finding_rate": finding_rate,
+        "malignant_share": malignant_share,
+        "density_mix": density_mix.round(3).tolist(),
+        "patients": patients,
+    }
+
+
+def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
+    root = out / plan["name"]
+    dicom_root = root / "CBIS-DDSM"
+    vendor: Vendor = plan["vendor"]
+    rng = np.random.default_rng([config.seed, plan["index"], 1])
+    height_mm, width_mm = SIZES[config.size]
+    shape = (round(height_mm / vendor.spacing_mm), round(width_mm / vendor.spacing_mm))
+    cbis_rows: dict[str, list[dict]] = {"train": [], "test": []}
+    manifest_rows: list[dict] = []
+    read_rows: list[dict] = []
+    counts: Counter = Counter()
+    for patient in plan["patients"]:
+        study_uid = new_uid(rng)
+        prefix = "Calc-Training" if patient["split"] == "train" else "Calc-Test"
+        for lat in ("L", "R"):
+            clusters: list[Cluster] = patient["breasts"][lat]
+            reads = {
+                r.reader_id: read_breast(
+                    r,
+                    _truth(clusters),
+                    min((c.subtlety for c in clusters), default=None),
+                    patient["density"],
+                    rng,
+                )
+                for r in DEFAULT_READERS
+            }
+            read_rows.extend(_read_rows(patient, lat, reads, DEFAULT_READERS))
+            for view in ("CC", "MLO"):
+                case = (
+                    f"{prefix}_{patient['patient_id']}_{'LEFT' if lat == 'L' else 'RIGHT'}_{view}"
+                )
+                image_rel, findings = _write_image(
+                    dicom_root, case, study_uid, patient, lat, view, clusters, vendor, shape, rng
+                )
+                counts["images"] += 1
+                counts["jpeg2000"] += int(findings.pop("jpeg2000"))
+                base = {
+                    "image": f"CBIS-DDSM/{image_rel}",
+                    "patient_id": patient["patient_id"],
+                    "exam_id": patient["patient_id"],
+                    "split": patient["split"],
+                    "laterality": lat,
+                    "view": view,
+                    "density": patient["density"],
+                }
+                if not findings["items"]:
+                    manifest_rows.append({**base})
+                    counts["normal_images"] += 1
+                for i, item in enumerate(findings["items"], start=1):
+                    cluster: Cluster = item["cluster"]
+                    pathology = "MALIGNANT" if cluster.malignant else "BENIGN"
+                    counts[f"findings_{pathology.lower()}"] += 1
+                    manifest_rows.append(
+                        {
+                            **base,
+                            "finding_id": str(i),
+                            "pathology": pathology,
+                            "calc_type": cluster.calc_type,
+                            "calc_distribution": cluster.distribution,
+                            "subtlety": cluster.subtlety,
+                            "assessment": reads[DEFAULT_READERS[0].reader_id][0],
+                            "mask": f"CBIS-DDSM/{item['mask']}",
+                            "points": ";".join(f"{c:.1f},{r:.1f}" for r, c in item["points"]),
+                        }
+                    )
+                    cbis_rows[patient["split"]].append(
+                        {
+                            "patient_id": patient["patient_id"],
+                            "breast density": patient["density"],
+                            "left or right breast": "LEFT" if lat == "L" else "RIGHT",
+                            "image view": view,
+                            "abnormality id": i,
+                            "abnormality type": "calcification",
+                            "calc type": cluster.calc_type,
+                            "calc distribution": cluster.distribution,
+                            "assessment": reads[DEFAULT_READERS[0].reader_id][0],
+                            "pathology": pathology,
+                            "subtlety": cluster.subtlety,
+                            "image file path": image_rel,
+                            # CBIS-DDSM's crop paths end in a newline inside the quotes
+                            "cropped image file path": item["crop"] + "\n",
+                            "ROI mask file path": item["mask"],
+                        }
+                    )
+                tick()
+    for split, name in (("train", "train_set"), ("test", "test_set")):
+        _write_csv(root / f"calc_case_description_{name}.csv", CALC_COLUMNS, cbis_rows[split])
+    _write_csv(root / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows)
+    _write_csv(root / READS_NAME, READ_COLUMNS, read_rows)
+    info = {
+        "hospital": plan["name"],
+        "vendor": vendor.to_dict(),
+        "size": config.size,
+        "image_shape": list(shape),
+        "finding_rate": round(plan["finding_rate"], 3),
+        "malignant_share": round(plan["malignant_share"], 3),
+        "density_mix": plan["density_mix"],
+        "patients": len(plan["patients"]),
+        "readers": [r.to_dict() for r in DEFAULT_READERS],
+        "counts": dict(counts),
+    }
+    (root / "synth.json").write_text(json.dumps(info, indent=2))
+    return root
+
+
+def _truth(clusters: list[Cluster]) -> str:
+    if any(c.malignant for c in clusters):
+        return "malignant"
+    return "benign" if clusters else "normal"
+
+
+def _read_rows(patient: dict, lat: str, reads: dict, readers: tuple[ReaderProfile, ...]):
+    for reader in readers:
+        birads, suspicion = reads[reader.reader_id]
+        yield {
+            "patient_id": patient["patient_id"],
+            "exam_id": patient["patient_id"],
+            "laterality": lat,
+            "reader_id": reader.reader_id,
+            "reader_role": reader.role,
+            "birads": birads,
+            "suspicion": suspicion,
+            "aided": "no",
+        }
+
+
+def _write_image(
+    dicom_root: Path,
+    case: str,
+    study_uid: str,
+    patient: dict,
+    lat: str,
+    view: str,
+    clusters: list[Cluster],
+    vendor: Vendor,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+) -> tuple[str, dict]:
+    """Render, write one view and its findings' ROI masks and crops; return paths."""
+    phantom = render_breast(shape, view, patient["density"], rng)
+    image = phantom.attenuation
+    drawn = []
+    for cluster in clusters:
+        center = _place(phantom, rng)
+        points, roi = draw_cluster(
+            image, cluster, center, vendor.spacing_mm, rotation=float(rng.uniform(0, 2 * np.pi))
+        )
+        drawn.append((cluster, points, roi & phantom.mask))
+    stored, attributes = to_stored(image, phantom.mask, vendor, rng)
+    flip = stored_orientation(vendor, lat)
+    if flip:
+        stored = stored[:, ::-1]
+    if vendor.orientation == "patient-orientation":
+        attributes["PatientOrientation"] = PATIENT_ORIENTATION[(lat, view)]
+    elif vendor.orientation == "fov-flip" and lat == "R":
+        attributes["FieldOfViewHorizontalFlip"] = "YES"
+    laterality_kw = "ImageLaterality"
+    if vendor.orientation == "series-laterality":
+        laterality_kw = "Laterality"
+    jpeg2000 = bool(rng.uniform() < vendor.jpeg2000)
+    common = {
+        "PatientID": patient["patient_id"],
+        "PatientName": patient["name"],
+        "AccessionNumber": patient["accession"],
+        "Manufacturer": vendor.manufacturer,
+        "ManufacturerModelName": vendor.model,
+    }
+    spacing_kw = {"imager_spacing": None, "pixel_spacing": None}
+    spacing_kw[
+        "imager_spacing" if vendor.spacing_tag == "ImagerPixelSpacing" else "pixel_spacing"
+    ] = vendor.spacing_mm
+    ds = mammogram_dataset(
+        np.ascontiguousarray(stored),
+        bits_stored=vendor.bits_stored,
+        photometric=vendor.photometric,
+        laterality=lat if laterality_kw == "ImageLaterality" else None,
+        view=view,
+        rng=rng,
+        **spacing_kw,
+        **common,
+        **attributes,
+        StudyInstanceUID=study_uid,
+    )
+    if laterality_kw == "Laterality":
+        ds.Laterality = lat
+    rel = f"{case}/{study_uid}/{ds.SeriesInstanceUID}/000000.dcm"
+    save(ds, dicom_root / rel, jpeg2000=jpeg2000)
+    items = []
+    for i, (cluster, points, roi) in enumerate(drawn, start=1):
+        if flip:
+            roi = roi[:, ::-1]
+            points = points.copy()
+            points[:, 1] = shape[1] - 1 - points[:, 1]
+        roi_study, roi_series = new_uid(rng), new_uid(rng)
+        folder = f"{case}_{i}/{roi_study}/{roi_series}"
+        mask_ds = mask_dataset(
+            np.ascontiguousarray(roi),
+            rng=rng,
+            StudyInstanceUID=roi_study,
+            SeriesInstanceUID=roi_series,
+            SeriesDescription="ROI mask images",
+            **common,
+        )
+        save(mask_ds, dicom_root / folder / "000000.dcm")
+        rows, cols = np.nonzero(roi)
+        pad = 8
+        r0, r1 = max(0, rows.min() - pad), min(shape[0], rows.max() + pad + 1)
+        c0, c1 = max(0, cols.min() - pad), min(shape[1], cols.max() + pad + 1)
+        crop_ds = mammogram_dataset(
+            np.ascontiguousarray(stored[r0:r1, c0:c1]),
+            bits_stored=vendor.bits_stored,
+            photometric=vendor.photometric,
+            laterality=lat,
+            view=view,
+            rng=rng,
+            **spacing_kw,
+            **common,
+            StudyInstanceUID=roi_study,
+            SeriesInstanceUID=roi_series,
+            SeriesDescription="cropped images",
+        )
+        save(crop_ds, dicom_root / folder / "000001.dcm")
+        items.append(
+            {
+                "cluster": cluster,
+                "points": points,
+                "mask": f"{folder}/000000.dcm",
+                "crop": f"{folder}/000001.dcm",
+            }
+        )
+    return rel, {"items": items, "jpeg2000": jpeg2000}
+
+
+def _place(phantom, rng: np.random.Generator) -> tuple[float, float]:
+    """Pick a cluster centre inside the breast, preferring glandular tissue."""
+    best, best_score = None, -1.0
+    for _ in range(12):
+        r, c = phantom.position(rng.uniform(0.25, 0.7), rng.uniform(-0.6, 0.6))
+        ri, ci = int(r), int(c)
+        if not (0 <= ri < phantom.mask.shape[0] and 0 <= ci < phantom.mask.shape[1]):
+            continue
+        if not phantom.mask[ri, ci]:
+            continue
+        score = float(phantom.glandular[ri, ci]) + rng.uniform(0, 0.5)
+        if score > best_score:
+            best, best_score = (r, c), score
+    if best is None:
+        return phantom.center_row, phantom.depth * 0.5
+    return best
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in columns})
