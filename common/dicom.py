@@ -9,6 +9,7 @@ to the target spacing → breast mask and bounding box.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,17 +113,11 @@ class ReadOptions:
             raise ValueError("target_spacing_mm must be positive")
 
     def cache_token(self) -> str:
-        """Return a stable string of every option that changes the pixels."""
-        return repr(
-            (
-                self.target_spacing_mm,
-                self.fallback_spacing_mm,
-                self.for_processing,
-                self.voi_index,
-                self.prefer_lut,
-                self.orientation,
-            )
-        )
+        """Return a stable string of every option (all of them change what is returned)."""
+        return repr(self)
+
+
+DEFAULT_OPTIONS = ReadOptions()
 
 
 @dataclass
@@ -195,7 +190,7 @@ def image_key(sop_instance_uid: str, salt: str = "") -> str:
     return hashlib.sha256(f"{salt}|{sop_instance_uid}".encode()).hexdigest()[:24]
 
 
-def load_dataset(path: str | Path, options: ReadOptions = ReadOptions()) -> Dataset:
+def load_dataset(path: str | Path, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
     """Read a DICOM file and refuse what cannot be a single-frame mammogram.
 
     Raises
@@ -205,7 +200,9 @@ def load_dataset(path: str | Path, options: ReadOptions = ReadOptions()) -> Data
     """
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({exc})") from exc
     except FileNotFoundError as exc:
@@ -213,11 +210,15 @@ def load_dataset(path: str | Path, options: ReadOptions = ReadOptions()) -> Data
     except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         # pydicom raises these when the file ends inside an element
         raise TruncatedDicomError(path, f"file is truncated or corrupt ({exc})") from exc
+    for warning in caught:
+        # an encapsulated (compressed) stream cut short only warns in pydicom
+        if "End of file reached" in str(warning.message):
+            raise TruncatedDicomError(path, "file ends inside the compressed pixel data")
     check_dataset(ds, path, options)
     return ds
 
 
-def check_dataset(ds: Dataset, path: str | Path, options: ReadOptions = ReadOptions()) -> None:
+def check_dataset(ds: Dataset, path: str | Path, options: ReadOptions = DEFAULT_OPTIONS) -> None:
     """Raise a :class:`DicomError` if ``ds`` is not a usable single-frame mammogram."""
     if "PixelData" not in ds:
         raise NoPixelDataError(path, "no pixel data (not an image object)")
@@ -412,7 +413,7 @@ def to_display(
 
 def read_mammogram(
     path: str | Path,
-    options: ReadOptions = ReadOptions(),
+    options: ReadOptions = DEFAULT_OPTIONS,
     laterality: str | None = None,
     view: str | None = None,
 ) -> Mammogram:

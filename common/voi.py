@@ -66,6 +66,7 @@ def apply_window(x: np.ndarray, center: float, width: float, function: str = "LI
             raise ValueError(f"window width {width} <= 0 is invalid for SIGMOID")
         x -= center
         x *= -4.0 / width
+        np.clip(x, -80.0, 80.0, out=x)  # exp overflows float32 past ~88; 1/(1+e^80) is 0
         np.exp(x, out=x)
         x += 1.0
         np.reciprocal(x, out=x)

@@ -1,0 +1,1 @@
+"""Flower client side of calcifl: a thin ClientApp over :mod:`common`."""

@@ -1,0 +1,1 @@
+"""Flower server side of calcifl: a thin ServerApp over :mod:`common`."""

@@ -1,0 +1,1 @@
+"""Compositions of calcifl: the command line, simulations, baselines and reports."""
