@@ -16,13 +16,15 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     if total == 0:
         return 0.5
     centers = (edges[:-1] + edges[1:]) / 2
+    uppers = edges[1:]
     w0 = np.cumsum(hist)
     w1 = total - w0
     m0 = np.cumsum(hist * centers)
     mu0 = m0 / np.maximum(w0, 1e-12)
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
     between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centers[int(np.argmax(between))])
+    # the threshold is the top of the last background bin: values above it are foreground
+    return float(uppers[int(np.argmax(between))])
 
 
 def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
@@ -47,8 +49,16 @@ def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
     h, w = image.shape
     step = max(1, max(h, w) // work_size)
     small = image[::step, ::step]
-    thr = otsu_threshold(small.ravel())
-    fg = small > min(thr, 0.5 * thr + 0.02)
+    values = small.ravel()
+    thr = otsu_threshold(values)
+    # Otsu splits air from dense tissue; the thin skin rim lies between. Go down to just
+    # above the air's noise floor instead.
+    air = values[values <= thr]
+    if air.size:
+        floor = float(np.median(air))
+        noise = 1.4826 * float(np.median(np.abs(air - floor)))
+        thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
+    fg = small > thr
     labels, n = ndimage.label(fg)
     if n == 0:
         return np.zeros(image.shape, dtype=bool)

@@ -245,6 +245,7 @@ def _parse_manifest_row(
             if image not in shapes:
                 shapes[image] = header_shape(image)
             _attach_mask(row, finding, shapes[image])
+        _complete_geometry(finding)
         if any(f.finding_id == finding.finding_id for f in record.findings):
             raise row.error("finding_id", f"finding '{finding.finding_id}' repeats for this image")
         record.findings.append(finding)
@@ -272,16 +273,23 @@ def _parse_finding(row: Row, base: Path) -> Finding:
         box=parse_box(row),
         points=parse_points(row),
     )
-    if finding.points is not None and len(finding.points):
-        finding.centroid = tuple(finding.points.mean(axis=0))
-        if finding.box is None:
-            lo, hi = finding.points.min(axis=0), finding.points.max(axis=0) + 1
-            finding.box = (lo[0], lo[1], hi[0], hi[1])
-    elif finding.box is not None:
-        r0, c0, r1, c1 = finding.box
-        finding.centroid = ((r0 + r1) / 2, (c0 + c1) / 2)
-        finding.area_px = (r1 - r0) * (c1 - c0)
     return finding
+
+
+def _complete_geometry(finding: Finding) -> None:
+    """Fill what the row left open: box from points, centroid and area from the box."""
+    points = finding.points if finding.points is not None and len(finding.points) else None
+    if finding.box is None and points is not None:
+        lo, hi = points.min(axis=0), points.max(axis=0) + 1
+        finding.box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+    if finding.centroid is None and points is not None:
+        finding.centroid = (float(points[:, 0].mean()), float(points[:, 1].mean()))
+    if finding.box is not None:
+        r0, c0, r1, c1 = finding.box
+        if finding.centroid is None:
+            finding.centroid = ((r0 + r1) / 2, (c0 + c1) / 2)
+        if finding.area_px is None:
+            finding.area_px = (r1 - r0) * (c1 - c0)
 
 
 def _attach_mask(row: Row, finding: Finding, shape: tuple[int, int]) -> None:
@@ -292,9 +300,10 @@ def _attach_mask(row: Row, finding: Finding, shape: tuple[int, int]) -> None:
     geometry = load_mask_geometry(finding.mask_path, shape)
     if geometry is None:
         raise RoiError(finding.mask_path, f"ROI mask is empty ({row.source}, column 'mask')")
+    # an explicit box wins; otherwise the annotated outline is the ROI
     if finding.box is None:
         finding.box = geometry.box
-    finding.centroid = finding.centroid or geometry.centroid
+    finding.centroid = geometry.centroid
     finding.area_px = geometry.area_px
 
 
