@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class PreprocessCache:
                 image = _read_entry(entry)
                 self.stats.hits += 1
                 return image
-            except (OSError, ValueError, KeyError, EOFError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 self.stats.damaged += 1  # rewritten below
         self.stats.misses += 1
         image = read_mammogram(path, self.options, laterality=laterality, view=view)

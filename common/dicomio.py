@@ -118,6 +118,7 @@ def save(ds: Dataset, path: str | Path, jpeg2000: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if jpeg2000:
-        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        # lossless: the instance stays the same, so keep its UID (and determinism)
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
     ds.save_as(path, enforce_file_format=True)
     return path

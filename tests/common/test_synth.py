@@ -1,0 +1,136 @@
+"""The synthetic consortium: valid MG DICOM, vendors that differ, deterministic output."""
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from sklearn.metrics import roc_auc_score
+
+from common.datasets import load_hospital
+from common.dicom import MG_FOR_PRESENTATION, read_mammogram
+from common.synth.calcs import MALIGNANT_TYPES, make_cluster
+from common.synth.generate import SynthConfig, synthesize
+from common.synth.readers import JUNIOR, SENIOR, read_breast
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    config = SynthConfig(hospitals=2, exams=3, seed=5)
+    synthesize(tmp_path / "a", config, progress=False)
+    synthesize(tmp_path / "b", config, progress=False)
+    synthesize(tmp_path / "c", SynthConfig(hospitals=2, exams=3, seed=6), progress=False)
+    a, b, c = (_digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_files_are_valid_mammograms(consortium):
+    images = 0
+    for site in sorted(consortium.glob("hospital-*")):
+        data = load_hospital(site, echo=False)
+        for im in data.images:
+            ds = pydicom.dcmread(im.path)
+            assert ds.Modality == "MG" and ds.SOPClassUID == MG_FOR_PRESENTATION
+            assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+            assert ds.pixel_array.shape == (ds.Rows, ds.Columns)
+            assert ds.pixel_array.max() < 2**ds.BitsStored
+            images += 1
+    assert images > 50
+
+
+def test_vendors_differ(consortium):
+    seen = Counter()
+    for site in sorted(consortium.glob("hospital-*")):
+        info = json.loads((site / "synth.json").read_text())
+        data = load_hospital(site, echo=False)
+        ds = pydicom.dcmread(data.images[0].path)
+        seen["bits", ds.BitsStored] += 1
+        seen["photometric", ds.PhotometricInterpretation] += 1
+        seen["compressed", ds.file_meta.TransferSyntaxUID.is_compressed] += 1
+        seen["voi", "lut" if "VOILUTSequence" in ds else ds.get("VOILUTFunction")] += 1
+        seen["spacing", "ImagerPixelSpacing" in ds] += 1
+        seen["orientation", info["vendor"]["orientation"]] += 1
+    for key in ("bits", "photometric", "voi", "orientation"):
+        assert len([k for k in seen if k[0] == key]) >= 3 or key == "photometric", key
+    assert ("compressed", True) in seen and ("compressed", False) in seen
+    assert ("photometric", "MONOCHROME1") in seen
+    assert ("spacing", False) in seen  # PixelSpacing only at one site
+
+
+def test_every_site_reads_to_the_same_canonical_form(consortium):
+    shapes = set()
+    for site in sorted(consortium.glob("hospital-*")):
+        data = load_hospital(site, echo=False)
+        for im in data.images[:4]:
+            m = read_mammogram(im.path)
+            shapes.add(m.pixels.shape)
+            assert m.spacing_mm == (0.1, 0.1)
+            # chest wall left, breast fills a good part of the image
+            assert m.mask[:, :5].mean() > 0.5 and 0.3 < m.mask.mean() < 0.9
+    assert len(shapes) == 1  # vendors' spacings all resample to one grid
+
+
+def test_annotations_land_on_calcifications(consortium):
+    # fine (malignant-type) calcs are smaller than 4 px at 0.1 mm: the ring is tissue
+    contrasts = []
+    for site in sorted(consortium.glob("hospital-*")):
+        data = load_hospital(site, echo=False)
+        for im in data.images:
+            findings = [f for f in im.findings if f.pathology == "malignant"]
+            if not findings:
+                continue
+            m = read_mammogram(im.path)
+            h, w = m.pixels.shape
+            for f in findings:
+                pts = np.rint(m.geometry.map_points(f.points)).astype(int)
+                pts = pts[(pts.min(axis=1) >= 4) & (pts[:, 0] < h - 4) & (pts[:, 1] < w - 4)]
+                on = m.pixels[pts[:, 0], pts[:, 1]]
+                corners = ((-4, -4), (4, 4), (-4, 4), (4, -4))
+                ring = np.mean([m.pixels[pts[:, 0] + a, pts[:, 1] + b] for a, b in corners], axis=0)
+                contrasts.append(float(np.median(on - ring)))
+    assert len(contrasts) >= 4
+    assert np.median(contrasts) > 0.05  # calcs are brighter than the tissue around them
+
+
+def test_normal_images_and_both_pathologies(consortium):
+    labels = Counter()
+    for site in consortium.glob("hospital-*"):
+        labels.update(im.label for im in load_hospital(site, echo=False).images)
+    assert labels["normal"] > labels["malignant"] > 0 and labels["benign"] > 0
+
+
+def test_malignant_clusters_are_denser_and_finer():
+    rng = np.random.default_rng(0)
+    mal = [make_cluster(True, 3, rng) for _ in range(200)]
+    ben = [make_cluster(False, 3, rng) for _ in range(200)]
+    assert all(c.calc_type in MALIGNANT_TYPES for c in mal)
+
+    def density(c):  # calcs per cm² within the cluster's extent
+        return len(c.calcs) / (np.pi * max(c.extent_mm, 1.0) ** 2 / 100)
+
+    assert np.median([density(c) for c in mal]) > 20 > np.median([density(c) for c in ben])
+    mal_size = np.median([x.a for c in mal for x in c.calcs])
+    ben_size = np.median([x.a for c in ben for x in c.calcs])
+    assert mal_size < ben_size and 0.05 < mal_size < 0.5
+
+
+def test_senior_reader_beats_junior():
+    rng = np.random.default_rng(1)
+    truths = rng.choice(["normal", "benign", "malignant"], p=[0.5, 0.25, 0.25], size=3000)
+    y = truths == "malignant"
+    aucs = {}
+    for profile in (SENIOR, JUNIOR):
+        scores = [read_breast(profile, t, 3, 3, rng)[1] for t in truths]
+        aucs[profile.role] = roc_auc_score(y, scores)
+    assert aucs["senior"] > aucs["junior"] + 0.05 and aucs["junior"] > 0.6
+    assert SENIOR.miss_probability(1, 4) > SENIOR.miss_probability(5, 1)
