@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from common.geometry import resize
-
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Return Otsu's threshold for values in [0, 1]."""
@@ -47,7 +45,7 @@ def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
         bool mask of ``image.shape``.
     """
     h, w = image.shape
-    step = max(1, max(h, w) // work_size)
+    step = max(1, -(-max(h, w) // work_size))  # ceil: the reduced copy fits work_size
     small = image[::step, ::step]
     values = small.ravel()
     thr = otsu_threshold(values)
@@ -66,9 +64,16 @@ def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
     sizes[0] = 0
     fg = labels == int(np.argmax(sizes))
     # Pad so closing does not erode the breast where it meets the image edge
-    closed = ndimage.binary_closing(np.pad(fg, 3, mode="edge"), iterations=2)[3:-3, 3:-3]
-    fg = ndimage.binary_fill_holes(closed)
-    return resize(fg, (h, w), order=0)
+    fg = ndimage.binary_closing(np.pad(fg, 3, mode="edge"), iterations=2)[3:-3, 3:-3]
+    # Fill holes: background not connected to the image border (cheaper than
+    # binary_fill_holes' iterative propagation)
+    bg, _ = ndimage.label(~fg)
+    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    fg |= ~np.isin(bg, border)
+    # back to full size by repeating each reduced pixel step x step times
+    rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
+    cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
+    return np.take(np.take(fg, rows, axis=0), cols, axis=1)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -18,7 +18,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from common import voi
 from common.breast import bounding_box, breast_mask
 from common.errors import (
     DicomError,
@@ -33,6 +32,7 @@ from common.errors import (
     UnsupportedModalityError,
 )
 from common.geometry import Geometry, orient, output_shape, resize
+from common.intensity import to_display
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -351,66 +351,6 @@ def chest_wall_on_right(image: np.ndarray) -> bool:
     return right > left
 
 
-def _padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
-    pad = ds.get("PixelPaddingValue")
-    if pad is None:
-        return None
-    limit = ds.get("PixelPaddingRangeLimit")
-    pad = int(pad)
-    if limit is None:
-        return stored == pad
-    lo, hi = sorted((pad, int(limit)))
-    return (stored >= lo) & (stored <= hi)
-
-
-def to_display(
-    ds: Dataset, stored: np.ndarray, options: ReadOptions, intent: str
-) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Turn stored values into float32 display values in [0, 1] (bright = dense).
-
-    Returns the image, the padding mask (or None) and which VOI was used.
-    """
-    padding = _padding_mask(ds, stored)
-    valid = None if padding is None else ~padding
-    x = stored.astype(np.float32)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    if slope != 1.0:
-        x *= slope
-    if intercept != 0.0:
-        x += intercept
-
-    lut_seq = ds.get("VOILUTSequence")
-    has_window = "WindowCenter" in ds and "WindowWidth" in ds
-    if intent == "FOR PROCESSING":
-        voi.percentile_window(x, valid, 0.5, 99.5)
-        source = "percentile"
-    elif lut_seq and (options.prefer_lut or not has_window):
-        item = lut_seq[min(options.voi_index, len(lut_seq) - 1)]
-        data = item.get("LUTData")
-        if data is None:
-            raise DicomError("?", "VOI LUT Sequence item without LUT Data")
-        x = voi.apply_lut(
-            x, item.LUTDescriptor, np.asarray(data), int(ds.get("PixelRepresentation", 0)) == 1
-        )
-        source = "voi-lut"
-    elif has_window:
-        center = voi.first_value(ds.WindowCenter, options.voi_index)
-        width = voi.first_value(ds.WindowWidth, options.voi_index)
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        voi.apply_window(x, center, width, function)
-        source = f"window-{function.lower()}"
-    else:
-        voi.minmax(x, valid)
-        source = "minmax"
-
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-        np.subtract(1.0, x, out=x)
-    if padding is not None:
-        x[padding] = 0.0
-    return x, padding, source
-
-
 def read_mammogram(
     path: str | Path,
     options: ReadOptions = DEFAULT_OPTIONS,
@@ -446,17 +386,18 @@ def read_mammogram(
 
     intent = presentation_intent(ds)
     try:
-        x, _, voi_source = to_display(ds, stored, options, intent)
-    except (ValueError, DicomError) as exc:
-        raise DicomError(path, f"bad VOI attributes ({getattr(exc, 'reason', exc)})") from exc
+        x, voi_source = to_display(ds, stored, intent, options.voi_index, options.prefer_lut)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DicomError(path, f"unusable intensity attributes ({exc})") from exc
 
     lat = laterality_of(ds) or (laterality.upper()[:1] if laterality else None)
     flip_h, flip_v, how = decide_flips(ds, lat, x, options.orientation)
     src_spacing, spacing_source = spacing_of(ds, path, options.fallback_spacing_mm)
     shape = output_shape(x.shape, src_spacing, options.target_spacing_mm)
-    x = resize(x, shape, order=1)
+    if shape != x.shape:
+        x = resize(x, shape, order=1)
+        np.clip(x, 0.0, 1.0, out=x)  # the filter's weights are convex; guard rounding
     x = np.ascontiguousarray(orient(x, flip_h, flip_v))
-    np.clip(x, 0.0, 1.0, out=x)  # bilinear weights are convex, but guard float error
     out_spacing = (
         (options.target_spacing_mm, options.target_spacing_mm)
         if options.target_spacing_mm is not None

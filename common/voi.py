@@ -107,33 +107,3 @@ def apply_lut(
     lut = data.astype(np.float32) / np.float32(top)
     idx = np.clip(np.rint(x) - first, 0, data.size - 1).astype(np.intp)
     return lut[idx]
-
-
-def minmax(x: np.ndarray, valid: np.ndarray | None = None) -> None:
-    """Scale ``x`` to [0, 1] in place by the min and max of its ``valid`` pixels."""
-    values = x[valid] if valid is not None else x
-    if values.size == 0:
-        x[...] = 0.0
-        return
-    lo, hi = float(values.min()), float(values.max())
-    x -= lo
-    if hi > lo:
-        x *= 1.0 / (hi - lo)
-    np.clip(x, 0.0, 1.0, out=x)
-
-
-def percentile_window(
-    x: np.ndarray, valid: np.ndarray | None, lo_pct: float, hi_pct: float
-) -> None:
-    """Window ``x`` in place to the [lo_pct, hi_pct] percentiles of its valid pixels."""
-    values = x[valid] if valid is not None else x
-    if values.size == 0:
-        x[...] = 0.0
-        return
-    # A strided sample keeps this cheap on 10-megapixel images
-    step = max(1, values.size // 200_000)
-    lo, hi = np.percentile(values.ravel()[::step], [lo_pct, hi_pct])
-    x -= lo
-    if hi > lo:
-        x *= 1.0 / (hi - lo)
-    np.clip(x, 0.0, 1.0, out=x)

@@ -67,9 +67,3 @@ def test_invalid_window_width_is_refused(function, width):
 def test_unknown_voi_function_is_refused():
     with pytest.raises(ValueError, match="VOI LUT Function"):
         voi.apply_window(np.zeros(3, np.float32), 10.0, 10.0, "GAMMA")
-
-
-def test_minmax_ignores_invalid_pixels():
-    x = np.array([0.0, 10.0, 20.0, 1000.0], dtype=np.float32)
-    voi.minmax(x, valid=np.array([True, True, True, False]))
-    np.testing.assert_allclose(x[:3], [0.0, 0.5, 1.0])
