@@ -190,19 +190,16 @@ def image_key(sop_instance_uid: str, salt: str = "") -> str:
     return hashlib.sha256(f"{salt}|{sop_instance_uid}".encode()).hexdigest()[:24]
 
 
-def load_dataset(path: str | Path, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
-    """Read a DICOM file and refuse what cannot be a single-frame mammogram.
+def read_file(path: str | Path, **kwargs) -> Dataset:
+    """``pydicom.dcmread`` with its failures turned into typed, one-line errors.
 
-    Raises
-    ------
-    DicomError
-        One of its subclasses, naming the file and the reason.
+    Keyword arguments go to :func:`pydicom.dcmread` (e.g. ``stop_before_pixels``).
     """
     path = Path(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, **kwargs)
     except InvalidDicomError as exc:
         raise NotDicomError(path, f"not a DICOM file ({exc})") from exc
     except FileNotFoundError as exc:
@@ -214,6 +211,18 @@ def load_dataset(path: str | Path, options: ReadOptions = DEFAULT_OPTIONS) -> Da
         # an encapsulated (compressed) stream cut short only warns in pydicom
         if "End of file reached" in str(warning.message):
             raise TruncatedDicomError(path, "file ends inside the compressed pixel data")
+    return ds
+
+
+def load_dataset(path: str | Path, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
+    """Read a DICOM file and refuse what cannot be a single-frame mammogram.
+
+    Raises
+    ------
+    DicomError
+        One of its subclasses, naming the file and the reason.
+    """
+    ds = read_file(path)
     check_dataset(ds, path, options)
     return ds
 
@@ -428,13 +437,7 @@ def read_mammogram(
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read an ROI mask DICOM (any modality) as a bool array on its stored grid."""
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise NotDicomError(path, f"not a DICOM file ({exc})") from exc
-    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise TruncatedDicomError(path, f"file is truncated or corrupt ({exc})") from exc
+    ds = read_file(path)
     if "PixelData" not in ds:
         raise NoPixelDataError(path, "ROI mask has no pixel data")
     try:

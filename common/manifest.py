@@ -10,14 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from common.cbis import CALC_TYPE_ALIASES
-from common.dicom import laterality_of, view_of
+from common.dicom import laterality_of, read_file, view_of
 from common.errors import (
     CalciflInputError,
     MissingFileError,
-    NotDicomError,
     RoiError,
     TableError,
 )
@@ -223,7 +221,7 @@ def _parse_manifest_row(
             if not image.is_file():
                 raise MissingFileError(image, f"image not found ({row.source}, column 'image')")
             if laterality is None or view is None:
-                ds = _header(image)
+                ds = read_file(image, stop_before_pixels=True)
                 laterality = laterality or laterality_of(ds)
                 view = view or view_of(ds)
         record = ImageRecord(
@@ -305,10 +303,3 @@ def _attach_mask(row: Row, finding: Finding, shape: tuple[int, int]) -> None:
         finding.box = geometry.box
     finding.centroid = geometry.centroid
     finding.area_px = geometry.area_px
-
-
-def _header(path: Path) -> pydicom.Dataset:
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # any header failure is the file's problem
-        raise NotDicomError(path, f"cannot read DICOM header ({exc})") from exc

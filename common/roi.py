@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
-from common.dicom import read_mask
-from common.errors import DicomError, NotDicomError, TruncatedDicomError
+from common.dicom import read_file, read_mask
+from common.errors import DicomError
 
 
 @dataclass(frozen=True)
@@ -24,12 +22,7 @@ class RoiGeometry:
 
 def header_shape(path: Path) -> tuple[int, int]:
     """Return (Rows, Columns) without reading pixel data."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
-    except InvalidDicomError as exc:
-        raise NotDicomError(path, f"not a DICOM file ({exc})") from exc
-    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise TruncatedDicomError(path, f"file is truncated or corrupt ({exc})") from exc
+    ds = read_file(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
     if "Rows" not in ds or "Columns" not in ds:
         raise DicomError(path, "no Rows/Columns (not an image)")
     return int(ds.Rows), int(ds.Columns)
@@ -47,17 +40,14 @@ def geometry_of(mask: np.ndarray) -> RoiGeometry | None:
     )
 
 
-def is_binary_mask(path: Path) -> np.ndarray | None:
+def binary_mask(path: Path) -> np.ndarray | None:
     """Return the mask if the file holds at most two values (0 and one other), else None."""
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array
+    arr = read_file(path).pixel_array
     if arr.ndim == 3:
         arr = arr[..., 0]
-    values = np.unique(arr[:: max(1, arr.shape[0] // 512), :: max(1, arr.shape[1] // 512)])
-    if values.size > 2 or (values.size == 2 and values[0] != 0):
-        return None
-    # the strided check is only a quick reject: confirm on every pixel
-    values = np.unique(arr)
+    # bincount is linear in pixels, unique sorts them: matters on full-field masks
+    small_ints = arr.dtype.kind == "u" and arr.dtype.itemsize <= 2
+    values = np.flatnonzero(np.bincount(arr.ravel())) if small_ints else np.unique(arr)
     if values.size > 2 or (values.size == 2 and values[0] != 0):
         return None
     return arr > 0
@@ -85,7 +75,7 @@ def find_mask(
             continue
         if shape == image_shape and mask is None:
             try:
-                found = is_binary_mask(path)
+                found = binary_mask(path)
             except Exception:  # undecodable candidate: not our mask
                 found = None
             if found is not None:

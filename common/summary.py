@@ -17,6 +17,7 @@ from common.dicom import (
     load_dataset,
     presentation_intent,
     read_mammogram,
+    spacing_of,
 )
 from common.errors import CalciflInputError
 from common.records import HospitalData
@@ -69,6 +70,7 @@ def summarize(
     for record in data.images:
         try:
             ds = load_dataset(record.path, options)
+            spacing_of(ds, record.path, options.fallback_spacing_mm)  # refused as training would
             if deep:
                 read_mammogram(record.path, options, record.laterality, record.view)
         except CalciflInputError as exc:
