@@ -25,7 +25,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(uppers[int(np.argmax(between))])
 
 
-def breast_mask(image: np.ndarray, work_size: int = 256) -> np.ndarray:
+def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     """Segment the breast in a canonical [0, 1] image.
 
     Otsu threshold on a reduced copy, largest connected component, holes filled; the

@@ -383,6 +383,8 @@ def read_mammogram(
         A typed subclass naming the file and the problem.
     """
     ds = load_dataset(path, options)
+    # refuse before the (possibly costly) decode
+    src_spacing, spacing_source = spacing_of(ds, path, options.fallback_spacing_mm)
     try:
         stored = ds.pixel_array
     except Exception as exc:  # codecs raise many types; all mean "cannot decode"
@@ -401,7 +403,6 @@ def read_mammogram(
 
     lat = laterality_of(ds) or (laterality.upper()[:1] if laterality else None)
     flip_h, flip_v, how = decide_flips(ds, lat, x, options.orientation)
-    src_spacing, spacing_source = spacing_of(ds, path, options.fallback_spacing_mm)
     shape = output_shape(x.shape, src_spacing, options.target_spacing_mm)
     if shape != x.shape:
         x = resize(x, shape, order=1)
