@@ -178,7 +178,7 @@ class RocStats:
         return auc_ci(auc, var, level)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(false positive rate, true positive rate, threshold) from high to low threshold."""
+        """Return (false positive rate, true positive rate, threshold), threshold falling."""
         tp = np.concatenate([[0], np.cumsum(self.pos[::-1])]) / max(self.n_pos, 1)
         fp = np.concatenate([[0], np.cumsum(self.neg[::-1])]) / max(self.n_neg, 1)
         bins = len(self.pos)
@@ -257,7 +257,7 @@ class CalibrationStats:
         )
 
     def ece(self) -> float:
-        """Expected calibration error: count-weighted |mean prob - observed rate|."""
+        """Return the expected calibration error (count-weighted |mean prob - rate|)."""
         total = self.count.sum()
         if total == 0:
             return float("nan")
@@ -313,8 +313,14 @@ class FrocStats:
         )
 
     def add_image(self, hits: list[float | None], fp_scores) -> None:
-        """Add one image: each true cluster's best hit score (None if never hit) and the
-        scores of the false-positive detections.
+        """Add one image.
+
+        Parameters
+        ----------
+        hits : list
+            Each true cluster's best hitting detection score, None if never hit.
+        fp_scores : sequence of float
+            Scores of the detections that hit no true cluster.
         """
         bins = len(self.fp)
         for h in hits:
@@ -332,7 +338,7 @@ class FrocStats:
         return int(self.lesion_best.sum()) + self.missed
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(false positives per image, sensitivity), threshold from high to low."""
+        """Return (false positives per image, sensitivity), threshold falling."""
         sens = np.cumsum(self.lesion_best[::-1]) / max(self.lesions, 1)
         fppi = np.cumsum(self.fp[::-1]) / max(self.images, 1)
         return np.concatenate([[0.0], fppi]), np.concatenate([[0.0], sens])
