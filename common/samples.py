@@ -145,8 +145,10 @@ def detector_patches(
     positives_per_finding: int = 4,
     negatives_per_image: int = 2,
 ) -> TensorDataset:
-    """Sample a detector epoch: patches around annotated calcifications, plus random and
-    hard negatives from the breast (the brightest spots away from any annotation).
+    """Sample a detector epoch.
+
+    Patches around annotated calcifications (jittered), plus random negatives from the
+    breast and hard negatives: the brightest spots away from any annotation.
     """
     xs, ys = [], []
     half = patch // 2
@@ -262,6 +264,6 @@ class ClassifierCrops(Dataset):
 
 
 def roi_crop(pixels: np.ndarray, centre_rc, crop: int) -> np.ndarray:
-    """The classifier's input around ``centre_rc`` (zero-padded at the edges)."""
+    """Return the classifier's input around ``centre_rc`` (zero-padded at the edges)."""
     r, c = (int(round(v)) for v in centre_rc)
     return _crop(pixels, r - crop // 2, c - crop // 2, crop)
