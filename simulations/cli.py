@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
@@ -121,6 +122,114 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_train_central(args: argparse.Namespace) -> int:
+    """Train the centralised baseline on pooled hospital data."""
+    from common.privacy import DPConfig
+    from common.training import TrainConfig
+    from simulations.central import CentralConfig, train_central
+
+    dp = None
+    if args.dp:
+        dp = DPConfig(target_epsilon=args.epsilon, noise_multiplier=args.noise_multiplier,
+                      max_grad_norm=args.max_grad_norm, delta=args.delta)  # fmt: skip
+    config = CentralConfig(
+        detector_train=TrainConfig(epochs=args.detector_epochs, seed=args.seed,
+                                   progress=not args.quiet),
+        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=6,
+                                     seed=args.seed, progress=not args.quiet),
+        read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
+    )  # fmt: skip
+    summary = train_central(args.data, args.out, config)
+    det, cls = summary["detector"], summary["classifier"]
+    print(f"trained in {summary['seconds']} s on {summary['images']['train']} images; "
+          f"models in {args.out}")  # fmt: skip
+    for name, part in (("detector", det), ("classifier", cls)):
+        best = part["history"][part["best_epoch"] - 1] if part["best_epoch"] else {}
+        eps = f", ε={part['privacy']['epsilon']:.2f}" if part["privacy"] else ""
+        print(f"  {name}: best epoch {part['best_epoch']}, val loss "
+              f"{best.get('val_loss', float('nan')):.4f}{eps}")  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a trained model folder on a hospital folder's split."""
+    from common.cache import PreprocessCache
+    from common.datasets import load_hospital
+    from common.dicom import ReadOptions
+    from common.evaluation import evaluate_images
+    from common.inference import CascadeConfig
+    from common.models import load_models
+    from common.samples import ImageStore
+    from simulations.report import metrics_markdown, plot_froc, plot_roc
+
+    models, spec = load_models(args.model)
+    options = ReadOptions(**{**spec["preprocessing"],
+                             "modalities": tuple(spec["preprocessing"]["modalities"] or ())
+                             or None})  # fmt: skip
+    cascade = CascadeConfig(**spec["cascade"])
+    out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_hospital(args.data)
+    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    if not records:
+        logger.error("%s: no images in split '%s'", args.data, args.split)
+        return 2
+    store = ImageStore(PreprocessCache(args.cache, options))
+    with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"evaluating {len(records)} images", total=len(records))
+        stats, _ = evaluate_images(models, records, store, cascade,
+                                   tick=lambda: bar.advance(task))  # fmt: skip
+    summary = stats.summary(operating_point=args.threshold)
+    title = f"Evaluation on {Path(args.data).name} ({args.split})"
+    (out / "metrics.json").write_text(json.dumps(
+        {"summary": summary, "statistics": stats.to_dict()}, indent=2))  # fmt: skip
+    markdown = metrics_markdown(summary, title)
+    (out / "metrics.md").write_text(markdown)
+    plot_roc(stats, out / "roc.png")
+    plot_froc(stats, out / "froc.png")
+    print(markdown)
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
+    from common.dicom import ReadOptions, read_mammogram
+    from common.inference import CascadeConfig, result_to_json, run_cascade
+    from common.models import load_models
+    from simulations.overlay import draw_overlay
+
+    models, spec = load_models(args.model)
+    options = ReadOptions(**{**spec["preprocessing"],
+                             "modalities": tuple(spec["preprocessing"]["modalities"] or ())
+                             or None})  # fmt: skip
+    cascade = CascadeConfig(**spec["cascade"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    index: list[tuple[str, str, str]] = []
+    for path in args.images:
+        try:
+            image = read_mammogram(path, options)
+        except CalciflInputError as exc:
+            logger.error("%s", exc)
+            failed += 1
+            continue
+        result = run_cascade(models, image, cascade)
+        # named by the de-identified key: CBIS-style trees reuse file names (000000.dcm)
+        stem = image.image_key
+        (args.out / f"{stem}.json").write_text(json.dumps(result_to_json(result, image), indent=2))
+        draw_overlay(image, result, args.out / f"{stem}.png")
+        index.append((str(path), stem, f"{result.score:.4f}"))
+        print(f"{path}: score {result.score:.3f}, {len(result.clusters)} cluster(s), "
+              f"{len(result.points)} point(s) -> {stem}.json/.png")  # fmt: skip
+    # which output belongs to which input file: local to the site, like the inputs
+    with (args.out / "index.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "output", "image_score"), *index])
+    if failed:
+        logger.warning("%d of %d file(s) could not be read", failed, len(args.images))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``calcifl`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -180,6 +289,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_read_options(p)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "train-central",
+        help="train detector + classifier on pooled data (the centralised baseline)",
+        description=(
+            "Pool the 'train' split of every hospital folder, hold out a patient-level "
+            "validation split for early stopping, train the detector and the classifier, "
+            "and write RUN_DIR (state_dicts + model.json + train.json)."
+        ),
+    )
+    p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument("--detector-epochs", type=int, default=8)
+    p.add_argument("--classifier-epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    g = p.add_argument_group("differential privacy (DP-SGD)")
+    g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
+    g.add_argument("--epsilon", type=float, default=8.0, help="target ε per model")
+    g.add_argument("--noise-multiplier", type=float, default=None,
+                   help="fixed noise multiplier instead of a target ε")  # fmt: skip
+    g.add_argument("--max-grad-norm", type=float, default=1.0)
+    g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_train_central)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics (FROC, AUC with DeLong CI, ECE) + Markdown + ROC/FROC PNGs",
+        description="Evaluate a run folder's models on a hospital folder's split.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("--data", type=Path, required=True, help="hospital folder")
+    p.add_argument("--split", default="test", help="split to evaluate, or 'all'")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5, help="operating point")
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="points, clusters and malignancy for DICOM files (JSON + overlay PNG)",
+        description=(
+            "For each image: calcification points, clusters (box, malignancy probability) "
+            "and the image score, in canonical and stored-DICOM pixel coordinates, and a PNG "
+            "overlay, named by the de-identified image key (index.csv maps files to outputs). "
+            "Unreadable files are reported and skipped (exit status 1)."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("images", nargs="+", type=Path, help="DICOM files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
