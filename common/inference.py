@@ -32,7 +32,9 @@ class CascadeConfig:
     min_calcs : int
         Smallest group reported as a cluster (BI-RADS "grouped" is >= 5 within 1 cm).
     tile : int
-        Side of the sliding window, canonical pixels (multiple of 4).
+        Side of the sliding window, canonical pixels (multiple of 4). GroupNorm makes the
+        output depend on the window's content, so windows close to the training patch
+        size (96 + 2 x 16 halo = 128 ~ 160) detect best.
     halo : int
         Context added around each tile and discarded from its output.
     """
@@ -41,7 +43,7 @@ class CascadeConfig:
     link_mm: float = 5.0
     min_calcs: int = 3
     max_points: int = 3000
-    tile: int = 512
+    tile: int = 128
     halo: int = 16
 
 

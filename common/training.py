@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,7 +185,10 @@ def train(
                     continue
                 optimizer.zero_grad()
                 loss = loss_fn(model(x), y)
-                loss.backward()
+                with warnings.catch_warnings():
+                    # Opacus' hooks note that the input needs no gradient: expected
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                    loss.backward()
                 optimizer.step()
                 result.steps += 1
                 total += loss.item() * len(x)
@@ -212,6 +216,8 @@ def train(
     result.best_epoch = best_epoch
     result.metrics = dict(result.history[best_epoch - 1]) if best_epoch else {}
     if engine is not None:
+        # unhook so the same module can be trained (and wrapped) again next round
+        model._close()
         history = [tuple(h) for h in engine.accountant.history]
         privacy["accountant"] = [list(h) for h in history]
         privacy["epsilon"] = epsilon(history, privacy["delta"])
@@ -238,7 +244,10 @@ def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
                 dp.budget_epsilon,
                 fit,
             )
-    engine = PrivacyEngine(accountant="rdp", secure_mode=dp.secure_mode)
+    with warnings.catch_warnings():
+        # the insecure-RNG notice is the documented meaning of secure_mode=False
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant="rdp", secure_mode=dp.secure_mode)
     model, optimizer, loader = engine.make_private(
         module=model,
         optimizer=optimizer,

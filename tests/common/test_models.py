@@ -1,0 +1,61 @@
+import json
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from common.models import (
+    Classifier,
+    ClassifierConfig,
+    Detector,
+    DetectorConfig,
+    build,
+    load_models,
+    save_models,
+)
+
+
+@pytest.mark.parametrize("size", [96, 128, 100])
+def test_detector_is_fully_convolutional_at_stride_2(size):
+    out = Detector()(torch.rand(3, 1, size, size))
+    assert out.shape == (3, 1, size // 2, size // 2)
+
+
+def test_classifier_outputs_one_logit_per_crop():
+    assert Classifier()(torch.rand(5, 1, 96, 96)).shape == (5,)
+
+
+@pytest.mark.parametrize("model", [Detector(), Classifier(), Detector(DetectorConfig(width=32))])
+def test_models_are_opacus_valid(model):
+    assert ModuleValidator.validate(model, strict=False) == []
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_width_is_configurable():
+    small = sum(p.numel() for p in build("classifier").parameters())
+    wide = sum(p.numel() for p in build("classifier", {"width": 32}).parameters())
+    assert wide > 4 * small
+
+
+def test_checkpoint_alone_is_enough_for_inference(tmp_path):
+    torch.manual_seed(0)
+    det, cls = Detector(DetectorConfig(width=8)), Classifier(ClassifierConfig(width=8, crop=64))
+    save_models(tmp_path, {"detector": det, "classifier": cls}, {"preprocessing": {"x": 1}})
+    spec = json.loads((tmp_path / "model.json").read_text())
+    assert spec["models"]["classifier"]["crop"] == 64 and spec["preprocessing"] == {"x": 1}
+    loaded, _ = load_models(tmp_path)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded["detector"](x), det.eval()(x))
+        assert torch.equal(loaded["classifier"](x), cls.eval()(x))
+    # plain state_dicts, loadable without calcifl
+    weights = torch.load(tmp_path / "detector.pt", weights_only=True)
+    assert all(not k.startswith("_module") for k in weights)
+
+
+def test_bad_configs_and_folders(tmp_path):
+    with pytest.raises(ValueError, match="unknown"):
+        build("detector", {"depth": 3})
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load_models(tmp_path)

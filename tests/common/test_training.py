@@ -1,0 +1,107 @@
+"""Training engine: determinism, early stopping, DP-SGD with cumulative ε and a budget."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from common.models import Classifier, ClassifierConfig, state_dict
+from common.privacy import DPConfig, PrivacyBudgetError, epsilon
+from common.training import TrainConfig, evaluate, focal_loss, train
+
+QUIET = {"progress": False}
+
+
+def toy(n=64, seed=0):
+    """Crops whose label is whether a bright dot is present: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.4, 0.05, (n, 1, 32, 32)).astype(np.float32)
+    y = (np.arange(n) % 2).astype(np.float32)
+    for i in np.flatnonzero(y):
+        r, c = rng.integers(8, 24, 2)
+        x[i, 0, r - 1 : r + 2, c - 1 : c + 2] = 1.0
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+
+def model():
+    torch.manual_seed(0)
+    return Classifier(ClassifierConfig(width=4, crop=32))
+
+
+def test_deterministic_for_a_seed_and_learns():
+    a, b = model(), model()
+    cfg = TrainConfig(epochs=6, batch_size=16, patience=0, lr=3e-3, **QUIET)
+    ra = train(a, toy(), toy(32, 1), "classifier", cfg)
+    rb = train(b, toy(), toy(32, 1), "classifier", cfg)
+    for k, v in state_dict(a).items():
+        assert torch.equal(v, state_dict(b)[k])
+    assert ra.history == rb.history
+    assert ra.history[-1]["train_loss"] < ra.history[0]["train_loss"]
+    assert evaluate(a, toy(32, 2), "classifier")["auc"] > 0.9
+
+
+def test_early_stopping_keeps_best_weights():
+    m = model()
+    cfg = TrainConfig(epochs=30, batch_size=16, patience=2, lr=5e-2, **QUIET)  # noisy lr
+    r = train(m, toy(), toy(32, 1), "classifier", cfg)
+    assert len(r.history) < 30 or r.best_epoch == 30
+    best = min(h["val_loss"] for h in r.history)
+    assert r.metrics["val_loss"] == best
+    assert evaluate(m, toy(32, 1), "classifier")["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_focal_loss_is_a_mean_of_per_sample_losses():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 1, 8, 8)
+    target = torch.rand(4, 1, 8, 8) * 0.9
+    target[0, 0, 2, 2] = target[1, 0, 5, 5] = target[1, 0, 1, 1] = 1.0
+    whole = focal_loss(logits, target)
+    parts = torch.stack([focal_loss(logits[i : i + 1], target[i : i + 1]) for i in range(4)])
+    assert whole == pytest.approx(parts.mean().item(), rel=1e-6)
+
+
+def test_dp_epsilon_is_cumulative_across_calls():
+    dp = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
+    cfg = TrainConfig(epochs=2, batch_size=16, patience=0, **QUIET)
+    m = model()
+    first = train(m, toy(), None, "classifier", cfg, dp=dp)
+    second = train(m, toy(), None, "classifier", cfg, dp=dp,
+                   accountant=first.privacy["accountant"])  # fmt: skip
+    assert 0 < first.privacy["epsilon"] < second.privacy["epsilon"]
+    # 2 calls x 2 epochs x 4 batches (Opacus merges identical (noise, rate) entries)
+    assert sum(steps for _, _, steps in second.privacy["accountant"]) == 16
+    assert second.privacy["epsilon"] == pytest.approx(epsilon(second.privacy["accountant"], 1e-5))
+    fresh = train(model(), toy(), None, "classifier", cfg, dp=dp)
+    assert fresh.privacy["epsilon"] == pytest.approx(first.privacy["epsilon"])
+    # the Opacus wrapper's keys never leak into the weights
+    assert all(not k.startswith("_module") for k in state_dict(m))
+
+
+def test_target_epsilon_is_met():
+    dp = DPConfig(target_epsilon=4.0, delta=1e-5)
+    r = train(model(), toy(), None, "classifier",
+              TrainConfig(epochs=3, batch_size=16, patience=0, **QUIET), dp=dp)  # fmt: skip
+    assert 3.6 < r.privacy["epsilon"] <= 4.0 + 1e-6
+
+
+def test_budget_is_enforced_before_any_step():
+    m = model()
+    before = {k: v.clone() for k, v in state_dict(m).items()}
+    dp = DPConfig(noise_multiplier=0.6, delta=1e-5, budget_epsilon=1.0)
+    with pytest.raises(PrivacyBudgetError, match="budget") as info:
+        train(m, toy(), None, "classifier",
+              TrainConfig(epochs=5, batch_size=16, **QUIET), dp=dp)  # fmt: skip
+    assert info.value.would_reach > 1.0 and info.value.allowed_steps >= 0
+    assert all(torch.equal(v, before[k]) for k, v in state_dict(m).items())
+
+
+def test_budget_counts_earlier_calls():
+    dp = DPConfig(noise_multiplier=1.0, delta=1e-5)
+    cfg = TrainConfig(epochs=2, batch_size=16, patience=0, **QUIET)
+    m = model()
+    first = train(m, toy(), None, "classifier", cfg, dp=dp)
+    capped = DPConfig(noise_multiplier=1.0, delta=1e-5,
+                      budget_epsilon=first.privacy["epsilon"] * 1.2)  # fmt: skip
+    with pytest.raises(PrivacyBudgetError):
+        train(m, toy(), None, "classifier", cfg, dp=capped,
+              accountant=first.privacy["accountant"])  # fmt: skip
