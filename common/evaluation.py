@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.inference import DEFAULT_CASCADE, CascadeConfig, classify, run_cascade
+from common.inference import (
+    DEFAULT_CASCADE,
+    CascadeConfig,
+    aggregate_scores,
+    classify,
+    run_cascade,
+)
 from common.metrics import CalibrationStats, FrocStats, PointStats, RocStats
 from common.records import ImageRecord
 from common.samples import ImageStore, prepare
@@ -113,7 +119,7 @@ def evaluate_images(
         (patient, exam, laterality) → (score, malignant): local only.
     """
     stats = EvalStats()
-    breast_scores: dict[tuple, float] = defaultdict(float)
+    image_scores: list[tuple[tuple, float]] = []
     breast_labels: dict[tuple, bool] = defaultdict(bool)
     finding_labels, finding_probs = [], []
     for item in prepare(records, store):
@@ -142,13 +148,14 @@ def evaluate_images(
             finding_probs.extend(probs.tolist())
             finding_labels.extend(float(f.malignant) for f in labelled)
         key = item.record.breast_key
-        breast_scores[key] = max(breast_scores[key], result.score)
+        image_scores.append((key, result.score))
         breast_labels[key] |= item.record.label == "malignant"
         if tick:
             tick()
     if finding_labels:
         stats.finding_roc = RocStats.from_scores(finding_probs, finding_labels)
         stats.finding_calibration = CalibrationStats.from_scores(finding_probs, finding_labels)
+    breast_scores, _ = aggregate_scores(image_scores)
     keys = list(breast_scores)
     if keys:
         stats.breast_roc = RocStats.from_scores(

@@ -187,6 +187,29 @@ def run_cascade(
     return ImageResult(points=points, point_scores=scores, clusters=clusters)
 
 
+def aggregate_scores(image_scores) -> tuple[dict, dict]:
+    """Breast and exam scores: the maximum over views, then over breasts.
+
+    Parameters
+    ----------
+    image_scores : iterable of ((patient, exam, laterality), score)
+
+    Returns
+    -------
+    breasts : dict
+        (patient, exam, laterality) → score.
+    exams : dict
+        (patient, exam) → score.
+    """
+    breasts: dict = {}
+    for key, score in image_scores:
+        breasts[key] = max(breasts.get(key, 0.0), float(score))
+    exams: dict = {}
+    for (patient, exam, _), score in breasts.items():
+        exams[(patient, exam)] = max(exams.get((patient, exam), 0.0), score)
+    return breasts, exams
+
+
 def result_to_json(result: ImageResult, image: Mammogram) -> dict:
     """JSON for one image: canonical and stored-grid (DICOM pixel) coordinates."""
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.inference import CascadeConfig, group, heatmap, peaks
+from common.inference import CascadeConfig, aggregate_scores, group, heatmap, peaks
 from common.models import Detector, DetectorConfig
 
 
@@ -44,3 +44,12 @@ def test_tiled_heatmap_matches_a_sliding_window_by_hand():
     with torch.no_grad():
         expected = torch.sigmoid(det(torch.from_numpy(window)[None, None]))[0, 0, 8:40, 8:40]
     np.testing.assert_allclose(prob[32:64, 32:64], expected.numpy(), atol=1e-6)
+
+
+def test_breast_and_exam_scores_take_the_maximum():
+    breasts, exams = aggregate_scores([
+        (("P1", "E1", "L"), 0.2), (("P1", "E1", "L"), 0.7),
+        (("P1", "E1", "R"), 0.4), (("P2", "E1", "L"), 0.1),
+    ])  # fmt: skip
+    assert breasts == {("P1", "E1", "L"): 0.7, ("P1", "E1", "R"): 0.4, ("P2", "E1", "L"): 0.1}
+    assert exams == {("P1", "E1"): 0.7, ("P2", "E1"): 0.1}
