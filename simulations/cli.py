@@ -135,7 +135,7 @@ def cmd_train_central(args: argparse.Namespace) -> int:
     config = CentralConfig(
         detector_train=TrainConfig(epochs=args.detector_epochs, seed=args.seed,
                                    progress=not args.quiet),
-        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=6,
+        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
                                      seed=args.seed, progress=not args.quiet),
         read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
     )  # fmt: skip
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--detector-epochs", type=int, default=8)
-    p.add_argument("--classifier-epochs", type=int, default=20)
+    p.add_argument("--classifier-epochs", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     g = p.add_argument_group("differential privacy (DP-SGD)")

@@ -29,7 +29,7 @@ def draw_overlay(image: Mammogram, result: ImageResult, path: Path) -> Path:
         colour = cmap(c.malignancy or 0.0)
         ax.add_patch(Rectangle((c0 - pad, r0 - pad), c1 - c0 + 2 * pad, r1 - r0 + 2 * pad,
                                fill=False, edgecolor=colour, linewidth=1.5))  # fmt: skip
-        ax.text(c0 - pad, r0 - pad - 4, f"{100 * (c.malignancy or 0):.0f}%", color=colour,
+        ax.text(c0 - pad, r0 - pad - 4, f"malignant {100 * (c.malignancy or 0):.0f}%", color=colour,
                 fontsize=8, weight="bold")  # fmt: skip
     lat = image.laterality or "?"
     ax.set_title(f"{lat} {image.view or ''} — image score {result.score:.2f}", fontsize=9)
