@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch.nn import functional as F
@@ -136,8 +137,6 @@ def group(points: np.ndarray, scores: np.ndarray, spacing_mm: float, config: Cas
         return []
     tree = cKDTree(points)
     pairs = tree.query_pairs(config.link_mm / spacing_mm, output_type="ndarray")
-    from scipy.sparse import coo_matrix
-
     n = len(points)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)

@@ -228,7 +228,8 @@ class ClassifierCrops(Dataset):
             for f in item.findings:
                 if f.malignant is None:
                     continue
-                m = m or store.get(item.record)
+                if m is None:
+                    m = store.get(item.record)
                 r, c = (int(round(v)) for v in f.centroid)
                 crops.append(_crop(m.pixels, r - base // 2, c - base // 2, base))
                 labels.append(float(f.malignant))

@@ -65,8 +65,11 @@ def train_central(data_dirs: list[Path], out_dir: Path, config: CentralConfig) -
     det_train = detector_patches(train_images, store, d.patch, d.stride, d.sigma, rng)
     det_val = detector_patches(val_images, store, d.patch, d.stride, d.sigma, rng)
     c = config.classifier
+    # DP-SGD protects each example: repeating a crop within an epoch would multiply its
+    # privacy cost, so with DP every cluster appears once per epoch (augmented afresh)
+    repeats = 1 if config.dp is not None else 6
     cls_train = ClassifierCrops(train_images, store, c.crop, augment=True, seed=config.seed,
-                                repeats=6)  # fmt: skip
+                                repeats=repeats)  # fmt: skip
     cls_val = ClassifierCrops(val_images, store, c.crop)
     logger.info(
         "training on %d images (%d patches, %d clusters); validating on %d images",
