@@ -30,7 +30,7 @@ class CentralConfig:
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    detector_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
+    detector_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
     classifier_train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=20, patience=6)
     )

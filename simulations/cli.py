@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--detector-epochs", type=int, default=8)
+    p.add_argument("--detector-epochs", type=int, default=15)
     p.add_argument("--classifier-epochs", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
