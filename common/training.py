@@ -229,7 +229,9 @@ def train(
 def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
     from opacus import PrivacyEngine
 
-    sample_rate = min(1.0, config.batch_size / n)
+    # Opacus' Poisson loader samples each example with rate 1/len(loader) and draws
+    # len(loader) batches per epoch: account with exactly those
+    sample_rate = 1.0 / len(loader)
     steps = config.epochs * len(loader)
     delta = dp.delta_for(n)
     noise = dp.noise_multiplier
