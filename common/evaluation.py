@@ -144,7 +144,8 @@ def evaluate_images(
             )
         labelled = [f for f in item.findings if f.malignant is not None]
         if labelled:
-            probs = classify(models["classifier"], image.pixels, [f.centroid for f in labelled])
+            centres = [f.centroid for f in labelled]
+            probs = classify(models["classifier"], image.pixels, centres, config.tta)
             finding_probs.extend(probs.tolist())
             finding_labels.extend(float(f.malignant) for f in labelled)
         key = item.record.breast_key
