@@ -25,10 +25,9 @@ import torch
 
 from common.cache import PreprocessCache
 from common.datasets import load_hospital
-from common.dicom import DEFAULT_OPTIONS
 from common.evaluation import EvalStats, evaluate_images
 from common.inference import CascadeConfig, run_cascade
-from common.models import Detector, load_models
+from common.models import Detector, load_run
 from common.privacy import DPConfig
 from common.samples import ImageStore
 from common.synth.generate import SynthConfig, synthesize
@@ -37,12 +36,12 @@ from simulations.central import CentralConfig, train_central
 
 
 def held_out(sites, run_dir: Path, cache: Path) -> dict:
-    models, spec = load_models(run_dir)
-    store = ImageStore(PreprocessCache(cache, DEFAULT_OPTIONS))
+    models, options, cascade, _ = load_run(run_dir)
+    store = ImageStore(PreprocessCache(cache, options))
     total = EvalStats()
     for site in sites:
         test = [im for im in load_hospital(site, echo=False).images if im.split == "test"]
-        stats, _ = evaluate_images(models, test, store, CascadeConfig(**spec["cascade"]))
+        stats, _ = evaluate_images(models, test, store, cascade)
         total = total + stats
     return total.summary()
 

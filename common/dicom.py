@@ -112,6 +112,12 @@ class ReadOptions:
         if self.target_spacing_mm is not None and self.target_spacing_mm <= 0:
             raise ValueError("target_spacing_mm must be positive")
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ReadOptions:
+        """Rebuild options saved with ``dataclasses.asdict`` (JSON turns tuples to lists)."""
+        modalities = d.get("modalities")
+        return cls(**{**d, "modalities": tuple(modalities) if modalities is not None else None})
+
     def cache_token(self) -> str:
         """Return a stable string of every option (all of them change what is returned)."""
         return repr(self)

@@ -175,3 +175,17 @@ def load_models(run_dir: str | Path) -> tuple[dict[str, nn.Module], dict]:
         model.load_state_dict(weights)
         models[kind] = model.eval()
     return models, spec
+
+
+def load_run(run_dir: str | Path):
+    """Load a run folder for inference: (models, ReadOptions, CascadeConfig, spec)."""
+    from common.dicom import ReadOptions
+    from common.inference import CascadeConfig
+
+    models, spec = load_models(run_dir)
+    return (
+        models,
+        ReadOptions.from_dict(spec["preprocessing"]),
+        CascadeConfig(**spec["cascade"]),
+        spec,
+    )

@@ -155,18 +155,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained model folder on a hospital folder's split."""
     from common.cache import PreprocessCache
     from common.datasets import load_hospital
-    from common.dicom import ReadOptions
     from common.evaluation import evaluate_images
-    from common.inference import CascadeConfig
-    from common.models import load_models
+    from common.models import load_run
     from common.samples import ImageStore
     from simulations.report import metrics_markdown, plot_froc, plot_roc
 
-    models, spec = load_models(args.model)
-    options = ReadOptions(**{**spec["preprocessing"],
-                             "modalities": tuple(spec["preprocessing"]["modalities"] or ())
-                             or None})  # fmt: skip
-    cascade = CascadeConfig(**spec["cascade"])
+    models, options, cascade, _ = load_run(args.model)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     data = load_hospital(args.data)
@@ -194,16 +188,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
-    from common.dicom import ReadOptions, read_mammogram
-    from common.inference import CascadeConfig, result_to_json, run_cascade
-    from common.models import load_models
+    from common.dicom import read_mammogram
+    from common.inference import result_to_json, run_cascade
+    from common.models import load_run
     from simulations.overlay import draw_overlay
 
-    models, spec = load_models(args.model)
-    options = ReadOptions(**{**spec["preprocessing"],
-                             "modalities": tuple(spec["preprocessing"]["modalities"] or ())
-                             or None})  # fmt: skip
-    cascade = CascadeConfig(**spec["cascade"])
+    models, options, cascade, _ = load_run(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     index: list[tuple[str, str, str]] = []
