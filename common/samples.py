@@ -52,11 +52,20 @@ class PreparedImage:
 
 
 class ImageStore:
-    """Canonical images through the disk cache, with a small in-memory LRU."""
+    """Canonical images through the disk cache, with an in-memory LRU bounded in bytes.
 
-    def __init__(self, cache: PreprocessCache, capacity: int = 256) -> None:
+    Parameters
+    ----------
+    cache : PreprocessCache
+        Where decoded images live on disk.
+    max_bytes : int
+        Memory the kept images may use (a full-field image is ~30 MB as float32).
+    """
+
+    def __init__(self, cache: PreprocessCache, max_bytes: int = 2 * 1024**3) -> None:
         self.cache = cache
-        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._lru: OrderedDict = OrderedDict()
 
     def get(self, record: ImageRecord):
@@ -67,8 +76,10 @@ class ImageStore:
             return self._lru[key]
         image = self.cache.load(record.path, record.laterality, record.view)
         self._lru[key] = image
-        if len(self._lru) > self.capacity:
-            self._lru.popitem(last=False)
+        self._bytes += image.pixels.nbytes + image.mask.nbytes
+        while self._bytes > self.max_bytes and len(self._lru) > 1:
+            _, old = self._lru.popitem(last=False)
+            self._bytes -= old.pixels.nbytes + old.mask.nbytes
         return image
 
 
