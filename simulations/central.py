@@ -32,7 +32,12 @@ class CentralConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     detector_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
     classifier_train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=20, patience=6)
+        default_factory=lambda: TrainConfig(epochs=50, patience=10)
+    )
+    # DP noise is relative to the batch: larger batches, fewer steps and a higher rate did
+    # best at ε = 8 on the default synthetic data (AUC 0.69–0.71 vs 0.54 at batch 32)
+    dp_classifier_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=10)
     )
     read: ReadOptions = field(default_factory=ReadOptions)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
@@ -79,7 +84,8 @@ def train_central(data_dirs: list[Path], out_dir: Path, config: CentralConfig) -
     classifier = build("classifier", asdict(c))
     det_result = train(detector, det_train, det_val, "detector", config.detector_train,
                        dp=config.dp)  # fmt: skip
-    cls_result = train(classifier, cls_train, cls_val, "classifier", config.classifier_train,
+    cls_config = config.dp_classifier_train if config.dp else config.classifier_train
+    cls_result = train(classifier, cls_train, cls_val, "classifier", cls_config,
                        dp=config.dp)  # fmt: skip
     summary = {
         "images": {"train": len(train_images), "val": len(val_images)},

@@ -137,6 +137,9 @@ def cmd_train_central(args: argparse.Namespace) -> int:
                                    progress=not args.quiet),
         classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
                                      seed=args.seed, progress=not args.quiet),
+        dp_classifier_train=TrainConfig(epochs=min(args.classifier_epochs, 30), batch_size=64,
+                                        lr=3e-3, patience=10, seed=args.seed,
+                                        progress=not args.quiet),
         read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
     )  # fmt: skip
     summary = train_central(args.data, args.out, config)
