@@ -57,3 +57,17 @@ def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
     assert {"image_score", "points_rc", "stored_points_rc", "clusters"} <= set(result)
     assert (out / f"{rows[0]['output']}.png").stat().st_size > 1000
     assert "PatientID" not in json.dumps(result)
+
+
+def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
+    out = tmp_path / "dp"
+    code = main(["train-central", "--data", str(consortium / "hospital-4"), "--out", str(out),
+                 "--detector-epochs", "1", "--classifier-epochs", "2", "--dp", "--epsilon",
+                 "5", "--delta", "1e-5", "-q", "--cache", str(tmp_path / "cache")])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "train.json").read_text())
+    for part in ("detector", "classifier"):
+        privacy = summary[part]["privacy"]
+        assert 0 < privacy["epsilon"] <= 5.0 + 1e-6 and privacy["delta"] == 1e-5
+        assert "accountant" not in privacy  # the history stays with the trainer
+    assert json.loads((out / "model.json").read_text())["dp"]["target_epsilon"] == 5.0
