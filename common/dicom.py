@@ -388,7 +388,21 @@ def read_mammogram(
     DicomError
         A typed subclass naming the file and the problem.
     """
-    ds = load_dataset(path, options)
+    return mammogram_from_dataset(load_dataset(path, options), path, options, laterality, view)
+
+
+def mammogram_from_dataset(
+    ds: Dataset,
+    path: str | Path,
+    options: ReadOptions = DEFAULT_OPTIONS,
+    laterality: str | None = None,
+    view: str | None = None,
+) -> Mammogram:
+    """Build the canonical mammogram from a dataset already read and checked.
+
+    :func:`read_mammogram` is :func:`load_dataset` followed by this; callers that need the
+    header too (summaries) use the two steps to read the file once.
+    """
     # refuse before the (possibly costly) decode
     src_spacing, spacing_source = spacing_of(ds, path, options.fallback_spacing_mm)
     try:

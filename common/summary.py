@@ -15,8 +15,8 @@ from common.dicom import (
     DEFAULT_OPTIONS,
     ReadOptions,
     load_dataset,
+    mammogram_from_dataset,
     presentation_intent,
-    read_mammogram,
     spacing_of,
 )
 from common.errors import CalciflInputError
@@ -71,8 +71,8 @@ def summarize(
         try:
             ds = load_dataset(record.path, options)
             spacing_of(ds, record.path, options.fallback_spacing_mm)  # refused as training would
-            if deep:
-                read_mammogram(record.path, options, record.laterality, record.view)
+            if deep:  # decode too, from the dataset already read
+                mammogram_from_dataset(ds, record.path, options, record.laterality, record.view)
         except CalciflInputError as exc:
             data.problems.add(exc)
         else:
