@@ -294,16 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--detector-epochs", type=int, default=15)
-    p.add_argument("--classifier-epochs", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--detector-epochs", type=int, default=15,
+        help="most detector epochs (early stopping, patience 3; default 15)",
+    )  # fmt: skip
+    p.add_argument(
+        "--classifier-epochs", type=int, default=50,
+        help="most classifier epochs (patience 10; 30 at most with --dp; default 50)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
-    g.add_argument("--epsilon", type=float, default=8.0, help="target ε per model")
+    g.add_argument(
+        "--epsilon", type=float, default=8.0,
+        help="target ε per model (default 8; unused with --noise-multiplier)",
+    )  # fmt: skip
     g.add_argument("--noise-multiplier", type=float, default=None,
                    help="fixed noise multiplier instead of a target ε")  # fmt: skip
-    g.add_argument("--max-grad-norm", type=float, default=1.0)
+    g.add_argument("--max-grad-norm", type=float, default=1.0,
+                   help="per-example gradient clipping bound (default 1.0)")  # fmt: skip
     g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_read_options(p)
