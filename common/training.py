@@ -45,6 +45,9 @@ class TrainConfig:
         Most epochs to run.
     patience : int
         Stop after this many epochs without a better validation loss (0: never).
+    restore_best : bool
+        End with the best-validation weights (else with the last ones: better when the
+        validation set is too small to rank noisy DP epochs).
     """
 
     epochs: int = 10
@@ -54,6 +57,7 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     progress: bool = True
+    restore_best: bool = True
 
 
 @dataclass
@@ -211,8 +215,10 @@ def train(
             logger.debug("%s epoch %d: %s", task, epoch, row)
             if config.patience and stale >= config.patience:
                 break
-    if best_state is not None:
+    if best_state is not None and config.restore_best:
         plain.load_state_dict(best_state)
+    elif not config.restore_best:
+        best_epoch = len(result.history)
     result.best_epoch = best_epoch
     result.metrics = dict(result.history[best_epoch - 1]) if best_epoch else {}
     if engine is not None:

@@ -138,8 +138,8 @@ def cmd_train_central(args: argparse.Namespace) -> int:
         classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
                                      seed=args.seed, progress=not args.quiet),
         dp_classifier_train=TrainConfig(epochs=min(args.classifier_epochs, 30), batch_size=64,
-                                        lr=3e-3, patience=10, seed=args.seed,
-                                        progress=not args.quiet),
+                                        lr=3e-3, patience=0, restore_best=False,
+                                        seed=args.seed, progress=not args.quiet),
         read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
     )  # fmt: skip
     summary = train_central(args.data, args.out, config)
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--classifier-epochs", type=int, default=50,
-        help="most classifier epochs (patience 10; 30 at most with --dp; default 50)",
+        help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); default 50)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")

@@ -105,3 +105,13 @@ def test_budget_counts_earlier_calls():
     with pytest.raises(PrivacyBudgetError):
         train(m, toy(), None, "classifier", cfg, dp=capped,
               accountant=first.privacy["accountant"])  # fmt: skip
+
+
+def test_last_weights_can_be_kept():
+    m = model()
+    cfg = TrainConfig(epochs=3, batch_size=16, patience=0, restore_best=False, **QUIET)
+    r = train(m, toy(), toy(32, 1), "classifier", cfg)
+    assert r.best_epoch == 3 and len(r.history) == 3
+    assert evaluate(m, toy(32, 1), "classifier")["loss"] == pytest.approx(
+        r.history[-1]["val_loss"], rel=1e-5
+    )
