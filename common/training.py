@@ -78,6 +78,7 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     privacy: dict | None = None
     steps: int = 0
+    skipped_empty: int = 0
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0):
@@ -181,10 +182,10 @@ def train(
             task_id = bar.add_task(f"{task} epoch {epoch}/{config.epochs}", total=len(loader))
             total, n = 0.0, 0
             for x, y in loader:
-                if len(x) == 0:  # Poisson sampling can draw an empty batch
-                    optimizer.zero_grad()
-                    optimizer.step()
-                    result.steps += 1
+                if len(x) == 0:
+                    # Poisson sampling drew nobody: whether that happens does not depend on
+                    # anyone's data, so skipping the step (unaccounted) releases nothing
+                    result.skipped_empty += 1
                     bar.advance(task_id)
                     continue
                 optimizer.zero_grad()
