@@ -115,3 +115,13 @@ def test_last_weights_can_be_kept():
     assert evaluate(m, toy(32, 1), "classifier")["loss"] == pytest.approx(
         r.history[-1]["val_loss"], rel=1e-5
     )
+
+
+def test_empty_poisson_batches_are_skipped():
+    tiny = torch.utils.data.Subset(toy(), [0, 1, 2])
+    r = train(model(), tiny, None, "classifier",
+              TrainConfig(epochs=6, batch_size=1, patience=0, **QUIET),
+              dp=DPConfig(noise_multiplier=1.0, delta=1e-5))  # fmt: skip
+    assert r.skipped_empty > 0  # P(empty) = (2/3)^3 per batch, 18 batches
+    assert r.steps + r.skipped_empty == 18
+    assert sum(s for _, _, s in r.privacy["accountant"]) == r.steps
