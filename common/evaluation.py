@@ -129,10 +129,9 @@ def evaluate_images(
         hits: list[float | None] = []
         used = np.zeros(len(result.clusters), dtype=bool)
         for f in item.findings:
-            scores = [c.detection_score for c in result.clusters
-                      if _hit(c.centre, f, tolerance)]  # fmt: skip
-            for i, c in enumerate(result.clusters):
-                used[i] |= _hit(c.centre, f, tolerance)
+            hit = np.array([_hit(c.centre, f, tolerance) for c in result.clusters], dtype=bool)
+            used |= hit
+            scores = [c.detection_score for c, h in zip(result.clusters, hit, strict=True) if h]
             hits.append(max(scores) if scores else None)
         fp = [c.detection_score for i, c in enumerate(result.clusters) if not used[i]]
         stats.froc.add_image(hits, fp)
