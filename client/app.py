@@ -1,10 +1,278 @@
-"""calcifl ClientApp.
+"""calcifl ClientApp: a hospital trains and evaluates the shared models on its own data.
 
-The message handlers (local training and evaluation of the detector and classifier) are
-not part of this version yet; the app object exists so ``[tool.flwr.app.components]``
-resolves.
+Thin over ``common/``: the message's configuration is read as a :class:`RoundSpec`, the
+arrays are loaded into the detector and classifier, and the work is done by
+:func:`common.site.train_models` / :func:`common.evaluation.evaluate_images`. What goes
+back is the models' weights, ``num-examples`` and training metrics (train) or summable
+evaluation statistics (evaluate) — counts and histograms, never a case. Every message
+handled is written to the hospital's audit log; DP spending to its privacy ledger.
 """
 
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.settings import NodeSettings
+from common.audit import AuditLog
+from common.cache import PreprocessCache
+from common.evaluation import EvalStats, evaluate_images
+from common.ledger import PrivacyLedger
+from common.models import build, flat_state, load_flat_state
+from common.privacy import PrivacyBudgetError
+from common.rounds import RoundSpec
+from common.samples import ImageStore
+from common.site import TASKS, SiteData, SiteSettings, plan_models, site_records, train_models
+
+logger = logging.getLogger("calcifl")
+
+# Error codes of refusals (Flower's own codes are below 100)
+BUDGET_EXCEEDED = 4001
+BAD_REQUEST = 4002
+NO_DATA = 4003
+POLICY = 4004
+
 app = ClientApp()
+
+# A simulation reuses one process for many messages: keep a few sites' samples in memory
+# (a real SuperNode starts a fresh process per message and relies on the disk cache)
+_SITES: OrderedDict = OrderedDict()
+_MAX_SITES = 4
+
+
+class Refusal(Exception):
+    """A request this hospital will not (or cannot) serve; becomes an error reply."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def _cached(key, make):
+    if key in _SITES:
+        _SITES.move_to_end(key)
+        return _SITES[key]
+    value = make()
+    _SITES[key] = value
+    while len(_SITES) > _MAX_SITES:
+        _SITES.popitem(last=False)
+    return value
+
+
+def _records(node: NodeSettings, spec: RoundSpec):
+    key = ("records", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed)
+    return _cached(key, lambda: site_records(node.data_dir, node.partition, node.test_fraction,
+                                             spec.seed))  # fmt: skip
+
+
+def _site(node: NodeSettings, spec: RoundSpec) -> SiteData:
+    models = spec.models()
+    key = ("site", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed,
+           spec.model_spec, spec.dp, spec.val_fraction, str(node.cache_dir))  # fmt: skip
+    settings = SiteSettings(
+        detector=models.detector, classifier=models.classifier, read=models.read,
+        val_fraction=spec.val_fraction, seed=spec.seed, cache_dir=node.cache_dir, dp=spec.dp,
+    )  # fmt: skip
+    return _cached(key, lambda: SiteData(_records(node, spec)[0], settings))
+
+
+def _models(spec: RoundSpec, msg: Message) -> dict:
+    m = spec.models()
+    models = {"detector": build("detector", vars(m.detector)),
+              "classifier": build("classifier", vars(m.classifier))}  # fmt: skip
+    records = list(msg.content.array_records.values())
+    if len(records) != 1:
+        raise Refusal(BAD_REQUEST, f"expected one ArrayRecord, got {len(records)}")
+    try:
+        load_flat_state(models, records[0].to_torch_state_dict())
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise Refusal(BAD_REQUEST, str(exc)) from exc
+    return models
+
+
+def _start(msg: Message, node_config: dict, run_config: dict):
+    try:
+        node = NodeSettings.from_config(node_config, run_config)
+    except ValueError as exc:
+        raise Refusal(BAD_REQUEST, f"node configuration: {exc}") from exc
+    configs = list(msg.content.config_records.values())
+    if len(configs) != 1:
+        raise Refusal(BAD_REQUEST, f"expected one ConfigRecord, got {len(configs)}")
+    config = dict(configs[0])
+    try:
+        spec = RoundSpec.from_config(config)
+        server_round = int(config.get("server-round", 0))
+    except (ValueError, TypeError) as exc:
+        raise Refusal(BAD_REQUEST, str(exc)) from exc
+    if "proximal-mu" in config:  # FedProx sends its own μ
+        spec = _with(spec, proximal_mu=float(config["proximal-mu"]))
+    return node, spec, server_round
+
+
+def _with(spec: RoundSpec, **changes) -> RoundSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+def _arrays_summary(record: ArrayRecord) -> dict:
+    return {k: list(a.shape) for k, a in record.items()}
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train both models locally from the received weights; reply with the new weights."""
+    return handle_train(msg, dict(context.node_config), dict(context.run_config))
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Run the cascade on the held-out images; reply with summable statistics."""
+    return handle_evaluate(msg, dict(context.node_config), dict(context.run_config))
+
+
+def make_client_app(node_configs: list[dict]) -> ClientApp:
+    """Return a ClientApp for simulations: node ``partition-id`` i gets ``node_configs[i]``."""
+    sim = ClientApp()
+
+    def config_of(context: Context) -> dict:
+        node = dict(context.node_config)
+        return {**node, **node_configs[int(node["partition-id"])]}
+
+    @sim.train()
+    def _train_sim(msg: Message, context: Context) -> Message:
+        return handle_train(msg, config_of(context), dict(context.run_config))
+
+    @sim.evaluate()
+    def _evaluate_sim(msg: Message, context: Context) -> Message:
+        return handle_evaluate(msg, config_of(context), dict(context.run_config))
+
+    return sim
+
+
+def handle_train(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve a train message with this node's configuration."""
+    started = time.perf_counter()
+    audit, event = AuditLog(None), {"message": "train"}
+    try:
+        node, spec, server_round = _start(msg, node_config, run_config)
+        audit = AuditLog(node.audit_path)
+        event.update(round=server_round, run=spec.run, federation=spec.federation,
+                     config_received=spec.to_config())  # fmt: skip
+        reply, sent = _train(msg, node, spec, server_round)
+        event.update(status="trained", **sent)
+    except Refusal as exc:
+        event.update(status="refused", code=exc.code, reason=str(exc))
+        logger.warning("round refused: %s", exc)
+        reply = Message(Error(code=exc.code, reason=str(exc)), reply_to=msg)
+    event["seconds"] = round(time.perf_counter() - started, 3)
+    audit.write(event)
+    return reply
+
+
+def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
+    if node.require_dp and not spec.dp:
+        raise Refusal(POLICY, f"{node.hospital_id} trains only with DP-SGD (require-dp)")
+    models = _models(spec, msg)
+    site = _site(node, spec)
+    if site.examples("detector") == 0:
+        raise Refusal(NO_DATA, f"{node.hospital_id}: no usable training images")
+    configs = spec.train_configs(server_round, node.hospital_id)
+    dp = spec.dp_config(node.privacy_budget)
+    ledger = PrivacyLedger(node.ledger_path, spec.federation)
+    plans, histories = None, None
+    if dp is not None:
+        histories = {t: ledger.history(t) for t in TASKS}
+        noise = {t: ledger.entry(t)["noise_multiplier"] for t in TASKS
+                 if ledger.entry(t)["noise_multiplier"] and not spec.dp_noise}  # fmt: skip
+        remaining = max(1, spec.num_rounds - server_round + 1)
+        try:
+            plans = plan_models(site, configs, dp, histories, remaining, noise)
+        except PrivacyBudgetError as exc:
+            raise Refusal(BUDGET_EXCEEDED,
+                          f"{node.hospital_id} refuses round {server_round}: {exc.task} {exc}"
+                          ) from exc  # fmt: skip
+        for t, plan in plans.items():  # count the planned spending before any step
+            planned = [*histories[t], (plan.noise_multiplier, plan.sample_rate, plan.steps)]
+            ledger.record(t, planned, plan.delta, plan.noise_multiplier, spec.run, server_round,
+                          plan.steps, final=False)  # fmt: skip
+    results = train_models(models, site, configs, dp=dp, plans=plans, histories=histories)
+    epsilons = {}
+    for t in TASKS:
+        privacy = results[t].privacy
+        if privacy is not None:
+            epsilons[t] = ledger.record(t, privacy["accountant"], privacy["delta"],
+                                        privacy["noise_multiplier"], spec.run, server_round,
+                                        results[t].steps, final=True)  # fmt: skip
+    metrics = {"num-examples": len(site.train_images)}
+    for t, short in (("detector", "det"), ("classifier", "cls")):
+        m = results[t].metrics
+        metrics[f"{short}-train-loss"] = float(m.get("train_loss", 0.0))
+        metrics[f"{short}-val-loss"] = float(m.get("val_loss", 0.0))
+        metrics[f"{short}-steps"] = results[t].steps
+        metrics[f"{short}-epsilon"] = float(epsilons.get(t, 0.0))
+    arrays = ArrayRecord(flat_state(models))
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics),
+                          "site": ConfigRecord({"hospital-id": node.hospital_id})})  # fmt: skip
+    sent = {"arrays_sent": _arrays_summary(arrays), "metrics_sent": metrics,
+            "epsilon": epsilons}  # fmt: skip
+    return Message(content=content, reply_to=msg), sent
+
+
+def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve an evaluate message with this node's configuration."""
+    started = time.perf_counter()
+    audit, event = AuditLog(None), {"message": "evaluate"}
+    try:
+        node, spec, server_round = _start(msg, node_config, run_config)
+        audit = AuditLog(node.audit_path)
+        event.update(round=server_round, run=spec.run, federation=spec.federation,
+                     config_received=spec.to_config())  # fmt: skip
+        models = _models(spec, msg)
+        test = _records(node, spec)[1]
+        if not test:
+            raise Refusal(NO_DATA, f"{node.hospital_id}: no held-out images to evaluate")
+        m = spec.models()
+        store = _cached(("store", str(node.cache_dir), m.read.cache_token()),
+                        lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
+        stats, _ = evaluate_images(models, test, store, m.cascade)
+        stats, withheld = _release(stats, node.min_cell)
+        metrics = {
+            "num-examples": len(test),
+            "withheld": len(withheld.split(",")) if withheld else 0,
+        }
+        payload = json.dumps(stats.to_dict())
+        content = RecordDict({
+            "metrics": MetricRecord(metrics),
+            "site": ConfigRecord({"hospital-id": node.hospital_id, "eval-stats": payload,
+                                  "withheld": withheld}),
+        })  # fmt: skip
+        event.update(status="evaluated", metrics_sent=metrics, withheld=withheld,
+                     stats_bytes=len(payload))  # fmt: skip
+        reply = Message(content=content, reply_to=msg)
+    except Refusal as exc:
+        event.update(status="refused", code=exc.code, reason=str(exc))
+        logger.warning("evaluation refused: %s", exc)
+        reply = Message(Error(code=exc.code, reason=str(exc)), reply_to=msg)
+    event["seconds"] = round(time.perf_counter() - started, 3)
+    audit.write(event)
+    return reply
+
+
+def _release(stats: EvalStats, min_cell: int) -> tuple[EvalStats, str]:
+    """Withhold ROC statistics with fewer than ``min_cell`` positives or negatives."""
+    withheld = []
+    empty = EvalStats()
+    for name in ("finding_roc", "breast_roc"):
+        roc = getattr(stats, name)
+        if any(0 < n < min_cell for n in (roc.n_pos, roc.n_neg)):
+            setattr(stats, name, getattr(empty, name))
+            withheld.append(name)
+            if name == "finding_roc":
+                stats.finding_calibration = empty.finding_calibration
+    return stats, ",".join(withheld)

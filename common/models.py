@@ -189,3 +189,44 @@ def load_run(run_dir: str | Path):
         CascadeConfig(**spec["cascade"]),
         spec,
     )
+
+
+def flat_state(models: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Every model's weights in one dict, keys prefixed by the model's name.
+
+    The order is fixed (models in the given order, each in ``state_dict`` order) and no
+    Opacus wrapper prefix appears, so federated aggregation sees the same keys everywhere.
+    """
+    return {f"{kind}.{k}": v for kind, m in models.items() for k, v in state_dict(m).items()}
+
+
+def load_flat_state(models: dict[str, nn.Module], flat: dict[str, torch.Tensor]) -> None:
+    """Load :func:`flat_state` output into ``models``.
+
+    Raises
+    ------
+    ValueError
+        Naming missing, unexpected or wrongly shaped arrays (nothing is loaded then).
+    """
+    expected = flat_state(models)
+    missing = sorted(set(expected) - set(flat))
+    unexpected = sorted(set(flat) - set(expected))
+    wrong = [f"{k} {tuple(flat[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if k in flat and flat[k].shape != v.shape]  # fmt: skip
+    if missing or unexpected or wrong:
+        parts = []
+        for name, items in (("missing", missing), ("unexpected", unexpected),
+                            ("wrong shape", wrong)):  # fmt: skip
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{name}: {', '.join(items[:5])}{more}")
+        raise ValueError("arrays do not fit the models: " + "; ".join(parts))
+    for kind, model in models.items():
+        prefix = f"{kind}."
+        own = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+        unwrap(model).load_state_dict({k: torch.as_tensor(v) for k, v in own.items()})
+
+
+def parameter_bytes(models: dict[str, nn.Module]) -> int:
+    """Bytes of every model's weights in float32."""
+    return sum(v.numel() * 4 for v in flat_state(models).values())

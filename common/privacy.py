@@ -13,7 +13,12 @@ from opacus.accountants import RDPAccountant
 
 
 class PrivacyBudgetError(RuntimeError):
-    """Training would spend more ε than the budget allows."""
+    """Training would spend more ε than the budget allows.
+
+    ``task`` names the model concerned when a caller planned several.
+    """
+
+    task: str | None = None
 
     def __init__(self, spent: float, would_reach: float, budget: float, allowed_steps: int):
         self.spent = spent

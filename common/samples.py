@@ -250,6 +250,10 @@ class ClassifierCrops(Dataset):
     def __len__(self) -> int:
         return len(self.labels) * self.repeats
 
+    def reseed(self, seed: int) -> None:
+        """Restart the augmentation stream (e.g. per federated round, for resumable runs)."""
+        self.rng = np.random.default_rng(seed)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = i % len(self.labels)
         x = self.base[i]

@@ -48,6 +48,10 @@ class TrainConfig:
     restore_best : bool
         End with the best-validation weights (else with the last ones: better when the
         validation set is too small to rank noisy DP epochs).
+    proximal_mu : float
+        FedProx: after each step, pull the weights towards their values at the start of
+        the call by ``lr * mu * (w - w0)`` (the gradient of ``mu/2 |w - w0|^2`` applied
+        outside the per-sample gradients, so it works unchanged under DP-SGD).
     """
 
     epochs: int = 10
@@ -58,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     restore_best: bool = True
+    proximal_mu: float = 0.0
 
 
 @dataclass
@@ -174,6 +179,9 @@ def train(
             model, optimizer, loader, len(train_set), config, dp, accountant or []
         )
     plain = unwrap(model)
+    anchor = None
+    if config.proximal_mu > 0:
+        anchor = [p.detach().clone() for p in plain.parameters()]
     best_state, best_loss, best_epoch, stale = None, math.inf, 0, 0
     result = TrainResult()
     model.train()
@@ -195,6 +203,8 @@ def train(
                     warnings.filterwarnings("ignore", message="Full backward hook is firing")
                     loss.backward()
                 optimizer.step()
+                if anchor is not None:
+                    _proximal_pull(plain, anchor, config.lr * config.proximal_mu)
                 result.steps += 1
                 total += loss.item() * len(x)
                 n += len(x)
@@ -233,26 +243,84 @@ def train(
     return result
 
 
-def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
-    from opacus import PrivacyEngine
+@torch.no_grad()
+def _proximal_pull(model: nn.Module, anchor: list[torch.Tensor], rate: float) -> None:
+    for p, p0 in zip(model.parameters(), anchor, strict=True):
+        p.sub_(rate * (p - p0))
 
+
+@dataclass(frozen=True)
+class DPPlan:
+    """What a DP training call will spend: its noise, sampling and steps."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    delta: float
+    epsilon_before: float
+    epsilon_after: float
+
+
+def plan_private(
+    n: int,
+    config: TrainConfig,
+    dp: DPConfig,
+    history: list | None = None,
+    horizon_calls: int = 1,
+) -> DPPlan:
+    """Plan a DP-SGD call on ``n`` examples without training; refuse it if over budget.
+
+    Parameters
+    ----------
+    n : int
+        Training examples.
+    config : TrainConfig
+        Its epochs and batch size set the steps.
+    dp : DPConfig
+        Noise (or target ε), δ and budget.
+    history : list, optional
+        Accountant history of earlier calls.
+    horizon_calls : int
+        With a target ε: calibrate the noise so that this many equal calls (this one
+        included) end at the target (a federation's remaining rounds).
+
+    Raises
+    ------
+    PrivacyBudgetError
+        If the call would push cumulative ε past ``dp.budget_epsilon``.
+    """
+    history = [tuple(h) for h in history or []]
     # Opacus' Poisson loader samples each example with rate 1/len(loader) and draws
     # len(loader) batches per epoch: account with exactly those
-    sample_rate = 1.0 / len(loader)
-    steps = config.epochs * len(loader)
+    batches = max(1, math.ceil(n / config.batch_size))
+    sample_rate = 1.0 / batches
+    steps = config.epochs * batches
     delta = dp.delta_for(n)
     noise = dp.noise_multiplier
     if noise is None:
-        noise = noise_for_target(history, sample_rate, steps, delta, dp.target_epsilon)
-    if dp.budget_epsilon is not None:
+        noise = noise_for_target(
+            history, sample_rate, steps * max(1, horizon_calls), delta, dp.target_epsilon
+        )
+    before = epsilon(history, delta)
+    after = epsilon(with_steps(history, noise, sample_rate, steps), delta)
+    if dp.budget_epsilon is not None and after > dp.budget_epsilon:
         fit = allowed_steps(history, noise, sample_rate, delta, dp.budget_epsilon)
-        if fit < steps:
-            raise PrivacyBudgetError(
-                epsilon(history, delta),
-                epsilon(with_steps(history, noise, sample_rate, steps), delta),
-                dp.budget_epsilon,
-                fit,
-            )
+        raise PrivacyBudgetError(before, after, dp.budget_epsilon, fit)
+    return DPPlan(noise, sample_rate, steps, delta, before, after)
+
+
+def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
+    from opacus import PrivacyEngine
+
+    plan = plan_private(n, config, dp, history)
+    if abs(plan.sample_rate - 1.0 / len(loader)) > 1e-12:
+        raise RuntimeError("DP plan and data loader disagree on the batches per epoch")
+    noise, sample_rate, steps, delta = (
+        plan.noise_multiplier,
+        plan.sample_rate,
+        plan.steps,
+        plan.delta,
+    )
     with warnings.catch_warnings():
         # the insecure-RNG notice is the documented meaning of secure_mode=False
         warnings.filterwarnings("ignore", message="Secure RNG turned off")

@@ -8,18 +8,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from common.cache import PreprocessCache
 from common.datasets import load_hospital
 from common.dicom import ReadOptions
 from common.inference import CascadeConfig
 from common.models import ClassifierConfig, DetectorConfig, build, save_models
 from common.privacy import DPConfig
 from common.records import ImageRecord
-from common.samples import ClassifierCrops, ImageStore, detector_patches, prepare
-from common.splits import split_by_patient
-from common.training import TrainConfig, train
+from common.site import SiteData, SiteSettings, train_models
+from common.training import TrainConfig
 
 logger = logging.getLogger("calcifl")
 
@@ -59,39 +55,42 @@ def training_records(data_dirs: list[Path]) -> list[ImageRecord]:
     return records
 
 
-def train_central(data_dirs: list[Path], out_dir: Path, config: CentralConfig) -> dict:
-    """Train detector and classifier on the pooled training splits; save to ``out_dir``."""
+def site_settings(config: CentralConfig) -> SiteSettings:
+    """Return the sample-building settings of a training configuration."""
+    return SiteSettings(
+        detector=config.detector, classifier=config.classifier, read=config.read,
+        val_fraction=config.val_fraction, seed=config.seed, cache_dir=config.cache_dir,
+        dp=config.dp is not None,
+    )  # fmt: skip
+
+
+def train_central(
+    data_dirs: list[Path], out_dir: Path, config: CentralConfig, records=None
+) -> dict:
+    """Train detector and classifier on the pooled training splits; save to ``out_dir``.
+
+    ``records`` overrides the images to train on (default: the folders' training splits).
+    """
     start = time.perf_counter()
-    records = training_records(data_dirs)
-    parts = split_by_patient(
-        records, {"train": 1 - config.val_fraction, "val": config.val_fraction}, config.seed
-    )
-    store = ImageStore(PreprocessCache(config.cache_dir, config.read))
-    train_images, val_images = prepare(parts["train"], store), prepare(parts["val"], store)
-    rng = np.random.default_rng(config.seed)
-    d = config.detector
-    det_train = detector_patches(train_images, store, d.patch, d.stride, d.sigma, rng)
-    det_val = detector_patches(val_images, store, d.patch, d.stride, d.sigma, rng)
-    c = config.classifier
-    # DP-SGD protects each example: repeating a crop within an epoch would multiply its
-    # privacy cost, so with DP every cluster appears once per epoch (augmented afresh)
-    repeats = 1 if config.dp is not None else 6
-    cls_train = ClassifierCrops(train_images, store, c.crop, augment=True, seed=config.seed,
-                                repeats=repeats)  # fmt: skip
-    cls_val = ClassifierCrops(val_images, store, c.crop)
+    if records is None:
+        records = training_records(data_dirs)
+    site = SiteData(records, site_settings(config))
+    counts = site.counts()
     logger.info(
         "training on %d images (%d patches, %d clusters); validating on %d images",
-        len(train_images), len(det_train), len(cls_train.labels), len(val_images),
+        counts["train_images"], counts["detector_patches"], counts["classifier_clusters"],
+        counts["val_images"],
     )  # fmt: skip
-    detector = build("detector", asdict(d))
-    classifier = build("classifier", asdict(c))
-    det_result = train(detector, det_train, det_val, "detector", config.detector_train,
-                       dp=config.dp)  # fmt: skip
+    models = {
+        "detector": build("detector", asdict(config.detector)),
+        "classifier": build("classifier", asdict(config.classifier)),
+    }
     cls_config = config.dp_classifier_train if config.dp else config.classifier_train
-    cls_result = train(classifier, cls_train, cls_val, "classifier", cls_config,
-                       dp=config.dp)  # fmt: skip
+    results = train_models(models, site, {"detector": config.detector_train,
+                                          "classifier": cls_config}, dp=config.dp)  # fmt: skip
+    det_result, cls_result = results["detector"], results["classifier"]
     summary = {
-        "images": {"train": len(train_images), "val": len(val_images)},
+        "images": {"train": counts["train_images"], "val": counts["val_images"]},
         "detector": {"best_epoch": det_result.best_epoch, "history": det_result.history,
                      "privacy": _public(det_result.privacy)},
         "classifier": {"best_epoch": cls_result.best_epoch, "history": cls_result.history,
@@ -104,7 +103,7 @@ def train_central(data_dirs: list[Path], out_dir: Path, config: CentralConfig) -
         "trained_by": "train-central",
         "dp": asdict(config.dp) if config.dp else None,
     }
-    save_models(out_dir, {"detector": detector, "classifier": classifier}, meta)
+    save_models(out_dir, models, meta)
     (Path(out_dir) / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -160,8 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from common.datasets import load_hospital
     from common.evaluation import evaluate_images
     from common.models import load_run
+    from common.report import metrics_markdown, plot_froc, plot_roc
     from common.samples import ImageStore
-    from simulations.report import metrics_markdown, plot_froc, plot_roc
 
     models, options, cascade, _ = load_run(args.model)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
@@ -221,6 +221,102 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         logger.warning("%d of %d file(s) could not be read", failed, len(args.images))
     return 1 if failed else 0
+
+
+def _run_config(pairs: list[str]) -> dict:
+    """Parse KEY=VALUE pairs (TOML values: numbers, true/false, quoted strings)."""
+    import tomllib
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string
+    return out
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a consortium with Flower; optionally train and compare the baselines."""
+    from server.settings import RunSettings
+    from simulations.simulate import (
+        SimulationSetup,
+        hospital_nodes,
+        partition_nodes,
+        run_simulation,
+    )
+
+    out = args.out.resolve()
+    if args.resume and not (out / "checkpoints").is_dir():
+        logger.error("%s: no checkpoints to resume from", out)
+        return 2
+    cache = args.cache or out / "cache"
+    state = out / "hospital-state"
+    extra = {"min-cell": args.min_cell}
+    if args.privacy_budget:
+        extra["privacy-budget"] = args.privacy_budget
+    if args.data and len(args.data) == 1 and args.partition:
+        nodes = partition_nodes(
+            args.data[0], args.hospitals, args.partition, args.seed, state, cache, **extra
+        )
+    elif args.data:
+        if args.partition:
+            logger.error("--partition needs exactly one pooled --data folder")
+            return 2
+        nodes = hospital_nodes(args.data, state, cache, **extra)
+    else:
+        from common.synth.generate import SynthConfig, synthesize
+
+        data_root = out / "data"
+        if not (data_root / f"hospital-{args.hospitals}").is_dir():
+            synthesize(
+                data_root,
+                SynthConfig(hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1),
+                progress=not args.quiet,
+            )
+        nodes = hospital_nodes(
+            sorted(data_root.glob("hospital-*"))[: args.hospitals], state, cache, **extra
+        )
+    config = {
+        "num-server-rounds": args.rounds,
+        "strategy": args.strategy,
+        "detector-epochs": args.detector_epochs,
+        "classifier-epochs": args.classifier_epochs,
+        "out-dir": str(out),
+        "resume": args.resume,
+        "seed": args.seed,
+        "min-available-nodes": len(nodes),
+        "min-train-nodes": max(1, args.min_nodes or 1),
+        "min-evaluate-nodes": max(1, args.min_nodes or 1),
+        "fraction-train": args.fraction,
+        "dp": args.dp,
+        "dp-epsilon": args.epsilon,
+        "federation": args.federation or out.name,
+        **_run_config(args.set or []),
+    }
+    settings = RunSettings.from_config(config)
+    setup = SimulationSetup(
+        nodes, cpus_per_client=args.cpus_per_client, ray_address=args.ray_address
+    )
+    if not args.verbose:
+        for name in ("flwr", "ray"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    report = run_simulation(settings, setup, progress=not args.quiet)
+    if args.baselines:
+        from simulations.baselines import run_baselines
+        from simulations.comparison import add_to_report, compare
+
+        which = ("centralised", "local-only") if args.baselines == "all" else (args.baselines,)
+        baselines = run_baselines(
+            settings, nodes, out / "baselines", which, cache, progress=not args.quiet
+        )
+        add_to_report(out, compare(report, baselines))
+    print((out / "report.md").read_text())
+    print(f"run folder: {out} (report.md, report.json, PNG plots, final models)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +443,102 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, help="DICOM files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a federation of hospitals with Flower (+ baselines, report)",
+        description=(
+            "Run a federated training of the detector and classifier with Flower's simulation "
+            "engine, one SuperNode per hospital: synthetic hospitals (default), one folder per "
+            "hospital (--data A B C), or one pooled folder split by patient (--data POOL "
+            "--partition dirichlet:0.5). Writes RUN_DIR: checkpoints every round, final models "
+            "(usable by 'calcifl evaluate/predict'), report.json/.md and PNG plots."
+        ),
+    )
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="hospital folders, or one pooled folder with --partition",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generate synthetic hospitals in RUN_DIR/data (the default)",
+    )
+    p.add_argument("--hospitals", type=int, default=3, help="hospitals (default 3)")
+    p.add_argument("--exams", type=int, default=40, help="synthetic exams per hospital")
+    p.add_argument(
+        "--partition",
+        default=None,
+        metavar="SCHEME",
+        help="split a pooled folder: iid, dirichlet:ALPHA, sizes:W1,W2,... (joined by '+')",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    p.add_argument(
+        "--strategy",
+        default="fedavg",
+        choices=("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum"),
+    )
+    p.add_argument("--detector-epochs", type=int, default=5, help="local epochs per round")
+    p.add_argument("--classifier-epochs", type=int, default=15, help="local epochs per round")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of hospitals per round")
+    p.add_argument("--min-nodes", type=int, default=None, help="fewest hospitals per round")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--federation",
+        default=None,
+        help="federation name for the hospitals' privacy ledgers (default: RUN_DIR name)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last checkpoint")
+    p.add_argument(
+        "--baselines",
+        nargs="?",
+        const="all",
+        default=None,
+        choices=("all", "centralised", "local-only"),
+        help="also train the centralised and local-only baselines and compare",
+    )
+    g = p.add_argument_group("differential privacy (DP-SGD at each hospital)")
+    g.add_argument(
+        "--dp", action="store_true", help="local DP-SGD (Opacus), ε accounted per hospital"
+    )
+    g.add_argument("--epsilon", type=float, default=8.0, help="target ε over the run (default 8)")
+    g.add_argument(
+        "--privacy-budget",
+        type=float,
+        default=None,
+        help="every hospital's cap on cumulative ε per model (refuses rounds beyond)",
+    )
+    p.add_argument(
+        "--min-cell",
+        type=int,
+        default=0,
+        help="hospitals withhold ROC statistics with fewer positives/negatives",
+    )
+    p.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="any other run-config key (see server/settings.py), e.g. lr=5e-4",
+    )
+    g = p.add_argument_group("simulation engine (Ray)")
+    g.add_argument(
+        "--cpus-per-client",
+        type=float,
+        default=1.0,
+        help="Ray CPUs per hospital process (default 1)",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        help="attach to an existing Ray cluster (e.g. 'auto' or 'HOST:6379')",
+    )
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_simulate)
+
     return parser
 
 

@@ -1,0 +1,157 @@
+"""What the server asks of a hospital in one federated round, as plain scalars.
+
+The server writes a :class:`RoundSpec` into the message's configuration and the client
+reads it back; both sides share this one schema (kebab-case keys, scalar values), so a
+key misspelt or a value of the wrong type is refused with its name. It knows nothing of
+Flower: the adapters put the dict into (and take it out of) a ``ConfigRecord``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from common.dicom import ReadOptions
+from common.inference import CascadeConfig
+from common.models import ClassifierConfig, DetectorConfig
+from common.privacy import DPConfig
+from common.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architectures, image reading and inference settings every site must share."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    read: ReadOptions = field(default_factory=ReadOptions)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+    def to_json(self) -> str:
+        """Serialise (sorted keys, so equal specs give equal strings)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Inverse of :meth:`to_json`; raises ValueError on anything malformed."""
+        try:
+            d = json.loads(text)
+            return cls(
+                DetectorConfig(**d["detector"]),
+                ClassifierConfig(**d["classifier"]),
+                ReadOptions.from_dict(d["read"]),
+                CascadeConfig(**d["cascade"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"model-spec: not a valid model specification ({exc})") from exc
+
+    def meta(self) -> dict:
+        """Return the ``model.json`` metadata of a saved run."""
+        return {"preprocessing": asdict(self.read), "cascade": asdict(self.cascade)}
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """Local work of one round.
+
+    Attributes
+    ----------
+    federation : str
+        Names the federation: a hospital's ε accumulates per federation.
+    run : str
+        This run (a federation may span several runs, e.g. after a resume).
+    num_rounds : int
+        Rounds in the run (calibrates DP noise for a target ε).
+    dp_noise : float
+        Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
+    dp_delta : float
+        δ; 0: 1 / (10 n) per model.
+    """
+
+    federation: str = "calcifl"
+    run: str = "run"
+    num_rounds: int = 3
+    seed: int = 0
+    model_spec: str = field(default_factory=lambda: ModelSpec().to_json())
+    detector_epochs: int = 5
+    classifier_epochs: int = 15
+    lr: float = 1e-3
+    classifier_lr: float = 1e-3
+    batch_size: int = 32
+    classifier_batch_size: int = 32
+    patience: int = 0
+    val_fraction: float = 0.15
+    proximal_mu: float = 0.0
+    dp: bool = False
+    dp_epsilon: float = 8.0
+    dp_noise: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_delta: float = 0.0
+
+    def to_config(self) -> dict:
+        """Kebab-case keys, scalar values."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> RoundSpec:
+        """Read a received configuration; unknown keys are ignored (e.g. server-round).
+
+        Raises
+        ------
+        ValueError
+            Naming the key that is missing or of the wrong type.
+        """
+        values = {}
+        for f in fields(cls):
+            key = f.name.replace("_", "-")
+            if key not in config:
+                raise ValueError(f"round configuration lacks '{key}'")
+            v, want = config[key], type(getattr(cls(), f.name))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if type(v) is not want:
+                raise ValueError(f"round configuration '{key}': expected {want.__name__}, "
+                                 f"got {type(v).__name__} {v!r}")  # fmt: skip
+            values[f.name] = v
+        spec = cls(**values)
+        spec.models()  # validates the model specification
+        for name in ("detector_epochs", "classifier_epochs", "batch_size",
+                     "classifier_batch_size", "num_rounds"):  # fmt: skip
+            if getattr(spec, name) < 1:
+                raise ValueError(f"round configuration '{name.replace('_', '-')}' must be >= 1")
+        return spec
+
+    def models(self) -> ModelSpec:
+        """Return the shared model specification."""
+        return ModelSpec.from_json(self.model_spec)
+
+    def train_configs(self, server_round: int, site: str, progress: bool = False) -> dict:
+        """Per-model :class:`TrainConfig` of this round at ``site`` (seeded by both)."""
+        digest = hashlib.sha256(f"{self.seed}|{server_round}|{site}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big")
+        common = {"patience": self.patience, "seed": seed, "progress": progress,
+                  "proximal_mu": self.proximal_mu}  # fmt: skip
+        return {
+            "detector": TrainConfig(
+                epochs=self.detector_epochs, batch_size=self.batch_size, lr=self.lr, **common
+            ),  # fmt: skip
+            "classifier": TrainConfig(
+                epochs=self.classifier_epochs,
+                lr=self.classifier_lr,
+                batch_size=self.classifier_batch_size,
+                **common,
+            ),  # fmt: skip
+        }
+
+    def dp_config(self, budget: float | None) -> DPConfig | None:
+        """DP settings (None without DP), capped at the hospital's ``budget``."""
+        if not self.dp:
+            return None
+        return DPConfig(
+            noise_multiplier=self.dp_noise or None,
+            target_epsilon=self.dp_epsilon,
+            max_grad_norm=self.dp_max_grad_norm,
+            delta=self.dp_delta or None,
+            budget_epsilon=budget,
+        )

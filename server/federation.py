@@ -1,0 +1,237 @@
+"""The federated run: rounds of training and pooled evaluation, checkpointed each round.
+
+Flower's ``Strategy.start`` has no checkpoint or resume, and averages evaluation means;
+this loop drives the same strategy objects (their ``configure_*``/``aggregate_train``) and
+adds what a multicentre study needs: a checkpoint after every round, resume to the same
+result (replies are aggregated in hospital order, training is seeded per round and
+hospital), evaluation pooled from summed statistics (overall and per hospital), and a
+record of every refusal and dropout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message
+from flwr.serverapp import Grid
+
+from common.evaluation import EvalStats
+from common.models import build, flat_state, load_flat_state, parameter_bytes, save_models
+from server import checkpoint
+from server.report import write_report
+from server.settings import RunSettings
+from server.strategies import make_strategy, restore_strategy_state, strategy_state
+
+logger = logging.getLogger("calcifl")
+
+RoundCallback = Callable[[int, int, dict], None]
+
+
+def initial_models(settings: RunSettings) -> dict[str, torch.nn.Module]:
+    """Return the seeded starting models of a run."""
+    spec = settings.model_spec()
+    torch.manual_seed(settings.seed)
+    return {"detector": build("detector", vars(spec.detector)),
+            "classifier": build("classifier", vars(spec.classifier))}  # fmt: skip
+
+
+def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    """ArrayRecord of named numpy arrays (order kept)."""
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """Named numpy arrays of an ArrayRecord."""
+    return {k: a.numpy() for k, a in record.items()}
+
+
+def _site(msg: Message) -> str:
+    site = msg.content.config_records.get("site")
+    return (
+        str(site["hospital-id"])
+        if site and "hospital-id" in site
+        else f"node-{msg.metadata.src_node_id}"
+    )
+
+
+def _split(replies) -> tuple[list[Message], list[Message]]:
+    replies = list(replies)
+    ok = sorted((m for m in replies if not m.has_error()), key=_site)
+    failed = sorted((m for m in replies if m.has_error()), key=lambda m: m.metadata.src_node_id)
+    return ok, failed
+
+
+def _payload_bytes(record: ArrayRecord) -> int:
+    return sum(len(a.data) for a in record.values())
+
+
+class Federation:
+    """One federated run on a Flower ``Grid``.
+
+    Parameters
+    ----------
+    grid : Grid
+        Flower's grid (simulation or deployment).
+    settings : RunSettings
+        The coordinator's choices.
+    run_id : str
+        Identifies this run in the hospitals' ledgers and audit logs.
+    on_round : callable, optional
+        Called as ``on_round(round, num_rounds, record)`` after each round (progress).
+    """
+
+    def __init__(self, grid: Grid, settings: RunSettings, run_id: str,
+                 on_round: RoundCallback | None = None) -> None:  # fmt: skip
+        self.grid = grid
+        self.settings = settings
+        self.run_id = run_id
+        self.on_round = on_round
+        self.run_dir = settings.run_dir(run_id)
+        self.strategy = make_strategy(settings)
+        self.node_sites: dict[int, str] = {}
+
+    def run(self) -> dict:
+        """Run (or resume) every round; write final models and the report. Returns it."""
+        s = self.settings
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        models = initial_models(s)
+        arrays = {k: v.numpy() for k, v in flat_state(models).items()}
+        history: list[dict] = []
+        start_round, resumed_from = 1, None
+        if s.resume:
+            ckpt = checkpoint.load_latest(self.run_dir)
+            if ckpt is None:
+                logger.warning("%s: no checkpoint to resume from; starting at round 1",
+                               self.run_dir)  # fmt: skip
+            else:
+                self._check_compatible(ckpt.state.get("settings", {}))
+                arrays, history = ckpt.arrays, ckpt.state.get("history", [])
+                restore_strategy_state(self.strategy, ckpt.strategy)
+                start_round, resumed_from = ckpt.round + 1, ckpt.round
+                logger.info("resuming %s after round %d", self.run_dir, ckpt.round)
+        spec = s.round_spec(self.run_id)
+        last_eval = None
+        for past in reversed(history):
+            if past.get("evaluation"):
+                last_eval = past["evaluation"]
+                break
+        for r in range(start_round, s.num_server_rounds + 1):
+            t0 = time.perf_counter()
+            record = {"round": r, "run": self.run_id}
+            arrays, train_info = self._train_round(r, arrays, spec)
+            record.update(train_info)
+            if r % s.eval_every == 0 or r == s.num_server_rounds:
+                record["evaluation"] = self._evaluate_round(r, arrays, spec)
+                last_eval = record["evaluation"]
+            record["seconds"] = round(time.perf_counter() - t0, 2)
+            history.append(record)
+            checkpoint.save(self.run_dir, checkpoint.Checkpoint(
+                r, arrays, strategy_state(self.strategy),
+                {"settings": s.to_config(), "history": history, "run": self.run_id},
+            ))  # fmt: skip
+            if self.on_round:
+                self.on_round(r, s.num_server_rounds, record)
+        load_flat_state(models, {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
+        meta = {**s.model_spec().meta(), "trained_by": "federated", "strategy": s.strategy,
+                "rounds": s.num_server_rounds, "dp": s.dp}  # fmt: skip
+        save_models(self.run_dir, models, meta)  # loadable by calcifl evaluate/predict
+        report = {
+            "run": self.run_id,
+            "settings": s.to_config(),
+            "resumed_from_round": resumed_from,
+            "parameter_bytes_fp32": parameter_bytes(models),
+            "rounds": history,
+            "final": last_eval,
+        }
+        write_report(self.run_dir, report)
+        return report
+
+    def _check_compatible(self, saved: dict) -> None:
+        now = self.settings.to_config()
+        keys = ("strategy", "seed", "detector-width", "classifier-width", "spacing-mm", "dp",
+                "federation")  # fmt: skip
+        changed = [k for k in keys if k in saved and saved[k] != now[k]]
+        if changed:
+            raise ValueError(
+                f"{self.run_dir}: cannot resume with changed settings: "
+                + ", ".join(f"{k} {saved[k]!r} → {now[k]!r}" for k in changed)
+            )
+
+    def _train_round(self, r: int, arrays: dict, spec) -> tuple[dict, dict]:
+        s = self.settings
+        record = to_record(arrays)
+        messages = list(self.strategy.configure_train(r, record, ConfigRecord(spec.to_config()),
+                                                      self.grid))  # fmt: skip
+        sent_to = [m.metadata.dst_node_id for m in messages]
+        replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
+        ok, failed = _split(replies)
+        for m in ok:
+            self.node_sites[m.metadata.src_node_id] = _site(m)
+        answered = {m.metadata.src_node_id for m in ok} | {m.metadata.src_node_id for m in failed}
+        info = {
+            "sampled": len(sent_to),
+            "trained": [_site(m) for m in ok],
+            "refused": [{"site": self.node_sites.get(m.metadata.src_node_id,
+                                                     f"node-{m.metadata.src_node_id}"),
+                         "code": m.error.code, "reason": m.error.reason} for m in failed],
+            "dropped": [self.node_sites.get(n, f"node-{n}") for n in sent_to if n not in answered],
+            "per_site": {_site(m): dict(m.content["metrics"]) for m in ok},
+            "bytes_sent_to_site": _payload_bytes(record),
+            "bytes_received_per_site": {_site(m): _payload_bytes(m.content["arrays"]) for m in ok},
+        }  # fmt: skip
+        for item in info["refused"]:
+            logger.warning("round %d: %s refused (%s): %s", r, item["site"], item["code"],
+                           item["reason"])  # fmt: skip
+        for site in info["dropped"]:
+            logger.warning("round %d: no reply from %s (dropped)", r, site)
+        if not ok:
+            logger.warning("round %d: no hospital trained; global model unchanged", r)
+            return arrays, info
+        new, metrics = self.strategy.aggregate_train(r, ok)
+        if new is None:
+            logger.warning("round %d: aggregation failed; global model unchanged", r)
+            return arrays, info
+        info["aggregated_train_metrics"] = dict(metrics) if metrics is not None else {}
+        return from_record(new), info
+
+    def _evaluate_round(self, r: int, arrays: dict, spec) -> dict:
+        s = self.settings
+        messages = list(self.strategy.configure_evaluate(r, to_record(arrays),
+                                                         ConfigRecord(spec.to_config()),
+                                                         self.grid))  # fmt: skip
+        replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
+        ok, failed = _split(replies)
+        pooled = EvalStats()
+        per_site, withheld = {}, {}
+        for m in ok:
+            site = m.content["site"]
+            stats = EvalStats.from_dict(json.loads(str(site["eval-stats"])))
+            pooled = pooled + stats
+            per_site[_site(m)] = {"statistics": stats.to_dict(), "summary": stats.summary()}
+            if site.get("withheld"):
+                withheld[_site(m)] = str(site["withheld"]).split(",")
+        return {
+            "pooled": {"statistics": pooled.to_dict(), "summary": pooled.summary()},
+            "per_site": per_site,
+            "withheld": withheld,
+            "failed": [{"site": self.node_sites.get(m.metadata.src_node_id,
+                                                    f"node-{m.metadata.src_node_id}"),
+                        "reason": m.error.reason} for m in failed],
+        }  # fmt: skip
+
+
+def run_federation(grid: Grid, settings: RunSettings, run_id: str,
+                   on_round: RoundCallback | None = None) -> dict:  # fmt: skip
+    """Run a federation and return its report (see :class:`Federation`)."""
+    return Federation(grid, settings, run_id, on_round).run()
+
+
+def report_path(run_dir: Path) -> Path:
+    """Return where the run's JSON report is written."""
+    return Path(run_dir) / "report.json"

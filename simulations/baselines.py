@@ -1,0 +1,115 @@
+"""Baselines every federated result is compared with: centralised and local-only.
+
+- **centralised**: one model trained on all hospitals' training data pooled (what the
+  federation would reach if the data could move), same total epochs as the federation
+  (rounds × local epochs);
+- **local-only**: each hospital trains alone on its own data, same epochs.
+
+Every model is evaluated on every hospital's held-out images with the same cascade and
+statistics as the federation, so the per-hospital table compares like with like.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from client.settings import NodeSettings
+from common.cache import PreprocessCache
+from common.evaluation import EvalStats, evaluate_images
+from common.models import load_run
+from common.privacy import DPConfig
+from common.records import ImageRecord
+from common.samples import ImageStore
+from common.site import site_records
+from common.training import TrainConfig
+from server.settings import RunSettings
+from simulations.central import CentralConfig, train_central
+
+logger = logging.getLogger("calcifl")
+
+
+def site_splits(node_configs: list[dict], seed: int) -> dict[str, tuple[list, list]]:
+    """Each simulated hospital's (training, held-out) images, as its client sees them."""
+    out = {}
+    for config in node_configs:
+        node = NodeSettings.from_config(config)
+        out[node.hospital_id] = site_records(node.data_dir, node.partition, node.test_fraction,
+                                             seed)  # fmt: skip
+    return out
+
+
+def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool) -> CentralConfig:
+    """Training settings matching a federated run's total epochs and optimiser."""
+    spec = settings.model_spec()
+    r = settings.num_server_rounds
+    det = TrainConfig(epochs=r * settings.detector_epochs, batch_size=settings.batch_size,
+                      lr=settings.lr, patience=settings.patience, seed=settings.seed,
+                      progress=progress)  # fmt: skip
+    cls = TrainConfig(epochs=r * settings.classifier_epochs, lr=settings.classifier_lr,
+                      batch_size=settings.classifier_batch_size, patience=settings.patience,
+                      seed=settings.seed, progress=progress)  # fmt: skip
+    dp = None
+    if settings.dp:
+        dp = DPConfig(
+            target_epsilon=settings.dp_epsilon,
+            noise_multiplier=settings.dp_noise or None,
+            max_grad_norm=settings.dp_max_grad_norm,
+            delta=settings.dp_delta or None,
+        )
+    return CentralConfig(detector=spec.detector, classifier=spec.classifier,
+                         detector_train=det, classifier_train=cls, dp_classifier_train=cls,
+                         read=spec.read, cascade=spec.cascade, dp=dp,
+                         val_fraction=settings.val_fraction, seed=settings.seed,
+                         cache_dir=cache_dir)  # fmt: skip
+
+
+def evaluate_sites(
+    model_dir: Path, splits: dict[str, tuple[list, list]], cache_dir: Path | None,
+    only: str | None = None,
+) -> dict[str, EvalStats]:  # fmt: skip
+    """Statistics of a saved model on each hospital's held-out images."""
+    models, read, cascade, _ = load_run(model_dir)
+    store = ImageStore(PreprocessCache(cache_dir, read))
+    out = {}
+    for site, (_, test) in splits.items():
+        if only is not None and site != only:
+            continue
+        out[site] = evaluate_images(models, test, store, cascade)[0] if test else EvalStats()
+    return out
+
+
+def run_baselines(
+    settings: RunSettings, node_configs: list[dict], out_dir: Path,
+    which: tuple[str, ...] = ("centralised", "local-only"),
+    cache_dir: Path | None = None, progress: bool = True,
+) -> dict:  # fmt: skip
+    """Train and evaluate the baselines; return per-site statistics and timings."""
+    import time
+
+    splits = site_splits(node_configs, settings.seed)
+    config = central_config(settings, cache_dir, progress)
+    results: dict = {}
+    if "centralised" in which:
+        pooled: list[ImageRecord] = [im for train, _ in splits.values() for im in train]
+        t0 = time.perf_counter()
+        summary = train_central([], out_dir / "centralised", config, records=pooled)
+        seconds = time.perf_counter() - t0
+        stats = evaluate_sites(out_dir / "centralised", splits, cache_dir)
+        results["centralised"] = {"train_seconds": round(seconds, 1), "train": summary,
+                                  "per_site": stats}  # fmt: skip
+        logger.info("centralised baseline trained in %.0f s", seconds)
+    if "local-only" in which:
+        per_site, seconds = {}, {}
+        for site, (train, _) in splits.items():
+            t0 = time.perf_counter()
+            try:
+                train_central([], out_dir / "local-only" / site, config, records=train)
+            except ValueError as exc:  # e.g. a site with no clusters to train a classifier
+                logger.warning("local-only baseline of %s not trained: %s", site, exc)
+                continue
+            seconds[site] = round(time.perf_counter() - t0, 1)
+            per_site.update(evaluate_sites(out_dir / "local-only" / site, splits, cache_dir,
+                                           only=site))  # fmt: skip
+        results["local-only"] = {"train_seconds": seconds, "per_site": per_site}
+    return results
