@@ -21,6 +21,7 @@ from flwr.clientapp import ClientApp
 from client.settings import NodeSettings
 from common.audit import AuditLog
 from common.cache import PreprocessCache
+from common.errors import CalciflInputError
 from common.evaluation import EvalStats, evaluate_images
 from common.ledger import PrivacyLedger
 from common.models import build, flat_state, load_flat_state
@@ -36,6 +37,7 @@ BUDGET_EXCEEDED = 4001
 BAD_REQUEST = 4002
 NO_DATA = 4003
 POLICY = 4004
+FAILED = 4005
 
 app = ClientApp()
 
@@ -95,11 +97,14 @@ def _models(spec: RoundSpec, msg: Message) -> dict:
     return models
 
 
-def _start(msg: Message, node_config: dict, run_config: dict):
+def _node(node_config: dict, run_config: dict) -> NodeSettings:
     try:
-        node = NodeSettings.from_config(node_config, run_config)
+        return NodeSettings.from_config(node_config, run_config)
     except ValueError as exc:
         raise Refusal(BAD_REQUEST, f"node configuration: {exc}") from exc
+
+
+def _round(msg: Message) -> tuple[RoundSpec, int]:
     configs = list(msg.content.config_records.values())
     if len(configs) != 1:
         raise Refusal(BAD_REQUEST, f"expected one ConfigRecord, got {len(configs)}")
@@ -111,13 +116,28 @@ def _start(msg: Message, node_config: dict, run_config: dict):
         raise Refusal(BAD_REQUEST, str(exc)) from exc
     if "proximal-mu" in config:  # FedProx sends its own μ
         spec = _with(spec, proximal_mu=float(config["proximal-mu"]))
-    return node, spec, server_round
+    return spec, server_round
 
 
 def _with(spec: RoundSpec, **changes) -> RoundSpec:
     from dataclasses import replace
 
     return replace(spec, **changes)
+
+
+def _refuse(msg: Message, exc: Exception, event: dict, site: str | None) -> Message:
+    """Error reply "[site] reason"; never a path or data (those stay in the local log)."""
+    if isinstance(exc, Refusal):
+        code, reason = exc.code, str(exc)
+    elif isinstance(exc, CalciflInputError):
+        code, reason = NO_DATA, f"data unusable at this hospital ({exc.kind}); see its log"
+    else:
+        code, reason = FAILED, f"{type(exc).__name__} at this hospital; see its log"
+    logger.warning("%s refused: %s", event.get("message"), exc, exc_info=code == FAILED)
+    event.update(status="refused", code=code, reason=reason, local_detail=str(exc))
+    if site:
+        reason = f"[{site}] {reason}"
+    return Message(Error(code=code, reason=reason), reply_to=msg)
 
 
 def _arrays_summary(record: ArrayRecord) -> dict:
@@ -158,18 +178,17 @@ def make_client_app(node_configs: list[dict]) -> ClientApp:
 def handle_train(msg: Message, node_config: dict, run_config: dict) -> Message:
     """Serve a train message with this node's configuration."""
     started = time.perf_counter()
-    audit, event = AuditLog(None), {"message": "train"}
+    audit, event, site = AuditLog(None), {"message": "train"}, None
     try:
-        node, spec, server_round = _start(msg, node_config, run_config)
-        audit = AuditLog(node.audit_path)
+        node = _node(node_config, run_config)
+        site, audit = node.hospital_id, AuditLog(node.audit_path)
+        spec, server_round = _round(msg)
         event.update(round=server_round, run=spec.run, federation=spec.federation,
                      config_received=spec.to_config())  # fmt: skip
         reply, sent = _train(msg, node, spec, server_round)
         event.update(status="trained", **sent)
-    except Refusal as exc:
-        event.update(status="refused", code=exc.code, reason=str(exc))
-        logger.warning("round refused: %s", exc)
-        reply = Message(Error(code=exc.code, reason=str(exc)), reply_to=msg)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
+        reply = _refuse(msg, exc, event, site)
     event["seconds"] = round(time.perf_counter() - started, 3)
     audit.write(event)
     return reply
@@ -227,10 +246,11 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
 def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Message:
     """Serve an evaluate message with this node's configuration."""
     started = time.perf_counter()
-    audit, event = AuditLog(None), {"message": "evaluate"}
+    audit, event, site = AuditLog(None), {"message": "evaluate"}, None
     try:
-        node, spec, server_round = _start(msg, node_config, run_config)
-        audit = AuditLog(node.audit_path)
+        node = _node(node_config, run_config)
+        site, audit = node.hospital_id, AuditLog(node.audit_path)
+        spec, server_round = _round(msg)
         event.update(round=server_round, run=spec.run, federation=spec.federation,
                      config_received=spec.to_config())  # fmt: skip
         models = _models(spec, msg)
@@ -255,10 +275,8 @@ def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Messag
         event.update(status="evaluated", metrics_sent=metrics, withheld=withheld,
                      stats_bytes=len(payload))  # fmt: skip
         reply = Message(content=content, reply_to=msg)
-    except Refusal as exc:
-        event.update(status="refused", code=exc.code, reason=str(exc))
-        logger.warning("evaluation refused: %s", exc)
-        reply = Message(Error(code=exc.code, reason=str(exc)), reply_to=msg)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
+        reply = _refuse(msg, exc, event, site)
     event["seconds"] = round(time.perf_counter() - started, 3)
     audit.write(event)
     return reply

@@ -25,7 +25,10 @@ def plot_roc(stats: EvalStats, path: Path, title: str = "Malignancy ROC") -> Pat
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1),
            ylim=(0, 1.01))  # fmt: skip
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no positive and negative cases", ha="center", color="grey")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

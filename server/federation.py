@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,13 @@ def _site(msg: Message) -> str:
         if site and "hospital-id" in site
         else f"node-{msg.metadata.src_node_id}"
     )
+
+
+def _error_site(msg: Message, known: dict[int, str]) -> str:
+    match = re.match(r"\[([^\]]+)\] ", msg.error.reason or "")
+    if match:
+        return match.group(1)
+    return known.get(msg.metadata.src_node_id, f"node-{msg.metadata.src_node_id}")
 
 
 def _split(replies) -> tuple[list[Message], list[Message]]:
@@ -177,8 +185,7 @@ class Federation:
         info = {
             "sampled": len(sent_to),
             "trained": [_site(m) for m in ok],
-            "refused": [{"site": self.node_sites.get(m.metadata.src_node_id,
-                                                     f"node-{m.metadata.src_node_id}"),
+            "refused": [{"site": _error_site(m, self.node_sites),
                          "code": m.error.code, "reason": m.error.reason} for m in failed],
             "dropped": [self.node_sites.get(n, f"node-{n}") for n in sent_to if n not in answered],
             "per_site": {_site(m): dict(m.content["metrics"]) for m in ok},
@@ -220,8 +227,7 @@ class Federation:
             "pooled": {"statistics": pooled.to_dict(), "summary": pooled.summary()},
             "per_site": per_site,
             "withheld": withheld,
-            "failed": [{"site": self.node_sites.get(m.metadata.src_node_id,
-                                                    f"node-{m.metadata.src_node_id}"),
+            "failed": [{"site": _error_site(m, self.node_sites),
                         "reason": m.error.reason} for m in failed],
         }  # fmt: skip
 

@@ -301,10 +301,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     setup = SimulationSetup(
         nodes, cpus_per_client=args.cpus_per_client, ray_address=args.ray_address
     )
-    if not args.verbose:
-        for name in ("flwr", "ray"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    report = run_simulation(settings, setup, progress=not args.quiet)
+    report = run_simulation(settings, setup, progress=not args.quiet, verbose=args.verbose)
     if args.baselines:
         from simulations.baselines import run_baselines
         from simulations.comparison import add_to_report, compare

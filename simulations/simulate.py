@@ -86,8 +86,18 @@ def backend_config(setup: SimulationSetup) -> dict:
             "init_args": init}  # fmt: skip
 
 
-def run_simulation(settings: RunSettings, setup: SimulationSetup, progress: bool = True) -> dict:
-    """Run the federation in-process; return its report (also written to its run folder)."""
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def run_simulation(
+    settings: RunSettings, setup: SimulationSetup, progress: bool = True, verbose: bool = False
+) -> dict:
+    """Run the federation in-process; return its report (also written to its run folder).
+
+    Without ``verbose``, Flower's per-round INFO lines give way to one progress bar.
+    """
     private_env(Path(settings.run_dir("sim")) / ".flwr")
     from flwr.simulation import run_simulation as flwr_run_simulation
 
@@ -96,6 +106,11 @@ def run_simulation(settings: RunSettings, setup: SimulationSetup, progress: bool
 
     run_dir = settings.run_dir("sim")
     run_dir.mkdir(parents=True, exist_ok=True)
+    flwr_logger = logging.getLogger("flwr")
+    flwr_logger.propagate = False  # Flower prints through its own handler
+    quiet = _BelowWarning()
+    if not verbose:
+        flwr_logger.addFilter(quiet)
     run_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console(stderr=True)
     columns = (TextColumn("[bold]federated rounds"), BarColumn(),
@@ -113,9 +128,12 @@ def run_simulation(settings: RunSettings, setup: SimulationSetup, progress: bool
 
         server = make_server_app(settings, run_id, on_round)
         client = make_client_app(setup.node_configs)
-        flwr_run_simulation(server_app=server, client_app=client,
-                            num_supernodes=len(setup.node_configs),
-                            backend_config=backend_config(setup))  # fmt: skip
+        try:
+            flwr_run_simulation(server_app=server, client_app=client,
+                                num_supernodes=len(setup.node_configs),
+                                backend_config=backend_config(setup))  # fmt: skip
+        finally:
+            flwr_logger.removeFilter(quiet)
     report_file = run_dir / "report.json"
     if not report_file.is_file():
         raise RuntimeError(f"the simulation ended without a report in {run_dir}; see the log")

@@ -31,3 +31,15 @@ def consortium(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("consortium")
     synthesize(out, SynthConfig(hospitals=4, exams=6, seed=7), progress=False)
     return out
+
+
+@pytest.fixture
+def flower_task():
+    """Identify this process as a Flower task, as Flower's runtime does, so real
+    ``Message`` objects can be built and answered outside a running SuperNode."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved

@@ -125,3 +125,38 @@ def test_empty_poisson_batches_are_skipped():
     assert r.skipped_empty > 0  # P(empty) = (2/3)^3 per batch, 18 batches
     assert r.steps + r.skipped_empty == 18
     assert sum(s for _, _, s in r.privacy["accountant"]) == r.steps
+
+
+def _distance(a, b):
+    return sum(float((a[k] - b[k]).pow(2).sum()) for k in a) ** 0.5
+
+
+@pytest.mark.parametrize("dp", [None, DPConfig(noise_multiplier=1.0, delta=1e-5)])
+def test_proximal_term_keeps_weights_near_the_start(dp):
+    start = state_dict(model())
+    moved = {}
+    for mu in (0.0, 50.0):
+        m = model()
+        train(m, toy(), None, "classifier",
+              TrainConfig(epochs=3, batch_size=16, patience=0, lr=1e-2, proximal_mu=mu, **QUIET),
+              dp=dp)  # fmt: skip
+        moved[mu] = _distance(state_dict(m), start)
+    assert 0 < moved[50.0] < 0.5 * moved[0.0]
+
+
+def test_plan_predicts_what_training_spends():
+    from common.training import plan_private
+
+    dp = DPConfig(target_epsilon=3.0, delta=1e-5)
+    cfg = TrainConfig(epochs=2, batch_size=16, patience=0, **QUIET)
+    # calibrated for 3 equal calls: the first spends well under the target
+    plan = plan_private(len(toy()), cfg, dp, horizon_calls=3)
+    assert plan.epsilon_before == 0 and plan.epsilon_after < 3.0 * 0.8
+    fixed = DPConfig(noise_multiplier=plan.noise_multiplier, delta=1e-5)
+    r = train(model(), toy(), None, "classifier", cfg, dp=fixed)
+    assert r.privacy["epsilon"] == pytest.approx(plan.epsilon_after)
+    assert r.steps == plan.steps
+    history = r.privacy["accountant"]
+    for _ in range(2):
+        history = [*history, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
+    assert epsilon(history, 1e-5) == pytest.approx(3.0, abs=0.01)

@@ -1,0 +1,117 @@
+"""The ClientApp's handlers on real Flower messages and real DICOM hospitals."""
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+
+from client.app import BAD_REQUEST, BUDGET_EXCEEDED, NO_DATA, POLICY, handle_evaluate, handle_train
+from common.evaluation import EvalStats
+from common.models import flat_state
+from server.federation import initial_models, to_record
+from server.settings import RunSettings
+
+SETTINGS = RunSettings(detector_epochs=1, classifier_epochs=1, num_server_rounds=3)
+
+
+def _message(settings=SETTINGS, kind=MessageType.TRAIN, arrays=None, server_round=1, **drop):
+    spec = settings.round_spec("test-run")
+    if arrays is None:
+        arrays = {k: v.numpy() for k, v in flat_state(initial_models(settings)).items()}
+    config = {**spec.to_config(), "server-round": server_round}
+    for key in drop:
+        config.pop(key.replace("_", "-"))
+    return Message(content=RecordDict({"arrays": to_record(arrays), "config": ConfigRecord(config)}),
+                   dst_node_id=7, message_type=kind)  # fmt: skip
+
+
+@pytest.fixture
+def node(tmp_path, consortium):
+    return {"data-dir": str(consortium / "hospital-1"), "hospital-id": "h1",
+            "state-dir": str(tmp_path / "state")}  # fmt: skip
+
+
+def _audit(node):
+    lines = (__import__("pathlib").Path(node["state-dir"]) / "audit.jsonl").read_text()
+    return [json.loads(x) for x in lines.splitlines()]
+
+
+def test_train_replies_with_prefixed_weights_and_metrics(flower_task, node):
+    reply = handle_train(_message(), node, {})
+    assert not reply.has_error(), reply.error
+    arrays = reply.content["arrays"]
+    assert all(k.split(".")[0] in ("detector", "classifier") for k in arrays)
+    assert not any("_module" in k for k in arrays)
+    metrics = reply.content["metrics"]
+    assert metrics["num-examples"] > 0 and metrics["det-steps"] > 0
+    assert metrics["det-epsilon"] == 0.0
+    assert str(reply.content["site"]["hospital-id"]) == "h1"
+    (event,) = _audit(node)
+    assert event["status"] == "trained" and event["round"] == 1
+    assert set(event["arrays_sent"]) == set(arrays.keys())
+    assert event["metrics_sent"]["num-examples"] == metrics["num-examples"]
+
+
+def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):
+    dp = RunSettings(detector_epochs=1, classifier_epochs=1, num_server_rounds=2, dp=True,
+                     dp_epsilon=6.0)  # fmt: skip
+    first = handle_train(_message(dp, server_round=1), node, {})
+    second = handle_train(_message(dp, server_round=2), node, {})
+    e1, e2 = first.content["metrics"]["det-epsilon"], second.content["metrics"]["det-epsilon"]
+    assert 0 < e1 < e2 <= 6.0 + 1e-6
+    ledger = json.loads((__import__("pathlib").Path(node["state-dir"]) /
+                         "privacy_ledger.json").read_text())  # fmt: skip
+    entry = ledger["federations"]["calcifl"]["detector"]
+    assert [r["status"] for r in entry["rounds"]] == ["done", "done"]
+    assert len(entry["history"]) == 1  # same noise and rate each round: merged by Opacus
+    assert entry["history"][0][2] == sum(r["steps"] for r in entry["rounds"])
+    # a third round would pass the target: a budget of 6 refuses it before any step
+    third = handle_train(_message(dp, server_round=3), {**node, "privacy-budget": 6.0}, {})
+    assert third.has_error() and third.error.code == BUDGET_EXCEEDED
+    assert third.error.reason.startswith("[h1] ")
+    after = json.loads((__import__("pathlib").Path(node["state-dir"]) /
+                        "privacy_ledger.json").read_text())  # fmt: skip
+    assert after["federations"]["calcifl"]["detector"]["history"] == entry["history"]
+
+
+def test_hospital_requiring_dp_refuses_plain_rounds(flower_task, node):
+    reply = handle_train(_message(), {**node, "require-dp": True}, {})
+    assert reply.has_error() and reply.error.code == POLICY
+
+
+def test_malformed_requests_get_clear_error_replies(flower_task, node):
+    reply = handle_train(_message(detector_epochs=True), node, {})
+    assert reply.has_error() and reply.error.code == BAD_REQUEST
+    assert "detector-epochs" in reply.error.reason
+    arrays = {k: v.numpy() for k, v in flat_state(initial_models(SETTINGS)).items()}
+    key = next(iter(arrays))
+    arrays[key] = np.zeros((3, 3), dtype=np.float32)
+    reply = handle_train(_message(arrays=arrays), node, {})
+    assert reply.has_error() and reply.error.code == BAD_REQUEST
+    assert key in reply.error.reason and "wrong shape" in reply.error.reason
+    bad = _message()
+    bad.content["extra"] = ArrayRecord({"x": Array(np.zeros(2))})
+    assert handle_train(bad, node, {}).error.code == BAD_REQUEST
+    assert [e["status"] for e in _audit(node)] == ["refused"] * 3
+
+
+def test_unusable_data_is_refused_without_revealing_paths(flower_task, node, tmp_path):
+    missing = tmp_path / "PATIENT_SMITH_export"
+    reply = handle_train(_message(), {**node, "data-dir": str(missing)}, {})
+    assert reply.has_error() and reply.error.code == NO_DATA
+    assert "PATIENT_SMITH" not in reply.error.reason and str(tmp_path) not in reply.error.reason
+    assert str(missing) in _audit(node)[-1]["local_detail"]  # the detail stays local
+
+
+def test_evaluate_replies_with_summable_statistics(flower_task, node):
+    reply = handle_evaluate(_message(kind=MessageType.EVALUATE), node, {})
+    assert not reply.has_error(), reply.error
+    stats = EvalStats.from_dict(json.loads(str(reply.content["site"]["eval-stats"])))
+    assert stats.froc.images == reply.content["metrics"]["num-examples"] > 0
+    # a strict release policy withholds the ROC statistics of this small held-out set
+    strict = handle_evaluate(_message(kind=MessageType.EVALUATE), {**node, "min-cell": 1000}, {})
+    withheld = str(strict.content["site"]["withheld"]).split(",")
+    assert "breast_roc" in withheld
+    assert EvalStats.from_dict(json.loads(str(strict.content["site"]["eval-stats"]))
+                               ).breast_roc.n_pos == 0  # fmt: skip

@@ -1,0 +1,56 @@
+"""The round schema shared by server and client."""
+
+import json
+
+import pytest
+
+from common.rounds import ModelSpec, RoundSpec
+
+
+def test_round_trip_through_scalars():
+    spec = RoundSpec(federation="f", run="r", detector_epochs=2, dp=True, dp_epsilon=3.0)
+    config = spec.to_config()
+    assert all(isinstance(v, int | float | str | bool) for v in config.values())
+    assert RoundSpec.from_config({**config, "server-round": 4}) == spec
+    assert RoundSpec.from_config({**config, "dp-epsilon": 3}).dp_epsilon == 3.0  # int → float
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lr": "fast"}, "'lr': expected float"),
+        ({"dp": 1}, "'dp': expected bool"),
+        ({"batch-size": 0}, "'batch-size' must be >= 1"),
+        ({"model-spec": "{}"}, "model-spec"),
+    ],
+)
+def test_bad_values_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        RoundSpec.from_config({**RoundSpec().to_config(), **change})
+
+
+def test_missing_key_is_named():
+    config = RoundSpec().to_config()
+    del config["seed"]
+    with pytest.raises(ValueError, match="lacks 'seed'"):
+        RoundSpec.from_config(config)
+
+
+def test_seeds_differ_by_round_and_site_but_repeat():
+    spec = RoundSpec()
+    a = spec.train_configs(1, "h1")["detector"].seed
+    assert a == spec.train_configs(1, "h1")["detector"].seed
+    assert a != spec.train_configs(2, "h1")["detector"].seed
+    assert a != spec.train_configs(1, "h2")["detector"].seed
+
+
+def test_model_spec_json_round_trip():
+    spec = ModelSpec()
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert json.loads(spec.to_json())["read"]["modalities"] == ["MG"]
+
+
+def test_dp_config_carries_the_hospital_budget():
+    assert RoundSpec(dp=False).dp_config(5.0) is None
+    dp = RoundSpec(dp=True, dp_epsilon=4.0).dp_config(5.0)
+    assert dp.target_epsilon == 4.0 and dp.budget_epsilon == 5.0 and dp.noise_multiplier is None

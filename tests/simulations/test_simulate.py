@@ -1,0 +1,135 @@
+"""Real Flower simulations (Ray backend) on tiny synthetic hospitals.
+
+Covers the federated acceptance: the aggregated model moves, pooled evaluation equals the
+centralised computation on the union of held-out sets, a run killed after round 1
+resumes to the same final weights, and a hospital over its privacy budget is refused
+while the others train.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.cache import PreprocessCache
+from common.evaluation import evaluate_images
+from common.models import flat_state, load_run
+from common.samples import ImageStore
+from server.federation import initial_models
+from server.settings import RunSettings
+from simulations.baselines import site_splits
+from simulations.simulate import SimulationSetup, hospital_nodes, run_simulation
+
+ARGS = ["--rounds", "2", "--detector-epochs", "1", "--classifier-epochs", "2", "-q"]
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "simulations.cli", "simulate", *args]
+
+
+@pytest.fixture(scope="module")
+def hospitals(consortium) -> list[Path]:
+    return [consortium / "hospital-1", consortium / "hospital-2"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, hospitals) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "full"
+    done = subprocess.run(_cli("--data", *map(str, hospitals), "--out", str(out), *ARGS),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _weights(run_dir: Path) -> dict[str, np.ndarray]:
+    models, *_ = load_run(run_dir)
+    return {k: v.numpy() for k, v in flat_state(models).items()}
+
+
+def test_federated_run_moves_the_model_and_writes_the_report(full_run):
+    report = json.loads((full_run / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    assert all(sorted(r["trained"]) == ["hospital-1", "hospital-2"] for r in report["rounds"])
+    settings = RunSettings.from_config(report["settings"])
+    start = {k: v.numpy() for k, v in flat_state(initial_models(settings)).items()}
+    final = _weights(full_run)
+    assert start.keys() == final.keys()
+    assert not any("_module" in k for k in final)  # no Opacus wrapper names travel
+    moved = [k for k in final if not np.allclose(start[k], final[k])]
+    assert len(moved) > len(final) // 2
+    for name in ("report.md", "rounds.png", "roc.png", "froc.png", "model.json"):
+        assert (full_run / name).is_file(), name
+    assert "Federated run" in (full_run / "report.md").read_text()
+    # sizes per round: the payload is the fp32 weights plus small per-array headers
+    fp32 = report["parameter_bytes_fp32"]
+    for r in report["rounds"]:
+        assert fp32 <= r["bytes_sent_to_site"] <= 1.05 * fp32
+
+
+def test_pooled_evaluation_equals_evaluation_on_the_union(full_run, hospitals):
+    report = json.loads((full_run / "report.json").read_text())
+    settings = RunSettings.from_config(report["settings"])
+    nodes = hospital_nodes(hospitals, full_run / "unused")
+    union = [im for _, test in site_splits(nodes, settings.seed).values() for im in test]
+    models, read, cascade, _ = load_run(full_run)
+    stats, _ = evaluate_images(models, union, ImageStore(PreprocessCache(None, read)), cascade)
+    pooled = report["final"]["pooled"]["statistics"]
+    assert json.loads(json.dumps(stats.to_dict())) == pooled
+    assert set(report["final"]["per_site"]) == {"hospital-1", "hospital-2"}
+    assert stats.froc.images == len(union) > 0
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, hospitals, full_run):
+    out = tmp_path / "killed"
+    cmd = _cli("--data", *map(str, hospitals), "--out", str(out), *ARGS)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    latest = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    try:
+        while not latest.is_file() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its Ray workers, mid round 2
+        proc.wait(timeout=60)
+    assert json.loads(latest.read_text())["round"] == 1
+    assert not (out / "report.json").exists()
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_from_round"] == 1
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    resumed, uninterrupted = _weights(out), _weights(full_run)
+    for k, v in uninterrupted.items():
+        np.testing.assert_allclose(resumed[k], v, rtol=0, atol=1e-6, err_msg=k)
+
+
+def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals):
+    nodes = hospital_nodes(hospitals, tmp_path / "state")
+    nodes[1]["privacy-budget"] = 0.5  # far below what one DP round costs
+    settings = RunSettings(num_server_rounds=2, detector_epochs=1, classifier_epochs=2, dp=True,
+                           dp_epsilon=8.0, out_dir=str(tmp_path / "run"),
+                           min_available_nodes=2, federation="budget-test")  # fmt: skip
+    report = run_simulation(settings, SimulationSetup(nodes), progress=False)
+    for r in report["rounds"]:
+        assert r["trained"] == ["hospital-1"]
+        (refusal,) = r["refused"]
+        assert refusal["site"] == "hospital-2" and refusal["code"] == 4001
+        assert "budget" in refusal["reason"]
+        assert r["per_site"]["hospital-1"]["det-epsilon"] > 0
+    ledger1 = json.loads((tmp_path / "state/hospital-1/privacy_ledger.json").read_text())
+    eps = [x["epsilon"] for x in ledger1["federations"]["budget-test"]["detector"]["rounds"]]
+    assert len(eps) == 2 and eps[0] < eps[1] <= 8.0 + 1e-6  # cumulative, within the target
+    assert not (tmp_path / "state/hospital-2/privacy_ledger.json").exists()
+    audit = [json.loads(x) for x in
+             (tmp_path / "state/hospital-2/audit.jsonl").read_text().splitlines()]  # fmt: skip
+    assert [e["status"] for e in audit if e["message"] == "train"] == ["refused", "refused"]
+    assert "refused" in (tmp_path / "run" / "report.md").read_text().lower()
+    assert torch.get_num_threads() >= 1
