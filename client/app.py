@@ -110,7 +110,7 @@ def _round(msg: Message) -> tuple[RoundSpec, int]:
         raise Refusal(BAD_REQUEST, f"expected one ConfigRecord, got {len(configs)}")
     config = dict(configs[0])
     try:
-        spec = RoundSpec.from_config(config)
+        spec = RoundSpec.received(config)
         server_round = int(config.get("server-round", 0))
     except (ValueError, TypeError) as exc:
         raise Refusal(BAD_REQUEST, str(exc)) from exc
@@ -175,23 +175,33 @@ def make_client_app(node_configs: list[dict]) -> ClientApp:
     return sim
 
 
-def handle_train(msg: Message, node_config: dict, run_config: dict) -> Message:
-    """Serve a train message with this node's configuration."""
+def _serve(kind: str, msg: Message, node_config: dict, run_config: dict, work) -> Message:
+    """Run ``work(msg, node, spec, round)`` → (reply, audit fields); audit and refuse."""
     started = time.perf_counter()
-    audit, event, site = AuditLog(None), {"message": "train"}, None
+    audit, event, site = AuditLog(None), {"message": kind}, None
     try:
         node = _node(node_config, run_config)
         site, audit = node.hospital_id, AuditLog(node.audit_path)
         spec, server_round = _round(msg)
         event.update(round=server_round, run=spec.run, federation=spec.federation,
                      config_received=spec.to_config())  # fmt: skip
-        reply, sent = _train(msg, node, spec, server_round)
-        event.update(status="trained", **sent)
+        reply, sent = work(msg, node, spec, server_round)
+        event.update(sent)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
         reply = _refuse(msg, exc, event, site)
     event["seconds"] = round(time.perf_counter() - started, 3)
     audit.write(event)
     return reply
+
+
+def handle_train(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve a train message with this node's configuration."""
+    return _serve("train", msg, node_config, run_config, _train)
+
+
+def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve an evaluate message with this node's configuration."""
+    return _serve("evaluate", msg, node_config, run_config, _evaluate)
 
 
 def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
@@ -238,48 +248,31 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
     arrays = ArrayRecord(flat_state(models))
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics),
                           "site": ConfigRecord({"hospital-id": node.hospital_id})})  # fmt: skip
-    sent = {"arrays_sent": _arrays_summary(arrays), "metrics_sent": metrics,
-            "epsilon": epsilons}  # fmt: skip
+    sent = {"status": "trained", "arrays_sent": _arrays_summary(arrays),
+            "metrics_sent": metrics, "epsilon": epsilons}  # fmt: skip
     return Message(content=content, reply_to=msg), sent
 
 
-def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Message:
-    """Serve an evaluate message with this node's configuration."""
-    started = time.perf_counter()
-    audit, event, site = AuditLog(None), {"message": "evaluate"}, None
-    try:
-        node = _node(node_config, run_config)
-        site, audit = node.hospital_id, AuditLog(node.audit_path)
-        spec, server_round = _round(msg)
-        event.update(round=server_round, run=spec.run, federation=spec.federation,
-                     config_received=spec.to_config())  # fmt: skip
-        models = _models(spec, msg)
-        test = _records(node, spec)[1]
-        if not test:
-            raise Refusal(NO_DATA, f"{node.hospital_id}: no held-out images to evaluate")
-        m = spec.models()
-        store = _cached(("store", str(node.cache_dir), m.read.cache_token()),
-                        lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
-        stats, _ = evaluate_images(models, test, store, m.cascade)
-        stats, withheld = _release(stats, node.min_cell)
-        metrics = {
-            "num-examples": len(test),
-            "withheld": len(withheld.split(",")) if withheld else 0,
-        }
-        payload = json.dumps(stats.to_dict())
-        content = RecordDict({
-            "metrics": MetricRecord(metrics),
-            "site": ConfigRecord({"hospital-id": node.hospital_id, "eval-stats": payload,
-                                  "withheld": withheld}),
-        })  # fmt: skip
-        event.update(status="evaluated", metrics_sent=metrics, withheld=withheld,
-                     stats_bytes=len(payload))  # fmt: skip
-        reply = Message(content=content, reply_to=msg)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
-        reply = _refuse(msg, exc, event, site)
-    event["seconds"] = round(time.perf_counter() - started, 3)
-    audit.write(event)
-    return reply
+def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
+    models = _models(spec, msg)
+    test = _records(node, spec)[1]
+    if not test:
+        raise Refusal(NO_DATA, f"{node.hospital_id}: no held-out images to evaluate")
+    m = spec.models()
+    store = _cached(("store", str(node.cache_dir), m.read.cache_token()),
+                    lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
+    stats, _ = evaluate_images(models, test, store, m.cascade)
+    stats, withheld = _release(stats, node.min_cell)
+    metrics = {"num-examples": len(test), "withheld": len(withheld.split(",")) if withheld else 0}
+    payload = json.dumps(stats.to_dict())
+    content = RecordDict({
+        "metrics": MetricRecord(metrics),
+        "site": ConfigRecord({"hospital-id": node.hospital_id, "eval-stats": payload,
+                              "withheld": withheld}),
+    })  # fmt: skip
+    sent = {"status": "evaluated", "metrics_sent": metrics, "withheld": withheld,
+            "stats_bytes": len(payload)}  # fmt: skip
+    return Message(content=content, reply_to=msg), sent
 
 
 def _release(stats: EvalStats, min_cell: int) -> tuple[EvalStats, str]:

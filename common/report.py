@@ -13,6 +13,14 @@ import numpy as np  # noqa: E402
 from common.evaluation import EvalStats  # noqa: E402
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_roc(stats: EvalStats, path: Path, title: str = "Malignancy ROC") -> Path:
     """ROC curves of the classifier (annotated clusters) and the cascade (breasts)."""
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -29,10 +37,7 @@ def plot_roc(stats: EvalStats, path: Path, title: str = "Malignancy ROC") -> Pat
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no positive and negative cases", ha="center", color="grey")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_froc(stats: EvalStats, path: Path, title: str = "Cluster detection FROC") -> Path:
@@ -45,10 +50,7 @@ def plot_froc(stats: EvalStats, path: Path, title: str = "Cluster detection FROC
     ax.set(xlabel="false positives per image", ylabel="cluster sensitivity", title=title,
            xlim=(0, max(4.0, float(np.min([fppi.max(), 8])))), ylim=(0, 1.01))  # fmt: skip
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def metrics_markdown(summary: dict, title: str) -> str:
@@ -137,10 +139,7 @@ def plot_rounds(rounds: list[dict], path: Path) -> Path:
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
         ax.set_xticks(c["round"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def site_row(name: str, summary: dict) -> str:

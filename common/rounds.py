@@ -51,9 +51,89 @@ class ModelSpec:
         return {"preprocessing": asdict(self.read), "cascade": asdict(self.cascade)}
 
 
+class KebabConfig:
+    """Dataclass mixin: to and from flat kebab-case dicts of scalars, checked by type."""
+
+    def to_config(self) -> dict:
+        """Kebab-case keys, scalar values."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_config(cls, config: dict, strict: bool = True, complete: bool = False):
+        """Build from a kebab-case dict.
+
+        Parameters
+        ----------
+        strict : bool
+            Refuse keys that are not fields (a misspelt option must not fall back to its
+            default silently); else ignore them.
+        complete : bool
+            Require every field.
+
+        Raises
+        ------
+        ValueError
+            Naming the key that is unknown, missing or of the wrong type.
+        """
+        names = {f.name.replace("_", "-"): f for f in fields(cls)}
+        unknown = sorted(set(config) - set(names))
+        if strict and unknown:
+            raise ValueError(f"unknown key(s): {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(names))}")  # fmt: skip
+        defaults = cls()
+        values = {}
+        for key, f in names.items():
+            if key not in config:
+                if complete:
+                    raise ValueError(f"configuration lacks '{key}'")
+                continue
+            v, want = config[key], type(getattr(defaults, f.name))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if type(v) is not want:
+                raise ValueError(f"'{key}': expected {want.__name__}, got {type(v).__name__} "
+                                 f"{v!r}")  # fmt: skip
+            values[f.name] = v
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class RoundSpec:
-    """Local work of one round.
+class LocalTraining(KebabConfig):
+    """How each hospital trains in a round (chosen by the coordinator).
+
+    Attributes
+    ----------
+    dp_noise : float
+        Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
+    dp_delta : float
+        δ; 0: 1 / (10 n) per model.
+    """
+
+    detector_epochs: int = 5
+    classifier_epochs: int = 15
+    lr: float = 1e-3
+    classifier_lr: float = 1e-3
+    batch_size: int = 32
+    classifier_batch_size: int = 32
+    patience: int = 0
+    val_fraction: float = 0.15
+    dp: bool = False
+    dp_epsilon: float = 8.0
+    dp_noise: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Validate counts."""
+        for name in ("detector_epochs", "classifier_epochs", "batch_size",
+                     "classifier_batch_size"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name.replace('_', '-')}' must be >= 1")
+
+
+@dataclass(frozen=True)
+class RoundSpec(LocalTraining):
+    """Local work of one round, as sent to every hospital.
 
     Attributes
     ----------
@@ -63,10 +143,8 @@ class RoundSpec:
         This run (a federation may span several runs, e.g. after a resume).
     num_rounds : int
         Rounds in the run (calibrates DP noise for a target ε).
-    dp_noise : float
-        Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
-    dp_delta : float
-        δ; 0: 1 / (10 n) per model.
+    proximal_mu : float
+        FedProx's μ (the strategy also sends it as ``proximal-mu``).
     """
 
     federation: str = "calcifl"
@@ -74,52 +152,18 @@ class RoundSpec:
     num_rounds: int = 3
     seed: int = 0
     model_spec: str = field(default_factory=lambda: ModelSpec().to_json())
-    detector_epochs: int = 5
-    classifier_epochs: int = 15
-    lr: float = 1e-3
-    classifier_lr: float = 1e-3
-    batch_size: int = 32
-    classifier_batch_size: int = 32
-    patience: int = 0
-    val_fraction: float = 0.15
     proximal_mu: float = 0.0
-    dp: bool = False
-    dp_epsilon: float = 8.0
-    dp_noise: float = 0.0
-    dp_max_grad_norm: float = 1.0
-    dp_delta: float = 0.0
-
-    def to_config(self) -> dict:
-        """Kebab-case keys, scalar values."""
-        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_config(cls, config: dict) -> RoundSpec:
-        """Read a received configuration; unknown keys are ignored (e.g. server-round).
-
-        Raises
-        ------
-        ValueError
-            Naming the key that is missing or of the wrong type.
-        """
-        values = {}
-        for f in fields(cls):
-            key = f.name.replace("_", "-")
-            if key not in config:
-                raise ValueError(f"round configuration lacks '{key}'")
-            v, want = config[key], type(getattr(cls(), f.name))
-            if want is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if type(v) is not want:
-                raise ValueError(f"round configuration '{key}': expected {want.__name__}, "
-                                 f"got {type(v).__name__} {v!r}")  # fmt: skip
-            values[f.name] = v
-        spec = cls(**values)
+    def received(cls, config: dict) -> RoundSpec:
+        """Read a received configuration (other keys, e.g. server-round, are ignored)."""
+        try:
+            spec = cls.from_config(config, strict=False, complete=True)
+        except ValueError as exc:
+            raise ValueError(f"round configuration: {exc}") from exc
         spec.models()  # validates the model specification
-        for name in ("detector_epochs", "classifier_epochs", "batch_size",
-                     "classifier_batch_size", "num_rounds"):  # fmt: skip
-            if getattr(spec, name) < 1:
-                raise ValueError(f"round configuration '{name.replace('_', '-')}' must be >= 1")
+        if spec.num_rounds < 1:
+            raise ValueError("round configuration: 'num-rounds' must be >= 1")
         return spec
 
     def models(self) -> ModelSpec:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.evaluation import EvalStats  # noqa: E402
-from common.report import clean_json  # noqa: E402
+from common.report import clean_json, save_figure  # noqa: E402
 
 ARMS = ("federated", "centralised", "local-only")
 METRICS = {
@@ -91,10 +91,7 @@ def plot_comparison(table: dict, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("AUC")
     axes[0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def add_to_report(run_dir: Path, table: dict) -> None:

@@ -22,8 +22,8 @@ def _message(settings=SETTINGS, kind=MessageType.TRAIN, arrays=None, server_roun
     config = {**spec.to_config(), "server-round": server_round}
     for key in drop:
         config.pop(key.replace("_", "-"))
-    return Message(content=RecordDict({"arrays": to_record(arrays), "config": ConfigRecord(config)}),
-                   dst_node_id=7, message_type=kind)  # fmt: skip
+    content = RecordDict({"arrays": to_record(arrays), "config": ConfigRecord(config)})
+    return Message(content=content, dst_node_id=7, message_type=kind)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ def test_round_trip_through_scalars():
     spec = RoundSpec(federation="f", run="r", detector_epochs=2, dp=True, dp_epsilon=3.0)
     config = spec.to_config()
     assert all(isinstance(v, int | float | str | bool) for v in config.values())
-    assert RoundSpec.from_config({**config, "server-round": 4}) == spec
-    assert RoundSpec.from_config({**config, "dp-epsilon": 3}).dp_epsilon == 3.0  # int → float
+    assert RoundSpec.received({**config, "server-round": 4}) == spec
+    assert RoundSpec.received({**config, "dp-epsilon": 3}).dp_epsilon == 3.0  # int → float
 
 
 @pytest.mark.parametrize(
@@ -21,19 +21,20 @@ def test_round_trip_through_scalars():
         ({"lr": "fast"}, "'lr': expected float"),
         ({"dp": 1}, "'dp': expected bool"),
         ({"batch-size": 0}, "'batch-size' must be >= 1"),
+        ({"num-rounds": 0}, "'num-rounds' must be >= 1"),
         ({"model-spec": "{}"}, "model-spec"),
     ],
 )
 def test_bad_values_are_named(change, message):
     with pytest.raises(ValueError, match=message):
-        RoundSpec.from_config({**RoundSpec().to_config(), **change})
+        RoundSpec.received({**RoundSpec().to_config(), **change})
 
 
 def test_missing_key_is_named():
     config = RoundSpec().to_config()
     del config["seed"]
     with pytest.raises(ValueError, match="lacks 'seed'"):
-        RoundSpec.from_config(config)
+        RoundSpec.received(config)
 
 
 def test_seeds_differ_by_round_and_site_but_repeat():

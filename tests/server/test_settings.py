@@ -1,9 +1,9 @@
 """Run settings from the run configuration."""
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from server.settings import RunSettings
 
@@ -20,7 +20,7 @@ def test_pyproject_run_config_is_valid():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"num-rounds": 3}, "unknown run-config key"),
+        ({"num-rounds": 3}, "run-config: unknown key"),
         ({"strategy": "fedsgd"}, "choose one of"),
         ({"dp": "yes"}, "expected bool"),
         ({"eval-every": 0}, ">= 1"),
