@@ -26,6 +26,7 @@ from common.evaluation import EvalStats, evaluate_images
 from common.ledger import PrivacyLedger
 from common.models import build, flat_state, load_flat_state
 from common.privacy import PrivacyBudgetError
+from common.problems import ProblemLog
 from common.rounds import RoundSpec
 from common.samples import ImageStore
 from common.site import TASKS, SiteData, SiteSettings, plan_models, site_records, train_models
@@ -67,9 +68,20 @@ def _cached(key, make):
 
 
 def _records(node: NodeSettings, spec: RoundSpec):
+    """(training, held-out, refused rows and files) of this hospital."""
+
+    def load():
+        problems = ProblemLog(echo=False)
+        train, test = site_records(node.data_dir, node.partition, node.test_fraction, spec.seed,
+                                   problems)  # fmt: skip
+        if problems:
+            # the detail (file names) stays in this hospital's log; counts may leave
+            logger.warning("%s: %d input(s) refused: %s", node.hospital_id, len(problems),
+                           problems.counts())  # fmt: skip
+        return train, test, problems
+
     key = ("records", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed)
-    return _cached(key, lambda: site_records(node.data_dir, node.partition, node.test_fraction,
-                                             spec.seed))  # fmt: skip
+    return _cached(key, load)
 
 
 def _site(node: NodeSettings, spec: RoundSpec) -> SiteData:
@@ -238,7 +250,8 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
             epsilons[t] = ledger.record(t, privacy["accountant"], privacy["delta"],
                                         privacy["noise_multiplier"], spec.run, server_round,
                                         results[t].steps, final=True)  # fmt: skip
-    metrics = {"num-examples": len(site.train_images)}
+    metrics = {"num-examples": len(site.train_images),
+               "refused-inputs": len(_records(node, spec)[2]) + len(site.problems)}  # fmt: skip
     for t, short in (("detector", "det"), ("classifier", "cls")):
         m = results[t].metrics
         metrics[f"{short}-train-loss"] = float(m.get("train_loss", 0.0))

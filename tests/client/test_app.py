@@ -115,3 +115,18 @@ def test_evaluate_replies_with_summable_statistics(flower_task, node):
     assert "breast_roc" in withheld
     assert EvalStats.from_dict(json.loads(str(strict.content["site"]["eval-stats"]))
                                ).breast_roc.n_pos == 0  # fmt: skip
+
+
+def test_unreadable_images_are_counted_and_the_rest_used(flower_task, node, tmp_path, consortium):
+    import csv
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(consortium / "hospital-1", copy)
+    with open(copy / "calcifl_manifest.csv") as f:
+        first = next(r for r in csv.DictReader(f) if r["split"] == "train")
+    (copy / first["image"]).write_bytes(b"not a dicom file")
+    reply = handle_train(_message(), {**node, "data-dir": str(copy)}, {})
+    assert not reply.has_error(), reply.error
+    assert reply.content["metrics"]["refused-inputs"] == 1
+    assert reply.content["metrics"]["num-examples"] > 0
