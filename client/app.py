@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -202,6 +203,7 @@ def _serve(kind: str, msg: Message, node_config: dict, run_config: dict, work) -
     except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
         reply = _refuse(msg, exc, event, site)
     event["seconds"] = round(time.perf_counter() - started, 3)
+    event["threads"] = torch.get_num_threads()
     audit.write(event)
     return reply
 

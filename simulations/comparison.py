@@ -86,11 +86,11 @@ def plot_comparison(table: dict, path: Path) -> Path:
             vals = [np.nan if v is None else v for v in vals]
             ax.bar(x + (i - (len(arms) - 1) / 2) * width, vals, width, label=arm)
         ax.set_xticks(x, rows, rotation=20)
-        ax.set(ylim=(0, 1.0), title=METRICS[key][0])
+        ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6), title=METRICS[key][0])
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("AUC")
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(fontsize=8, loc="upper center", ncol=len(arms), frameon=False)
     return save_figure(fig, path)
 
 
