@@ -18,9 +18,10 @@ def _stats(seed: int) -> EvalStats:
 def test_pooled_rows_sum_the_sites(tmp_path):
     fed = {"a": _stats(1), "b": _stats(2)}
     report = {"final": {"per_site": {k: {"statistics": v.to_dict()} for k, v in fed.items()}}}
-    baselines = {"centralised": {"per_site": {"a": _stats(3), "b": _stats(4)},
-                                 "train_seconds": 1.0},
-                 "local-only": {"per_site": {"a": _stats(5)}, "train_seconds": {"a": 1.0}}}  # fmt: skip
+    baselines = {
+        "centralised": {"per_site": {"a": _stats(3), "b": _stats(4)}, "train_seconds": 1.0},
+        "local-only": {"per_site": {"a": _stats(5)}, "train_seconds": {"a": 1.0}},
+    }
     table = compare(report, baselines)
     pooled = fed["a"] + fed["b"]
     assert table["pooled"]["federated"]["breast_auc"] == pooled.breast_roc.auc()
