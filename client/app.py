@@ -220,11 +220,11 @@ def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Messag
 
 def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
     if node.require_dp and not spec.dp:
-        raise Refusal(POLICY, f"{node.hospital_id} trains only with DP-SGD (require-dp)")
+        raise Refusal(POLICY, "this hospital trains only with DP-SGD (require-dp)")
     models = _models(spec, msg)
     site = _site(node, spec)
     if site.examples("detector") == 0:
-        raise Refusal(NO_DATA, f"{node.hospital_id}: no usable training images")
+        raise Refusal(NO_DATA, "no usable training images")
     configs = spec.train_configs(server_round, node.hospital_id)
     dp = spec.dp_config(node.privacy_budget)
     ledger = PrivacyLedger(node.ledger_path, spec.federation)
@@ -238,7 +238,7 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
             plans = plan_models(site, configs, dp, histories, remaining, noise)
         except PrivacyBudgetError as exc:
             raise Refusal(BUDGET_EXCEEDED,
-                          f"{node.hospital_id} refuses round {server_round}: {exc.task} {exc}"
+                          f"round {server_round} refused: {exc.task} {exc}"
                           ) from exc  # fmt: skip
         for t, plan in plans.items():  # count the planned spending before any step
             planned = [*histories[t], (plan.noise_multiplier, plan.sample_rate, plan.steps)]
@@ -272,7 +272,7 @@ def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: i
     models = _models(spec, msg)
     test = _records(node, spec)[1]
     if not test:
-        raise Refusal(NO_DATA, f"{node.hospital_id}: no held-out images to evaluate")
+        raise Refusal(NO_DATA, "no held-out images to evaluate")
     m = spec.models()
     store = _cached(("store", str(node.cache_dir), m.read.cache_token()),
                     lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
