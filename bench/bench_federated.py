@@ -1,6 +1,6 @@
 """Federated benchmark: simulation time, federated vs baselines, overhead, bytes, scale.
 
-Usage: python bench/bench_federated.py [--out DIR] [--cpus-per-client 1] [--skip-scale]
+Usage: python bench/bench_federated.py [--out DIR] [--cpus-per-client N] [--skip-scale]
 
 Prints, from one run on this machine:
 - wall time of `calcifl simulate` with 3 hospitals x 3 rounds on the default synthetic data
@@ -96,10 +96,11 @@ def pooled_auc(per_site: dict) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--cpus-per-client", default="1")
+    parser.add_argument("--cpus-per-client", default=None)
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="calcifl-bench-fed-"))
+    cpus = ["--cpus-per-client", args.cpus_per_client] if args.cpus_per_client else []
     run = out / "fed-3x3"
     # untimed set-up shared by both arms: the data, and a warm preprocessing cache
     sites = synthesize(out / "data", SynthConfig(hospitals=3, seed=1), progress=False)
@@ -107,9 +108,10 @@ def main() -> None:
     for site in sites:
         store = ImageStore(PreprocessCache(cache, ReadOptions()))
         prepare(load_hospital(site, echo=False).images, store)
-    seconds, peak = timed(simulate("--out", str(run), "--data", *map(str, sites), "--rounds",
-                                   "3", "--cpus-per-client", args.cpus_per_client, "--cache",
-                                   str(cache), "--set", "eval-every=3"))  # fmt: skip
+    seconds, peak = timed(
+        simulate("--out", str(run), "--data", *map(str, sites), "--rounds", "3", "--cache",
+                 str(cache), "--set", "eval-every=3", *cpus)
+    )  # fmt: skip
     report = json.loads((run / "report.json").read_text())
     fed = {k: EvalStats.from_dict(v["statistics"]) for k, v in report["final"]["per_site"].items()}
     fed_breast, fed_cluster = pooled_auc(fed)
@@ -159,8 +161,7 @@ def main() -> None:
     if not args.skip_scale:
         seconds, peak = timed(simulate("--out", str(out / "fed-20"), "--hospitals", "20",
                                        "--exams", "6", "--rounds", "1", "--detector-epochs",
-                                       "1", "--classifier-epochs", "1",
-                                       "--cpus-per-client", args.cpus_per_client))  # fmt: skip
+                                       "1", "--classifier-epochs", "1", *cpus))  # fmt: skip
         r20 = json.loads((out / "fed-20" / "report.json").read_text())
         trained = len(r20["rounds"][0]["trained"])
         print(f"20 hospitals, 1 round: {trained} trained, {seconds:.0f} s, peak memory "

@@ -230,3 +230,13 @@ def load_flat_state(models: dict[str, nn.Module], flat: dict[str, torch.Tensor])
 def parameter_bytes(models: dict[str, nn.Module]) -> int:
     """Bytes of every model's weights in float32."""
     return sum(v.numel() * 4 for v in flat_state(models).values())
+
+
+def seeded_models(configs: dict[str, dict], seed: int) -> dict[str, nn.Module]:
+    """Build ``{kind: model}`` with initial weights set by ``seed`` alone.
+
+    Seeding here, not wherever the caller happens to be, keeps a run's starting point the
+    same in every process (centralised baseline, federated server, a resumed run).
+    """
+    torch.manual_seed(seed)
+    return {kind: build(kind, config) for kind, config in configs.items()}

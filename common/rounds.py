@@ -103,6 +103,9 @@ class LocalTraining(KebabConfig):
 
     Attributes
     ----------
+    restore_best : bool
+        End a hospital's round with its best local validation epoch instead of the last
+        one (local validation sets are small: the last weights are FedAvg's usual choice).
     dp_noise : float
         Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
     dp_delta : float
@@ -116,6 +119,7 @@ class LocalTraining(KebabConfig):
     batch_size: int = 32
     classifier_batch_size: int = 32
     patience: int = 0
+    restore_best: bool = False
     val_fraction: float = 0.15
     dp: bool = False
     dp_epsilon: float = 8.0
@@ -175,7 +179,7 @@ class RoundSpec(LocalTraining):
         digest = hashlib.sha256(f"{self.seed}|{server_round}|{site}".encode()).digest()
         seed = int.from_bytes(digest[:4], "big")
         common = {"patience": self.patience, "seed": seed, "progress": progress,
-                  "proximal_mu": self.proximal_mu}  # fmt: skip
+                  "proximal_mu": self.proximal_mu, "restore_best": self.restore_best}  # fmt: skip
         return {
             "detector": TrainConfig(
                 epochs=self.detector_epochs, batch_size=self.batch_size, lr=self.lr, **common

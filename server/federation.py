@@ -23,7 +23,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
 from common.evaluation import EvalStats
-from common.models import build, flat_state, load_flat_state, parameter_bytes, save_models
+from common.models import flat_state, load_flat_state, parameter_bytes, save_models, seeded_models
 from server import checkpoint
 from server.report import write_report
 from server.settings import RunSettings
@@ -37,9 +37,8 @@ RoundCallback = Callable[[int, int, dict], None]
 def initial_models(settings: RunSettings) -> dict[str, torch.nn.Module]:
     """Return the seeded starting models of a run."""
     spec = settings.model_spec()
-    torch.manual_seed(settings.seed)
-    return {"detector": build("detector", vars(spec.detector)),
-            "classifier": build("classifier", vars(spec.classifier))}  # fmt: skip
+    return seeded_models({"detector": vars(spec.detector), "classifier": vars(spec.classifier)},
+                         settings.seed)  # fmt: skip
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:

@@ -11,7 +11,7 @@ from pathlib import Path
 from common.datasets import load_hospital
 from common.dicom import ReadOptions
 from common.inference import CascadeConfig
-from common.models import ClassifierConfig, DetectorConfig, build, save_models
+from common.models import ClassifierConfig, DetectorConfig, save_models, seeded_models
 from common.privacy import DPConfig
 from common.records import ImageRecord
 from common.site import SiteData, SiteSettings, train_models
@@ -81,10 +81,10 @@ def train_central(
         counts["train_images"], counts["detector_patches"], counts["classifier_clusters"],
         counts["val_images"],
     )  # fmt: skip
-    models = {
-        "detector": build("detector", asdict(config.detector)),
-        "classifier": build("classifier", asdict(config.classifier)),
-    }
+    models = seeded_models(
+        {"detector": asdict(config.detector), "classifier": asdict(config.classifier)},
+        config.seed,
+    )
     cls_config = config.dp_classifier_train if config.dp else config.classifier_train
     results = train_models(models, site, {"detector": config.detector_train,
                                           "classifier": cls_config}, dp=config.dp)  # fmt: skip

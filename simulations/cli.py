@@ -524,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--cpus-per-client",
         type=float,
-        default=1.0,
-        help="Ray CPUs per hospital process (default 1)",
+        default=None,
+        help="Ray CPUs (torch threads) per hospital process (default: the cores shared out, "
+        "or all of them one hospital at a time when there are more hospitals than cores)",
     )
     g.add_argument(
         "--ray-address",

@@ -59,3 +59,15 @@ def test_bad_configs_and_folders(tmp_path):
         build("detector", {"depth": 3})
     with pytest.raises(FileNotFoundError, match="model.json"):
         load_models(tmp_path)
+
+
+def test_seeded_models_do_not_depend_on_the_global_rng():
+    from common.models import flat_state, seeded_models
+
+    configs = {"detector": {"width": 4}, "classifier": {"width": 4}}
+    a = flat_state(seeded_models(configs, 3))
+    torch.rand(1000)  # whatever the caller drew before
+    b = flat_state(seeded_models(configs, 3))
+    c = flat_state(seeded_models(configs, 4))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

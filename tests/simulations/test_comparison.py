@@ -5,7 +5,13 @@ import numpy as np
 from common.evaluation import EvalStats
 from common.metrics import RocStats
 from simulations.comparison import compare, comparison_markdown, plot_comparison
-from simulations.simulate import SimulationSetup, backend_config, hospital_nodes, partition_nodes
+from simulations.simulate import (
+    SimulationSetup,
+    auto_cpus,
+    backend_config,
+    hospital_nodes,
+    partition_nodes,
+)
 
 
 def _stats(seed: int) -> EvalStats:
@@ -43,6 +49,8 @@ def test_nodes_and_backend(tmp_path):
     local = backend_config(SimulationSetup(nodes, cpus_per_client=2))
     assert local["client_resources"]["num_cpus"] == 2
     assert local["init_args"]["_node_ip_address"] == "127.0.0.1"  # loopback only
+    assert backend_config(SimulationSetup(nodes))["client_resources"]["num_cpus"] == auto_cpus(2)
+    assert (auto_cpus(3, cores=2), auto_cpus(2, cores=2), auto_cpus(3, cores=16)) == (2, 1, 5)
     remote = backend_config(SimulationSetup(nodes, ray_address="10.0.0.5:6379"))
     assert remote["init_args"]["address"] == "10.0.0.5:6379"
     assert "_node_ip_address" not in remote["init_args"]
