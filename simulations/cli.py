@@ -289,8 +289,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "seed": args.seed,
         "min-available-nodes": len(nodes),
-        "min-train-nodes": max(1, args.min_nodes or 1),
-        "min-evaluate-nodes": max(1, args.min_nodes or 1),
+        # Flower samples from the nodes connected at that moment: without a minimum, a
+        # hospital still starting up would silently miss round 1
+        "min-train-nodes": args.min_nodes or max(1, round(args.fraction * len(nodes))),
+        "min-evaluate-nodes": args.min_nodes or len(nodes),
         "fraction-train": args.fraction,
         "dp": args.dp,
         "dp-epsilon": args.epsilon,
@@ -481,7 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-epochs", type=int, default=5, help="local epochs per round")
     p.add_argument("--classifier-epochs", type=int, default=15, help="local epochs per round")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of hospitals per round")
-    p.add_argument("--min-nodes", type=int, default=None, help="fewest hospitals per round")
+    p.add_argument(
+        "--min-nodes",
+        type=int,
+        default=None,
+        help="fewest hospitals per round (default: fraction × hospitals; all for evaluation)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--federation",

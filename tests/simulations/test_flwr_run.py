@@ -17,7 +17,8 @@ def test_flwr_run_simulation_writes_the_report(tmp_path, consortium):
     env = {**os.environ, **PRIVATE_ENV, "FLWR_HOME": str(tmp_path / "flwr-home")}
     out = tmp_path / "run"
     run_config = (f'data-root="{consortium}" out-dir="{out}" num-server-rounds=1 '
-                  'detector-epochs=1 classifier-epochs=1 min-available-nodes=2')  # fmt: skip
+                  'detector-epochs=1 classifier-epochs=1 min-available-nodes=2 min-train-nodes=2 '
+                  'min-evaluate-nodes=2')  # fmt: skip
     try:
         subprocess.run(["flwr", "federation", "simulation-config", "@none/default", "local",
                         "--num-supernodes", "2", "--client-resources-num-cpus", "1"],

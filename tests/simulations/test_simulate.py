@@ -57,6 +57,7 @@ def test_federated_run_moves_the_model_and_writes_the_report(full_run):
     report = json.loads((full_run / "report.json").read_text())
     assert [r["round"] for r in report["rounds"]] == [1, 2]
     assert all(sorted(r["trained"]) == ["hospital-1", "hospital-2"] for r in report["rounds"])
+    assert all(r["sampled"] == 2 for r in report["rounds"])
     settings = RunSettings.from_config(report["settings"])
     start = {k: v.numpy() for k, v in flat_state(initial_models(settings)).items()}
     final = _weights(full_run)
@@ -116,7 +117,8 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
     nodes[1]["privacy-budget"] = 0.5  # far below what one DP round costs
     settings = RunSettings(num_server_rounds=2, detector_epochs=1, classifier_epochs=2, dp=True,
                            dp_epsilon=8.0, out_dir=str(tmp_path / "run"),
-                           min_available_nodes=2, federation="budget-test")  # fmt: skip
+                           min_available_nodes=2, min_train_nodes=2, min_evaluate_nodes=2,
+                           federation="budget-test")  # fmt: skip
     report = run_simulation(settings, SimulationSetup(nodes), progress=False)
     for r in report["rounds"]:
         assert r["trained"] == ["hospital-1"]
