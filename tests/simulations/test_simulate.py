@@ -135,3 +135,16 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
     assert [e["status"] for e in audit if e["message"] == "train"] == ["refused", "refused"]
     assert "refused" in (tmp_path / "run" / "report.md").read_text().lower()
     assert torch.get_num_threads() >= 1
+
+
+def test_federated_run_folder_serves_evaluate_and_predict(full_run, hospitals, tmp_path):
+    from simulations.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(full_run), "--data", str(hospitals[0]),
+                 "--out", str(out), "-q"]) == 0  # fmt: skip
+    assert json.loads((out / "metrics.json").read_text())["summary"]["detection"]["images"] > 0
+    image = next(hospitals[1].rglob("Calc-*_CC/*/*/000000.dcm"))
+    assert main(["predict", "--model", str(full_run), str(image), "--out",
+                 str(tmp_path / "pred")]) == 0  # fmt: skip
+    assert list((tmp_path / "pred").glob("*.png"))
