@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -128,14 +129,8 @@ def _round(msg: Message) -> tuple[RoundSpec, int]:
     except (ValueError, TypeError) as exc:
         raise Refusal(BAD_REQUEST, str(exc)) from exc
     if "proximal-mu" in config:  # FedProx sends its own μ
-        spec = _with(spec, proximal_mu=float(config["proximal-mu"]))
+        spec = replace(spec, proximal_mu=float(config["proximal-mu"]))
     return spec, server_round
-
-
-def _with(spec: RoundSpec, **changes) -> RoundSpec:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
 
 
 def _refuse(msg: Message, exc: Exception, event: dict, site: str | None) -> Message:

@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -235,8 +234,3 @@ def run_federation(grid: Grid, settings: RunSettings, run_id: str,
                    on_round: RoundCallback | None = None) -> dict:  # fmt: skip
     """Run a federation and return its report (see :class:`Federation`)."""
     return Federation(grid, settings, run_id, on_round).run()
-
-
-def report_path(run_dir: Path) -> Path:
-    """Return where the run's JSON report is written."""
-    return Path(run_dir) / "report.json"

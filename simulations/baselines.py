@@ -12,6 +12,7 @@ statistics as the federation, so the per-hospital table compares like with like.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from client.settings import NodeSettings
@@ -85,8 +86,6 @@ def run_baselines(
     cache_dir: Path | None = None, progress: bool = True,
 ) -> dict:  # fmt: skip
     """Train and evaluate the baselines; return per-site statistics and timings."""
-    import time
-
     splits = site_splits(node_configs, settings.seed)
     config = central_config(settings, cache_dir, progress)
     results: dict = {}
