@@ -37,6 +37,7 @@ from common.samples import ImageStore, prepare
 from common.synth.generate import SynthConfig, synthesize
 from server.settings import RunSettings
 from simulations.baselines import evaluate_sites, run_baselines, site_splits
+from simulations.simulate import hospital_nodes
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -124,10 +125,7 @@ def main() -> None:
           f"received {received / fp32:.4f} (target <= 1.05)")  # fmt: skip
 
     settings = RunSettings.from_config(report["settings"])
-    nodes = json.loads(json.dumps([
-        {"data-dir": str(d), "hospital-id": d.name, "state-dir": str(out / "state" / d.name)}
-        for d in sites
-    ]))  # fmt: skip
+    nodes = hospital_nodes(sites, out / "state", cache)
     t0 = time.perf_counter()
     base = run_baselines(settings, nodes, out / "baselines", ("centralised",), cache,
                          progress=False)  # fmt: skip

@@ -13,8 +13,9 @@ def write_report(run_dir: Path, report: dict) -> Path:
     """Write the report files into ``run_dir``; return the JSON's path."""
     run_dir = Path(run_dir)
     path = run_dir / "report.json"
-    path.write_text(json.dumps(clean_json(report), indent=2))
-    (run_dir / "report.md").write_text(federated_markdown(clean_json(report)))
+    clean = clean_json(report)
+    path.write_text(json.dumps(clean, indent=2))
+    (run_dir / "report.md").write_text(federated_markdown(clean))
     plot_rounds(report["rounds"], run_dir / "rounds.png")
     final = report.get("final")
     if final:
