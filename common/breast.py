@@ -53,6 +53,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     # above the air's noise floor instead.
     air = values[values <= thr]
     if air.size:
+        air = _darkest_mode(air)
         floor = float(np.median(air))
         noise = 1.4826 * float(np.median(np.abs(air - floor)))
         thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
@@ -74,6 +75,21 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
     cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
     return np.take(np.take(fg, rows, axis=0), cols, axis=1)
+
+
+def _darkest_mode(values: np.ndarray) -> np.ndarray:
+    """The darkest class of ``values`` when it holds two well separated ones.
+
+    When a bright pectoral muscle or dense tissue takes Otsu's upper class, the lower one
+    holds air *and* fatty tissue, and its median would be tissue.
+    """
+    t = otsu_threshold(values)
+    low, high = values[values <= t], values[values > t]
+    if low.size == 0 or high.size == 0:
+        return values
+    spread = 1.4826 * float(np.median(np.abs(low - np.median(low))))
+    gap = float(np.median(high) - np.median(low))
+    return low if gap > 10 * spread + 0.02 else values
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

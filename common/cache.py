@@ -24,7 +24,7 @@ from common.dicom import DEFAULT_OPTIONS, Mammogram, ReadOptions, read_mammogram
 from common.geometry import Geometry
 
 #: Bump when the preprocessing code changes what it produces.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: breast mask refined for bright pectoral muscles
 
 
 def default_cache_dir() -> Path:

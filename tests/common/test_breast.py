@@ -25,3 +25,15 @@ def test_bounding_box_and_empty_mask():
     m[2:5, 3:7] = True
     assert bounding_box(m) == (2, 3, 5, 7)
     assert not breast_mask(np.zeros((64, 64), np.float32)).any()
+
+
+def test_breast_mask_with_bright_pectoral_and_noiseless_air():
+    # A bright pectoral takes Otsu's upper class, leaving air (exactly 0) and a large
+    # fatty breast in the lower one: the floor must still be the air
+    rows, cols = np.mgrid[:240, :192]
+    breast = ((rows - 120) / 118) ** 2 + (cols / 174) ** 2 < 1
+    image = np.zeros((240, 192), np.float32)
+    image[breast] = 0.3 + 0.1 * np.sin(rows[breast] / 7.0) * np.cos(cols[breast] / 9.0)
+    image[breast & (cols < 100 - rows * 0.8)] = 0.9
+    mask = breast_mask(image)
+    assert (mask & breast).sum() / (mask | breast).sum() > 0.95
