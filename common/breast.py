@@ -78,7 +78,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
 
 
 def _darkest_mode(values: np.ndarray) -> np.ndarray:
-    """The darkest class of ``values`` when it holds two well separated ones.
+    """Return the darkest class of ``values`` when it holds two well separated ones.
 
     When a bright pectoral muscle or dense tissue takes Otsu's upper class, the lower one
     holds air *and* fatty tissue, and its median would be tissue.

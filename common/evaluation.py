@@ -26,6 +26,25 @@ from common.records import ImageRecord
 from common.samples import ImageStore, prepare
 
 
+@dataclass(frozen=True)
+class BreastScore:
+    """The cascade's output for one breast (local: stays at the hospital).
+
+    Attributes
+    ----------
+    score : float
+        Malignancy suspicion, the maximum over the breast's views.
+    detection : float
+        Best cluster detection score over the views (0 when no cluster was found).
+    malignant : bool
+        Ground truth.
+    """
+
+    score: float
+    detection: float
+    malignant: bool
+
+
 @dataclass
 class EvalStats:
     """Summable evaluation statistics of one or more hospitals."""
@@ -116,10 +135,11 @@ def evaluate_images(
     stats : EvalStats
         Poolable statistics.
     breasts : dict
-        (patient, exam, laterality) → (score, malignant): local only.
+        (patient, exam, laterality) → :class:`BreastScore`: local only.
     """
     stats = EvalStats()
     image_scores: list[tuple[tuple, float]] = []
+    detections: dict[tuple, float] = defaultdict(float)
     breast_labels: dict[tuple, bool] = defaultdict(bool)
     finding_labels, finding_probs = [], []
     for item in prepare(records, store):
@@ -149,6 +169,8 @@ def evaluate_images(
             finding_labels.extend(float(f.malignant) for f in labelled)
         key = item.record.breast_key
         image_scores.append((key, result.score))
+        best = max((c.detection_score for c in result.clusters), default=0.0)
+        detections[key] = max(detections[key], float(best))
         breast_labels[key] |= item.record.label == "malignant"
         if tick:
             tick()
@@ -161,5 +183,5 @@ def evaluate_images(
         stats.breast_roc = RocStats.from_scores(
             [breast_scores[k] for k in keys], [breast_labels[k] for k in keys]
         )
-    breasts = {k: (breast_scores[k], breast_labels[k]) for k in keys}
+    breasts = {k: BreastScore(breast_scores[k], detections[k], breast_labels[k]) for k in keys}
     return stats, breasts

@@ -55,13 +55,21 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic consortium."""
     from common.synth.generate import SynthConfig, synthesize
+    from common.synth.readers import DEFAULT_CAD, DEFAULT_READERS, load_profiles
 
+    try:
+        readers = load_profiles(args.readers) if args.readers else DEFAULT_READERS
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
     config = SynthConfig(
         hospitals=args.hospitals,
         exams=args.exams,
         seed=args.seed,
         size=args.size,
         spacing_mm=args.vendor_spacing,
+        readers=readers,
+        cad=None if args.no_aided else DEFAULT_CAD,
     )
     dirs = synthesize(args.out, config, progress=not args.quiet)
     console = Console()
@@ -350,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--vendor-spacing", type=float, default=None, metavar="MM",
         help="override every vendor's pixel spacing",
     )  # fmt: skip
+    p.add_argument(
+        "--readers", type=Path, default=None, metavar="JSON",
+        help="simulated readers' skill: a JSON list of profiles (reader_id, role, d_prime, "
+             "benign_shift, miss_base, miss_per_subtlety, miss_per_density, recovery, "
+             "reliance); default: one senior and two juniors",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-aided",
+        action="store_true",
+        help="write unaided reads only (no simulated CAD-aided reading)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 

@@ -21,7 +21,13 @@ from common.dicomio import mammogram_dataset, mask_dataset, new_uid, save
 from common.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
 from common.synth.calcs import Cluster, draw_cluster, make_cluster
 from common.synth.phantom import render_breast
-from common.synth.readers import DEFAULT_READERS, ReaderProfile, read_breast
+from common.synth.readers import (
+    DEFAULT_CAD,
+    DEFAULT_READERS,
+    CadProfile,
+    ReaderProfile,
+    read_breast,
+)
 from common.synth.vendors import (
     PATIENT_ORIENTATION,
     Vendor,
@@ -58,6 +64,10 @@ class SynthConfig:
         Fraction of breasts with a calcification finding (per-site random if None).
     test_fraction : float
         Fraction of patients in the test split.
+    readers : tuple of ReaderProfile
+        Who reads every breast (the first one's BI-RADS is the CSV's ``assessment``).
+    cad : CadProfile or None
+        With a CAD, every reader also reads every breast aided (``aided`` = yes rows).
     """
 
     hospitals: int = 3
@@ -67,9 +77,13 @@ class SynthConfig:
     spacing_mm: float | None = None
     finding_rate: float | None = None
     test_fraction: float = 0.25
+    readers: tuple[ReaderProfile, ...] = DEFAULT_READERS
+    cad: CadProfile | None = DEFAULT_CAD
 
     def __post_init__(self) -> None:
         """Validate settings."""
+        if not self.readers:
+            raise ValueError("need at least one reader")
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {sorted(SIZES)}")
         if self.hospitals < 1 or self.exams < 2:
@@ -146,6 +160,8 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
     dicom_root = root / "CBIS-DDSM"
     vendor: Vendor = plan["vendor"]
     rng = np.random.default_rng([config.seed, plan["index"], 1])
+    # reads draw from their own stream: changing the readers leaves the images unchanged
+    read_rng = np.random.default_rng([config.seed, plan["index"], 2])
     height_mm, width_mm = SIZES[config.size]
     shape = (round(height_mm / vendor.spacing_mm), round(width_mm / vendor.spacing_mm))
     cbis_rows: dict[str, list[dict]] = {"train": [], "test": []}
@@ -163,11 +179,12 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     _truth(clusters),
                     min((c.subtlety for c in clusters), default=None),
                     patient["density"],
-                    rng,
+                    read_rng,
+                    config.cad,
                 )
-                for r in DEFAULT_READERS
+                for r in config.readers
             }
-            read_rows.extend(_read_rows(patient, lat, reads, DEFAULT_READERS))
+            read_rows.extend(_read_rows(patient, lat, reads, config.readers))
             for view in ("CC", "MLO"):
                 case = (
                     f"{prefix}_{patient['patient_id']}_{'LEFT' if lat == 'L' else 'RIGHT'}_{view}"
@@ -201,7 +218,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                             "calc_type": cluster.calc_type,
                             "calc_distribution": cluster.distribution,
                             "subtlety": cluster.subtlety,
-                            "assessment": reads[DEFAULT_READERS[0].reader_id][0],
+                            "assessment": reads[config.readers[0].reader_id][0][0],
                             "mask": f"CBIS-DDSM/{item['mask']}",
                             "points": ";".join(f"{c:.1f},{r:.1f}" for r, c in item["points"]),
                         }
@@ -216,7 +233,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                             "abnormality type": "calcification",
                             "calc type": cluster.calc_type,
                             "calc distribution": cluster.distribution,
-                            "assessment": reads[DEFAULT_READERS[0].reader_id][0],
+                            "assessment": reads[config.readers[0].reader_id][0][0],
                             "pathology": pathology,
                             "subtlety": cluster.subtlety,
                             "image file path": image_rel,
@@ -239,7 +256,8 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
         "malignant_share": round(plan["malignant_share"], 3),
         "density_mix": plan["density_mix"],
         "patients": len(plan["patients"]),
-        "readers": [r.to_dict() for r in DEFAULT_READERS],
+        "readers": [r.to_dict() for r in config.readers],
+        "cad": config.cad.to_dict() if config.cad else None,
         "counts": dict(counts),
     }
     (root / "synth.json").write_text(json.dumps(info, indent=2))
@@ -254,17 +272,19 @@ def _truth(clusters: list[Cluster]) -> str:
 
 def _read_rows(patient: dict, lat: str, reads: dict, readers: tuple[ReaderProfile, ...]):
     for reader in readers:
-        birads, suspicion = reads[reader.reader_id]
-        yield {
-            "patient_id": patient["patient_id"],
-            "exam_id": patient["patient_id"],
-            "laterality": lat,
-            "reader_id": reader.reader_id,
-            "reader_role": reader.role,
-            "birads": birads,
-            "suspicion": suspicion,
-            "aided": "no",
-        }
+        for aided, read in zip(("no", "yes"), reads[reader.reader_id], strict=True):
+            if read is None:
+                continue
+            yield {
+                "patient_id": patient["patient_id"],
+                "exam_id": patient["patient_id"],
+                "laterality": lat,
+                "reader_id": reader.reader_id,
+                "reader_role": reader.role,
+                "birads": read[0],
+                "suspicion": read[1],
+                "aided": aided,
+            }
 
 
 def _write_image(

@@ -1,17 +1,28 @@
-"""Simulated radiologists reading breasts as BI-RADS categories.
+"""Simulated radiologists reading breasts as BI-RADS categories, alone and with a CAD.
 
 A binormal model: each reader sees a latent suspicion that is N(0, 1) for normal breasts,
 shifted by ``d_prime`` for malignant ones and by ``benign_shift`` for benign findings.
 A lesion is missed outright (read as if normal) with a probability that grows for subtle
 lesions and dense breasts. Thresholds on the latent value give BI-RADS 1–5.
+
+Aided reads: a simulated CAD (:class:`CadProfile`) marks a calcified breast with
+probability ``sensitivity`` and gives its own binormal suspicion. With the CAD the reader
+looks again at a lesion they missed when it is marked (``recovery``) and blends the CAD's
+suspicion into their own with weight ``reliance`` (same noise draw as the unaided read,
+so the pair is correlated like a real crossover study). Juniors miss more and rely more,
+so they gain more — the structure of multicentre reader-assist results.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
+
+ROLES = ("senior", "junior")
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,10 @@ class ReaderProfile:
         Added miss probability per density category above A.
     thresholds : tuple of float
         Latent cut-offs between BI-RADS 1|2|3|4|5.
+    recovery : float
+        Probability that a missed lesion is found when the CAD marks it.
+    reliance : float
+        Weight of the CAD's suspicion in an aided read (0: ignores it).
     """
 
     reader_id: str
@@ -42,10 +57,36 @@ class ReaderProfile:
     miss_per_subtlety: float
     miss_per_density: float
     thresholds: tuple[float, float, float, float] = (0.0, 0.8, 1.4, 2.2)
+    recovery: float = 0.6
+    reliance: float = 0.25
+
+    def __post_init__(self) -> None:
+        """Validate the profile."""
+        if not self.reader_id:
+            raise ValueError("a reader needs a reader_id")
+        if self.role not in ROLES:
+            raise ValueError(f"reader {self.reader_id}: role must be one of {ROLES}")
+        for name in ("miss_base", "recovery", "reliance"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"reader {self.reader_id}: {name} must be in [0, 1]")
+        if list(self.thresholds) != sorted(self.thresholds) or len(self.thresholds) != 4:
+            raise ValueError(f"reader {self.reader_id}: need 4 increasing thresholds")
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReaderProfile:
+        """Inverse of :meth:`to_dict` (missing skill fields take the junior defaults)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown reader profile field(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "thresholds" in d:
+            d["thresholds"] = tuple(float(t) for t in d["thresholds"])
+        return cls(**d)
 
     def miss_probability(self, subtlety: int | None, density: int | None) -> float:
         """Return the probability that this reader misses a lesion outright."""
@@ -55,9 +96,60 @@ class ReaderProfile:
                              + self.miss_per_density * d, 0.0, 0.95))  # fmt: skip
 
 
-SENIOR = ReaderProfile("senior-1", "senior", 2.4, 0.9, 0.03, 0.04, 0.03)
-JUNIOR = ReaderProfile("junior-1", "junior", 1.5, 1.1, 0.08, 0.07, 0.05)
-DEFAULT_READERS = (SENIOR, JUNIOR)
+@dataclass(frozen=True)
+class CadProfile:
+    """A simulated detection/diagnosis aid the readers use in aided reads.
+
+    Attributes
+    ----------
+    sensitivity : float
+        Probability that a calcified breast is marked.
+    d_prime, benign_shift : float
+        Binormal suspicion of a marked malignant / benign lesion.
+    """
+
+    sensitivity: float = 0.92
+    d_prime: float = 2.6
+    benign_shift: float = 0.3
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+SENIOR = ReaderProfile("senior-1", "senior", 2.4, 0.9, 0.03, 0.04, 0.03,
+                       recovery=0.5, reliance=0.15)  # fmt: skip
+JUNIOR = ReaderProfile("junior-1", "junior", 1.5, 1.1, 0.08, 0.07, 0.05,
+                       recovery=0.75, reliance=0.35)  # fmt: skip
+JUNIOR_2 = ReaderProfile("junior-2", "junior", 1.6, 1.1, 0.07, 0.07, 0.05,
+                         recovery=0.75, reliance=0.35)  # fmt: skip
+DEFAULT_READERS = (SENIOR, JUNIOR, JUNIOR_2)
+DEFAULT_CAD = CadProfile()
+
+
+def load_profiles(path: str | Path) -> tuple[ReaderProfile, ...]:
+    """Read reader profiles from a JSON list of objects (see :class:`ReaderProfile`)."""
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read reader profiles: {exc}") from exc
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"{path}: expected a non-empty JSON list of reader profiles")
+    try:
+        profiles = tuple(ReaderProfile.from_dict(d) for d in items)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    ids = [p.reader_id for p in profiles]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: reader ids must be unique")
+    return profiles
+
+
+def _birads(profile: ReaderProfile, latent: float) -> tuple[int, float]:
+    birads = 1 + int(np.searchsorted(profile.thresholds, latent))
+    suspicion = float(np.round(100 * norm.cdf(latent - profile.d_prime / 2), 1))
+    return birads, suspicion
 
 
 def read_breast(
@@ -66,18 +158,32 @@ def read_breast(
     subtlety: int | None,
     density: int | None,
     rng: np.random.Generator,
-) -> tuple[int, float]:
-    """Return (BI-RADS 1–5, suspicion 0–100) for one breast.
+    cad: CadProfile | None = None,
+) -> tuple[tuple[int, float], tuple[int, float] | None]:
+    """Read one breast alone and (with ``cad``) aided.
 
     Parameters
     ----------
     truth : {"normal", "benign", "malignant"}
         What the breast holds.
+
+    Returns
+    -------
+    unaided, aided : tuple
+        (BI-RADS 1–5, suspicion 0–100); ``aided`` is None without a CAD.
     """
     shift = {"normal": 0.0, "benign": profile.benign_shift, "malignant": profile.d_prime}[truth]
-    if truth != "normal" and rng.uniform() < profile.miss_probability(subtlety, density):
-        shift = 0.0
-    latent = shift + rng.standard_normal()
-    birads = 1 + int(np.searchsorted(profile.thresholds, latent))
-    suspicion = float(np.round(100 * norm.cdf(latent - profile.d_prime / 2), 1))
-    return birads, suspicion
+    missed = truth != "normal" and rng.uniform() < profile.miss_probability(subtlety, density)
+    noise = rng.standard_normal()
+    unaided = _birads(profile, (0.0 if missed else shift) + noise)
+    if cad is None:
+        return unaided, None
+    marked = truth != "normal" and rng.uniform() < cad.sensitivity
+    cad_shift = {"normal": 0.0, "benign": cad.benign_shift, "malignant": cad.d_prime}[truth]
+    cad_latent = (cad_shift if marked else 0.0) + rng.standard_normal()
+    recovered = missed and marked and rng.uniform() < profile.recovery
+    own = (0.0 if missed and not recovered else shift) + noise
+    w = profile.reliance
+    # keep a normal breast's latent N(0, 1)-like so the BI-RADS cut-offs keep their meaning
+    blended = ((1 - w) * own + w * cad_latent) / np.hypot(1 - w, w)
+    return unaided, _birads(profile, blended)

@@ -190,4 +190,7 @@ def test_synthetic_manifest_and_cbis_agree(consortium):
         m = abnormal[im.path.resolve()]
         assert [f.pathology for f in im.findings] == [f.pathology for f in m.findings]
         assert [f.area_px for f in im.findings] == [f.area_px for f in m.findings]
-    assert len(manifest.reads) == 2 * 2 * len(manifest.patients())
+    # every reader reads both breasts of every patient, alone and aided
+    readers = {r.reader_id for r in manifest.reads}
+    assert len(readers) == 3
+    assert len(manifest.reads) == 2 * len(readers) * 2 * len(manifest.patients())

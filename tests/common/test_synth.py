@@ -7,13 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from common.datasets import load_hospital
 from common.dicom import MG_FOR_PRESENTATION, read_mammogram
 from common.synth.calcs import MALIGNANT_TYPES, make_cluster
 from common.synth.generate import SynthConfig, synthesize
-from common.synth.readers import JUNIOR, SENIOR, read_breast
+from common.synth.readers import (
+    DEFAULT_CAD,
+    DEFAULT_READERS,
+    JUNIOR,
+    SENIOR,
+    load_profiles,
+    read_breast,
+)
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -124,13 +132,63 @@ def test_malignant_clusters_are_denser_and_finer():
     assert mal_size < ben_size and 0.05 < mal_size < 0.5
 
 
+def _reads(profile, truths, rng, cad=None, subtlety=3, density=3):
+    out = [read_breast(profile, t, subtlety, density, rng, cad) for t in truths]
+    return out
+
+
 def test_senior_reader_beats_junior():
     rng = np.random.default_rng(1)
     truths = rng.choice(["normal", "benign", "malignant"], p=[0.5, 0.25, 0.25], size=3000)
     y = truths == "malignant"
     aucs = {}
     for profile in (SENIOR, JUNIOR):
-        scores = [read_breast(profile, t, 3, 3, rng)[1] for t in truths]
+        scores = [unaided[1] for unaided, _ in _reads(profile, truths, rng)]
         aucs[profile.role] = roc_auc_score(y, scores)
     assert aucs["senior"] > aucs["junior"] + 0.05 and aucs["junior"] > 0.6
     assert SENIOR.miss_probability(1, 4) > SENIOR.miss_probability(5, 1)
+
+
+def test_cad_assistance_helps_juniors_more():
+    rng = np.random.default_rng(2)
+    truths = rng.choice(["normal", "benign", "malignant"], p=[0.5, 0.25, 0.25], size=6000)
+    y = truths == "malignant"
+    calcified = truths != "normal"
+    gain, miss_drop = {}, {}
+    for profile in (SENIOR, JUNIOR):
+        reads = _reads(profile, truths, rng, DEFAULT_CAD, subtlety=2, density=4)
+        alone = np.array([u for u, _ in reads])
+        aided = np.array([a for _, a in reads])
+        gain[profile.role] = roc_auc_score(y, aided[:, 1]) - roc_auc_score(y, alone[:, 1])
+        # a miss: a calcified breast read BI-RADS 1 (nothing reported)
+        miss_drop[profile.role] = np.mean(alone[calcified, 0] == 1) - np.mean(
+            aided[calcified, 0] == 1
+        )
+        # normal breasts keep their recall rate within a few points
+        normal = truths == "normal"
+        assert abs(np.mean(aided[normal, 0] >= 4) - np.mean(alone[normal, 0] >= 4)) < 0.03
+    assert gain["junior"] > gain["senior"] > 0
+    assert miss_drop["junior"] > miss_drop["senior"] > 0
+
+
+def test_reader_profiles_from_json(tmp_path):
+    path = tmp_path / "readers.json"
+    path.write_text(json.dumps([SENIOR.to_dict(), {**JUNIOR.to_dict(), "d_prime": 1.0}]))
+    profiles = load_profiles(path)
+    assert profiles[0] == SENIOR and profiles[1].d_prime == 1.0
+    path.write_text(json.dumps([{**SENIOR.to_dict(), "skill": 3}]))
+    with pytest.raises(ValueError, match="readers.json: unknown reader profile field.*skill"):
+        load_profiles(path)
+    path.write_text(json.dumps([{**SENIOR.to_dict(), "role": "resident"}]))
+    with pytest.raises(ValueError, match="role must be one of"):
+        load_profiles(path)
+
+
+def test_aided_reads_written_for_every_reader(consortium):
+    from common.manifest import load_reads
+
+    reads = load_reads(consortium / "hospital-1" / "reader_reads.csv")
+    by = {(r.reader_id, r.aided) for r in reads}
+    assert by == {(p.reader_id, a) for p in DEFAULT_READERS for a in (False, True)}
+    keys = {(r.patient_id, r.laterality) for r in reads}
+    assert len(reads) == len(keys) * len(DEFAULT_READERS) * 2
