@@ -23,7 +23,7 @@ from common.partition import PartitionSpec
 from common.partition import partition as split_patients
 from common.privacy import DPConfig, PrivacyBudgetError
 from common.problems import ProblemLog
-from common.records import ImageRecord
+from common.records import ImageRecord, ReaderRead
 from common.samples import ClassifierCrops, ImageStore, detector_patches, prepare
 from common.splits import split_by_patient
 from common.training import DPPlan, TrainConfig, TrainResult, plan_private, train
@@ -78,8 +78,7 @@ class SiteData:
         self.settings = settings
         self.problems = problems if problems is not None else ProblemLog(echo=False)
         s = settings
-        parts = split_by_patient(records, {"train": 1 - s.val_fraction, "val": s.val_fraction},
-                                 s.seed)  # fmt: skip
+        parts = validation_split(records, s.val_fraction, s.seed)
         self.store = ImageStore(PreprocessCache(s.cache_dir, s.read))
         self.train_images = prepare(parts["train"], self.store, self.problems)
         self.val_images = prepare(parts["val"], self.store, self.problems)
@@ -180,14 +179,24 @@ def train_models(
     return results
 
 
-def site_records(
+def validation_split(records: list[ImageRecord], val_fraction: float,
+                     seed: int) -> dict[str, list[ImageRecord]]:  # fmt: skip
+    """Split training images into 'train' and 'val' by patient.
+
+    The validation patients serve early stopping and the reader study's operating point;
+    they are the same for a seed wherever this is called.
+    """
+    return split_by_patient(records, {"train": 1 - val_fraction, "val": val_fraction}, seed)
+
+
+def site_study_data(
     data_dir: Path,
     partition: tuple[int, PartitionSpec] | None = None,
     test_fraction: float = 0.25,
     seed: int = 0,
     problems: ProblemLog | None = None,
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Return a hospital's (training, held-out) images.
+) -> tuple[list[ImageRecord], list[ImageRecord], list[ReaderRead]]:
+    """Return a hospital's (training, held-out) images and its reader reads.
 
     The data's own split is used when present (e.g. the synthetic or CBIS-DDSM test
     split); otherwise ``test_fraction`` of the patients are held out by a seeded hash.
@@ -200,9 +209,23 @@ def site_records(
     if partition is not None:
         index, spec = partition
         images = split_patients(images, spec)[index]
+    patients = {im.patient_id for im in images}
+    reads = [r for r in data.reads if r.patient_id in patients]
     if any(im.split for im in images):
         train = [im for im in images if (im.split or "train") == "train"]
         test = [im for im in images if im.split == "test"]
-        return train, test
+        return train, test, reads
     parts = split_by_patient(images, {"train": 1 - test_fraction, "test": test_fraction}, seed)
-    return parts["train"], parts["test"]
+    return parts["train"], parts["test"], reads
+
+
+def site_records(
+    data_dir: Path,
+    partition: tuple[int, PartitionSpec] | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    problems: ProblemLog | None = None,
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Return a hospital's (training, held-out) images (see :func:`site_study_data`)."""
+    train, test, _ = site_study_data(data_dir, partition, test_fraction, seed, problems)
+    return train, test

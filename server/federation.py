@@ -145,7 +145,8 @@ class Federation:
                 self.on_round(r, s.num_server_rounds, record)
         load_flat_state(models, {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
         meta = {**s.model_spec().meta(), "trained_by": "federated", "strategy": s.strategy,
-                "rounds": s.num_server_rounds, "dp": s.dp}  # fmt: skip
+                "rounds": s.num_server_rounds, "dp": s.dp, "seed": s.seed,
+                "val_fraction": s.val_fraction}  # fmt: skip
         save_models(self.run_dir, models, meta)  # loadable by calcifl evaluate/predict
         report = {
             "run": self.run_id,

@@ -102,6 +102,8 @@ def train_central(
         "cascade": asdict(config.cascade),
         "trained_by": "train-central",
         "dp": asdict(config.dp) if config.dp else None,
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
     }
     save_models(out_dir, models, meta)
     (Path(out_dir) / "train.json").write_text(json.dumps(summary, indent=2))

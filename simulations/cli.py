@@ -197,6 +197,94 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_config(args: argparse.Namespace):
+    """Build the StudyConfig of ``--study FILE`` overridden by the command line."""
+    from dataclasses import replace
+
+    from common.study import StudyConfig
+
+    config = StudyConfig.load(args.study) if args.study else StudyConfig()
+    changes = {
+        "arms": tuple(args.arms) if args.arms else None,
+        "comparisons": tuple(args.compare) if args.compare else None,
+        "model_threshold": args.model_threshold,
+        "target_sensitivity": args.target_sensitivity,
+        "recall_from": args.recall_from,
+        "reader_score": args.reader_score,
+        "consensus": args.consensus,
+        "min_cell": getattr(args, "min_cell", None),
+    }
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _add_study_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reader study")
+    g.add_argument("--study", type=Path, default=None, metavar="JSON",
+                   help="study definition (arms, comparisons, settings) as JSON")  # fmt: skip
+    g.add_argument(
+        "--arms", nargs="+", default=None, metavar="ARM",
+        help="arms, e.g. model senior-1 junior-1:aided senior-1+junior-1 junior-1+model "
+             "(default: every reader alone, aided, in pairs and with the model)",
+    )  # fmt: skip
+    g.add_argument("--compare", nargs="+", default=None, metavar="'A vs B'",
+                   help="paired comparisons (default: each reading vs its aided and "
+                        "model-as-second-reader versions, the model vs each reader)")  # fmt: skip
+    g.add_argument(
+        "--model-threshold",
+        type=float,
+        default=None,
+        help="model operating point (default: chosen on validation patients)",
+    )
+    g.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        help="sensitivity the chosen operating point reaches (default 0.9)",
+    )
+    g.add_argument(
+        "--recall-from",
+        type=int,
+        default=None,
+        choices=(2, 3, 4, 5),
+        help="BI-RADS at and above which a read is a recall (default 4; 0 too)",
+    )
+    g.add_argument(
+        "--reader-score",
+        choices=("birads", "suspicion"),
+        default=None,
+        help="readers' ROC score (default: BI-RADS as an ordinal scale)",
+    )
+    g.add_argument(
+        "--consensus",
+        choices=("max", "min"),
+        default=None,
+        help="double reading: recall if either (max, default) or both (min)",
+    )
+
+
+def cmd_reader_study(args: argparse.Namespace) -> int:
+    """Run a reader-assist study of a model with the hospitals' readers."""
+    from common.studyreport import study_markdown
+    from simulations.readerstudy import run_reader_study
+
+    try:
+        config = _study_config(args)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    out = args.out or Path(args.model) / "reader-study"
+    try:
+        result = run_reader_study(args.model, args.data, out, config, cache_dir=args.cache,
+                                  progress=not args.quiet)  # fmt: skip
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    if not args.quiet:
+        print(study_markdown(result).split("\n## By ")[0])
+    print(f"written to {out}: reader_study.md, reader_study.json, reader_study_roc.png")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
     from common.dicom import read_mammogram
@@ -461,6 +549,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, help="DICOM files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "reader-study",
+        help="reader-assist study: readers alone vs with the model (table + ROC figure)",
+        description=(
+            "Compare reading arms on each hospital's held-out breasts: each reader alone, "
+            "aided, in double reading, the model alone and as second reader. Miss rate, "
+            "sensitivity, specificity, recall rate, detection miss rate and AUC with 95% CIs; "
+            "paired McNemar and DeLong P-values; per hospital, pooled, and by pathology, "
+            "density and calcification type."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="hospital folder(s), with reader reads")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: MODEL/reader-study)")  # fmt: skip
+    p.add_argument("--min-cell", type=int, default=None,
+                   help="withhold strata with fewer breasts of a class than this")  # fmt: skip
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or table")
+    _add_study_args(p)
+    p.set_defaults(func=cmd_reader_study)
+
     p = sub.add_parser(
         "simulate",
         help="simulate a federation of hospitals with Flower (+ baselines, report)",

@@ -1,0 +1,87 @@
+"""``calcifl reader-study``: a trained model and the hospitals' readers, on one machine.
+
+Each hospital folder is one site: its held-out breasts are the study's cases, its
+validation patients (held out from training) choose the model's operating point. The
+pooled table is the sum of the sites' statistics — the same computation the federated
+study runs, with the same release policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+
+from common.cache import PreprocessCache
+from common.metrics import RocStats
+from common.models import load_run
+from common.problems import ProblemLog
+from common.samples import ImageStore
+from common.site import site_study_data
+from common.study import StudyConfig, model_threshold
+from common.studyreport import study_result, study_setup, write_study
+from common.studysite import breast_scores, site_study, validation_roc
+
+logger = logging.getLogger("calcifl")
+
+
+def run_reader_study(
+    model_dir: Path,
+    data_dirs: list[Path],
+    out_dir: Path,
+    config: StudyConfig | None = None,
+    cache_dir: Path | None = None,
+    test_fraction: float = 0.25,
+    seed: int | None = None,
+    val_fraction: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the study on each hospital folder and write the pooled and per-site tables.
+
+    Returns
+    -------
+    dict
+        The study result (also in ``out_dir/reader_study.json``), with ``paths``.
+    """
+    config = config or StudyConfig()
+    models, options, cascade, spec = load_run(model_dir)
+    seed = int(spec.get("seed", 0)) if seed is None else seed
+    val_fraction = float(spec.get("val_fraction", 0.15)) if val_fraction is None else val_fraction
+    store = ImageStore(PreprocessCache(cache_dir, options))
+    sites, refused = {}, {}
+    for d in data_dirs:
+        problems = ProblemLog(echo=True)
+        train, test, reads = site_study_data(Path(d), None, test_fraction, seed, problems)
+        name = Path(d).name
+        if name in sites:
+            raise ValueError(f"two hospital folders are named '{name}'")
+        sites[name] = (train, test, reads)
+        refused[name] = len(problems)
+    validation = RocStats.empty(config.bins)
+    scores = {}
+    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+        for name, (train, test, _) in sites.items():
+            task = bar.add_task(f"{name}: model on study images", total=len(test))
+            scores[name] = breast_scores(models, test, store, cascade,
+                                         lambda t=task: bar.advance(t))  # fmt: skip
+            if config.model_threshold is None:
+                task = bar.add_task(f"{name}: model on validation images", total=None)
+                validation = validation + validation_roc(
+                    models, train, store, cascade, val_fraction, seed, config.bins,
+                    lambda t=task: bar.advance(t))  # fmt: skip
+    threshold = model_threshold(validation, config)
+    per_site = {}
+    for name, (_, test, reads) in sites.items():
+        try:
+            per_site[name] = site_study(scores[name], test, reads, config, threshold)
+        except ValueError as exc:
+            logger.error("%s: %s; this hospital is left out of the study", name, exc)
+    if not per_site:
+        raise ValueError("no hospital has reader reads on its held-out breasts")
+    setup = study_setup(config, threshold, validation)
+    setup["refused_inputs"] = refused
+    result, pooled = study_result(per_site, setup)
+    result["paths"] = {k: str(v) for k, v in write_study(out_dir, result, pooled).items()}
+    return result
