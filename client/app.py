@@ -10,6 +10,7 @@ handled is written to the hospital's audit log; DP spending to its privacy ledge
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -26,12 +27,23 @@ from common.cache import PreprocessCache
 from common.errors import CalciflInputError
 from common.evaluation import EvalStats, evaluate_images
 from common.ledger import PrivacyLedger
+from common.metrics import RocStats
 from common.models import build, flat_state, load_flat_state
 from common.privacy import PrivacyBudgetError
 from common.problems import ProblemLog
 from common.rounds import RoundSpec
 from common.samples import ImageStore
-from common.site import TASKS, SiteData, SiteSettings, plan_models, site_records, train_models
+from common.site import (
+    TASKS,
+    SiteData,
+    SiteSettings,
+    plan_models,
+    site_study_data,
+    train_models,
+    validation_split,
+)
+from common.study import StudyConfig
+from common.studysite import breast_scores, site_study
 
 logger = logging.getLogger("calcifl")
 
@@ -70,17 +82,17 @@ def _cached(key, make):
 
 
 def _records(node: NodeSettings, spec: RoundSpec):
-    """(training, held-out, refused rows and files) of this hospital."""
+    """(training, held-out, refused rows and files, reader reads) of this hospital."""
 
     def load():
         problems = ProblemLog(echo=False)
-        train, test = site_records(node.data_dir, node.partition, node.test_fraction, spec.seed,
-                                   problems)  # fmt: skip
+        train, test, reads = site_study_data(node.data_dir, node.partition, node.test_fraction,
+                                             spec.seed, problems)  # fmt: skip
         if problems:
             # the detail (file names) stays in this hospital's log; counts may leave
             logger.warning("%s: %d input(s) refused: %s", node.hospital_id, len(problems),
                            problems.counts())  # fmt: skip
-        return train, test, problems
+        return train, test, problems, reads
 
     key = ("records", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed)
     return _cached(key, load)
@@ -119,10 +131,13 @@ def _node(node_config: dict, run_config: dict) -> NodeSettings:
 
 
 def _round(msg: Message) -> tuple[RoundSpec, int]:
-    configs = list(msg.content.config_records.values())
-    if len(configs) != 1:
-        raise Refusal(BAD_REQUEST, f"expected one ConfigRecord, got {len(configs)}")
-    config = dict(configs[0])
+    records = msg.content.config_records
+    if "config" in records and set(records) <= {"config", "study"}:
+        config = dict(records["config"])  # a reader-study message also carries "study"
+    elif len(records) == 1:
+        config = dict(next(iter(records.values())))
+    else:
+        raise Refusal(BAD_REQUEST, f"expected one ConfigRecord, got {len(records)}")
     try:
         spec = RoundSpec.received(config)
         server_round = int(config.get("server-round", 0))
@@ -164,6 +179,18 @@ def evaluate(msg: Message, context: Context) -> Message:
     return handle_evaluate(msg, dict(context.node_config), dict(context.run_config))
 
 
+@app.evaluate("reader_calibrate")
+def reader_calibrate(msg: Message, context: Context) -> Message:
+    """Reader study, step 1: the model's scores on validation breasts (ROC histograms)."""
+    return handle_reader_calibrate(msg, dict(context.node_config), dict(context.run_config))
+
+
+@app.evaluate("reader_study")
+def reader_study(msg: Message, context: Context) -> Message:
+    """Reader study, step 2: this hospital's summable reader-study statistics."""
+    return handle_reader_study(msg, dict(context.node_config), dict(context.run_config))
+
+
 def make_client_app(node_configs: list[dict]) -> ClientApp:
     """Return a ClientApp for simulations: node ``partition-id`` i gets ``node_configs[i]``."""
     sim = ClientApp()
@@ -179,6 +206,14 @@ def make_client_app(node_configs: list[dict]) -> ClientApp:
     @sim.evaluate()
     def _evaluate_sim(msg: Message, context: Context) -> Message:
         return handle_evaluate(msg, config_of(context), dict(context.run_config))
+
+    @sim.evaluate("reader_calibrate")
+    def _calibrate_sim(msg: Message, context: Context) -> Message:
+        return handle_reader_calibrate(msg, config_of(context), dict(context.run_config))
+
+    @sim.evaluate("reader_study")
+    def _study_sim(msg: Message, context: Context) -> Message:
+        return handle_reader_study(msg, config_of(context), dict(context.run_config))
 
     return sim
 
@@ -211,6 +246,16 @@ def handle_train(msg: Message, node_config: dict, run_config: dict) -> Message:
 def handle_evaluate(msg: Message, node_config: dict, run_config: dict) -> Message:
     """Serve an evaluate message with this node's configuration."""
     return _serve("evaluate", msg, node_config, run_config, _evaluate)
+
+
+def handle_reader_calibrate(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve a reader-study calibration message with this node's configuration."""
+    return _serve("reader-calibrate", msg, node_config, run_config, _reader_calibrate)
+
+
+def handle_reader_study(msg: Message, node_config: dict, run_config: dict) -> Message:
+    """Serve a reader-study message with this node's configuration."""
+    return _serve("reader-study", msg, node_config, run_config, _reader_study)
 
 
 def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
@@ -268,10 +313,8 @@ def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: i
     test = _records(node, spec)[1]
     if not test:
         raise Refusal(NO_DATA, "no held-out images to evaluate")
-    m = spec.models()
-    store = _cached(("store", str(node.cache_dir), m.read.cache_token()),
-                    lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
-    stats, _ = evaluate_images(models, test, store, m.cascade)
+    stats, breasts = evaluate_images(models, test, _store(node, spec), spec.models().cascade)
+    _cached(_scores_key(msg, node, spec, "test"), lambda: breasts)
     stats, withheld = _release(stats, node.min_cell)
     metrics = {"num-examples": len(test), "withheld": len(withheld.split(",")) if withheld else 0}
     payload = json.dumps(stats.to_dict())
@@ -281,6 +324,100 @@ def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: i
                               "withheld": withheld}),
     })  # fmt: skip
     sent = {"status": "evaluated", "metrics_sent": metrics, "withheld": withheld,
+            "stats_bytes": len(payload)}  # fmt: skip
+    return Message(content=content, reply_to=msg), sent
+
+
+def _store(node: NodeSettings, spec: RoundSpec) -> ImageStore:
+    m = spec.models()
+    return _cached(("store", str(node.cache_dir), m.read.cache_token()),
+                   lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
+
+
+def _study(msg: Message, node: NodeSettings) -> tuple[StudyConfig, ConfigRecord]:
+    """Read the study the server asks for, under this hospital's policy (its min-cell wins)."""
+    if not node.reader_study:
+        raise Refusal(POLICY, "this hospital does not take part in reader studies")
+    record = msg.content.config_records.get("study")
+    if record is None or "study-config" not in record:
+        raise Refusal(BAD_REQUEST, "reader-study message without a 'study' ConfigRecord")
+    try:
+        config = StudyConfig.from_json(str(record["study-config"]))
+    except (ValueError, TypeError) as exc:
+        raise Refusal(BAD_REQUEST, f"study configuration: {exc}") from exc
+    return replace(config, min_cell=max(config.min_cell, node.min_cell)), record
+
+
+def _scores_key(msg: Message, node: NodeSettings, spec: RoundSpec, which: str) -> tuple:
+    digest = hashlib.sha256()
+    for record in msg.content.array_records.values():
+        for name, array in record.items():
+            digest.update(name.encode() + array.data)
+    return ("scores", which, str(node.data_dir), repr(node.partition), node.test_fraction,
+            spec.seed, spec.val_fraction, spec.model_spec, digest.hexdigest())  # fmt: skip
+
+
+def _scores(models: dict, msg: Message, node: NodeSettings, spec: RoundSpec, which: str):
+    """Return the model's breast scores on the held-out ("test") or validation images.
+
+    Kept in memory by the weights' digest: the reader study after the last round reuses
+    the scores that round's evaluation computed.
+    """
+    train, test, _, _ = _records(node, spec)
+    key = _scores_key(msg, node, spec, which)
+    cascade = spec.models().cascade
+    if which == "test":
+        images = test
+    else:
+        images = validation_split(train, spec.val_fraction, spec.seed)["val"]
+    return _cached(key, lambda: breast_scores(models, images, _store(node, spec), cascade))
+
+
+def _reader_calibrate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
+    study, _ = _study(msg, node)
+    models = _models(spec, msg)
+    scores = list(_scores(models, msg, node, spec, "val").values())
+    roc = RocStats.from_scores([s.score for s in scores], [s.malignant for s in scores],
+                               study.bins)  # fmt: skip
+    withheld = ""
+    if any(0 < n < study.min_cell for n in (roc.n_pos, roc.n_neg)):
+        roc, withheld = RocStats.empty(study.bins), "validation"
+    payload = json.dumps(roc.to_dict())
+    metrics = {"num-examples": roc.n_pos + roc.n_neg}
+    content = RecordDict({
+        "metrics": MetricRecord(metrics),
+        "site": ConfigRecord({"hospital-id": node.hospital_id, "validation-roc": payload,
+                              "withheld": withheld}),
+    })  # fmt: skip
+    sent = {"status": "calibrated", "metrics_sent": metrics, "withheld": withheld,
+            "stats_bytes": len(payload)}  # fmt: skip
+    return Message(content=content, reply_to=msg), sent
+
+
+def _reader_study(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
+    study, record = _study(msg, node)
+    try:
+        threshold = float(record["model-threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Refusal(BAD_REQUEST, "reader-study message without 'model-threshold'") from exc
+    models = _models(spec, msg)
+    _, test, _, reads = _records(node, spec)
+    if not test:
+        raise Refusal(NO_DATA, "no held-out images for the reader study")
+    scores = _scores(models, msg, node, spec, "test")
+    try:
+        stats = site_study(scores, test, reads, study, threshold)
+    except ValueError as exc:
+        raise Refusal(NO_DATA, str(exc)) from exc
+    payload = json.dumps(stats.to_dict())
+    cases = stats.strata["all"]["cases"] if "all" in stats.strata else 0
+    metrics = {"num-examples": cases, "withheld": len(stats.withheld),
+               "excluded": sum(stats.excluded.values())}  # fmt: skip
+    content = RecordDict({
+        "metrics": MetricRecord(metrics),
+        "site": ConfigRecord({"hospital-id": node.hospital_id, "study-stats": payload}),
+    })  # fmt: skip
+    sent = {"status": "reader-study", "metrics_sent": metrics, "withheld": stats.withheld,
             "stats_bytes": len(payload)}  # fmt: skip
     return Message(content=content, reply_to=msg), sent
 

@@ -5,7 +5,9 @@ layout), ``hospital-id`` (a name, never a patient identifier), ``state-dir`` (pr
 ledger and audit log; default ``$CALCIFL_HOME`` or ``~/.calcifl``, then the hospital id),
 ``cache-dir`` (decoded images), ``privacy-budget`` (cap on cumulative ε per model; 0: no
 cap), ``require-dp`` (refuse rounds without DP-SGD), ``min-cell`` (withhold evaluation
-statistics of a set with fewer positives or negatives), ``test-fraction`` (held-out
+statistics of a set with fewer positives or negatives; reader-study strata with fewer
+breasts of a class), ``reader-study`` (false: refuse to take part in reader studies),
+``test-fraction`` (held-out
 patients when the data carry no split), and for simulations of a pooled data set
 ``partition`` ("I/N"), ``partition-scheme`` and ``partition-seed``.
 """
@@ -20,7 +22,7 @@ from common.partition import PartitionSpec
 
 KNOWN = {
     "data-dir", "hospital-id", "state-dir", "cache-dir", "privacy-budget", "require-dp",
-    "min-cell", "test-fraction", "partition", "partition-scheme", "partition-seed",
+    "min-cell", "reader-study", "test-fraction", "partition", "partition-scheme", "partition-seed",
     "partition-id", "num-partitions",
 }  # fmt: skip
 
@@ -36,6 +38,7 @@ class NodeSettings:
     privacy_budget: float | None = None
     require_dp: bool = False
     min_cell: int = 0
+    reader_study: bool = True
     test_fraction: float = 0.25
     partition: tuple[int, PartitionSpec] | None = None
 
@@ -95,6 +98,16 @@ class NodeSettings:
             privacy_budget=budget,
             require_dp=bool(node.get("require-dp", False)),
             min_cell=int(node.get("min-cell", 0)),
+            reader_study=_flag(node.get("reader-study", True)),
             test_fraction=float(node.get("test-fraction", 0.25)),
             partition=partition,
         )
+
+
+def _flag(value) -> bool:
+    """Read a node-config boolean (Flower passes TOML booleans; strings are accepted too)."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError(f"'{value}' is not a boolean")
+        return value.lower() in ("true", "yes", "1")
+    return bool(value)

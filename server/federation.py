@@ -27,6 +27,7 @@ from server import checkpoint
 from server.report import write_report
 from server.settings import RunSettings
 from server.strategies import make_strategy, restore_strategy_state, strategy_state
+from server.study import run_study
 
 logger = logging.getLogger("calcifl")
 
@@ -148,6 +149,10 @@ class Federation:
                 "rounds": s.num_server_rounds, "dp": s.dp, "seed": s.seed,
                 "val_fraction": s.val_fraction}  # fmt: skip
         save_models(self.run_dir, models, meta)  # loadable by calcifl evaluate/predict
+        if s.reader_study:
+            logger.info("reader study on the final models")
+            study = run_study(self.grid, to_record(arrays), spec, s.study_config(), self.run_dir,
+                              s.round_timeout)  # fmt: skip
         report = {
             "run": self.run_id,
             "settings": s.to_config(),
@@ -156,6 +161,8 @@ class Federation:
             "rounds": history,
             "final": last_eval,
         }
+        if s.reader_study:
+            report["reader_study"] = study
         write_report(self.run_dir, report)
         return report
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common.evaluation import EvalStats
 from common.report import clean_json, federated_markdown, plot_froc, plot_roc, plot_rounds
+from common.studyreport import arms_table, comparisons_table
 
 
 def write_report(run_dir: Path, report: dict) -> Path:
@@ -15,7 +16,7 @@ def write_report(run_dir: Path, report: dict) -> Path:
     path = run_dir / "report.json"
     clean = clean_json(report)
     path.write_text(json.dumps(clean, indent=2))
-    (run_dir / "report.md").write_text(federated_markdown(clean))
+    (run_dir / "report.md").write_text(federated_markdown(clean) + _study_section(clean))
     plot_rounds(report["rounds"], run_dir / "rounds.png")
     final = report.get("final")
     if final:
@@ -23,3 +24,26 @@ def write_report(run_dir: Path, report: dict) -> Path:
         plot_roc(pooled, run_dir / "roc.png", title="Pooled malignancy ROC (federated)")
         plot_froc(pooled, run_dir / "froc.png", title="Pooled cluster FROC (federated)")
     return path
+
+
+def _study_section(report: dict) -> str:
+    study = report.get("reader_study")
+    if not study:
+        return ""
+    lines = ["## Reader-assist study (pooled over hospitals, all cases)", ""]
+    if not study.get("all"):
+        reason = study.get("error") or "no hospital sent statistics"
+        lines += [f"Not computed: {reason}.", ""]
+    else:
+        setup = study["setup"]
+        lines += [f"{study['all']['cases']} breasts from {len(study['sites'])} hospitals; model "
+                  f"operating point {setup['model_threshold']:.3f} "
+                  f"({setup['threshold_source']}).", ""]  # fmt: skip
+        lines += arms_table(study["all"]["arms"]) + [""]
+        if study["all"]["comparisons"]:
+            lines += comparisons_table(study["all"]["comparisons"]) + [""]
+        lines += ["Full table (strata, hospitals): `reader_study.md`; figure: "
+                  "`reader_study_roc.png`.", ""]  # fmt: skip
+    for f in study.get("failed", []):
+        lines.append(f"- refused ({f['code']}): {f['reason']}")
+    return "\n".join(lines) + "\n"

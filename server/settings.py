@@ -12,6 +12,7 @@ from pathlib import Path
 from common.dicom import ReadOptions
 from common.models import ClassifierConfig, DetectorConfig
 from common.rounds import LocalTraining, ModelSpec, RoundSpec
+from common.study import StudyConfig
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
 
@@ -40,6 +41,11 @@ class RunSettings(LocalTraining):
         Name under which hospitals account their ε (same name: cumulative ε).
     data_root : str
         For ``flwr run .`` simulations: folder of ``hospital-1``, ``hospital-2``, ...
+    reader_study : bool
+        After the last round, run the reader-assist study on the hospitals' held-out
+        breasts (``reader_study.md``/``.json``/``_roc.png`` in the run folder).
+    reader_study_config : str
+        The study's :class:`~common.study.StudyConfig` as JSON; empty: default arms.
     """
 
     num_server_rounds: int = 3
@@ -63,10 +69,14 @@ class RunSettings(LocalTraining):
     detector_width: int = 12
     classifier_width: int = 12
     spacing_mm: float = 0.1
+    reader_study: bool = False
+    reader_study_config: str = ""
 
     def __post_init__(self) -> None:
         """Validate choices."""
         super().__post_init__()
+        if self.reader_study_config:
+            self.study_config()  # a bad study fails before round 1, naming the setting
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy '{self.strategy}': choose one of {', '.join(STRATEGIES)}")
         if self.num_server_rounds < 1 or self.eval_every < 1:
@@ -94,6 +104,15 @@ class RunSettings(LocalTraining):
         return RoundSpec(**local, federation=self.federation, run=run,
                          num_rounds=self.num_server_rounds, seed=self.seed,
                          model_spec=self.model_spec().to_json())  # fmt: skip
+
+    def study_config(self) -> StudyConfig:
+        """Return the reader study's definition."""
+        if not self.reader_study_config:
+            return StudyConfig()
+        try:
+            return StudyConfig.from_json(self.reader_study_config)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"reader-study-config: {exc}") from exc
 
     def run_dir(self, run_id: int | str) -> Path:
         """Return the run directory."""

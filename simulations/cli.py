@@ -395,6 +395,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "federation": args.federation or out.name,
         **_run_config(args.set or []),
     }
+    if args.reader_study:
+        try:
+            study = _study_config(args)
+        except ValueError as exc:
+            logger.error("%s", exc)
+            return 2
+        config.update({"reader-study": True, "reader-study-config": study.to_json()})
     settings = RunSettings.from_config(config)
     setup = SimulationSetup(
         nodes, cpus_per_client=args.cpus_per_client, ray_address=args.ray_address
@@ -634,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("all", "centralised", "local-only"),
         help="also train the centralised and local-only baselines and compare",
     )
+    p.add_argument(
+        "--reader-study",
+        action="store_true",
+        help="after the last round, run the reader-assist study across the hospitals "
+        "(reader_study.md/.json/_roc.png; study options below)",
+    )
     g = p.add_argument_group("differential privacy (DP-SGD at each hospital)")
     g.add_argument(
         "--dp", action="store_true", help="local DP-SGD (Opacus), ε accounted per hospital"
@@ -672,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_study_args(p)
     p.set_defaults(func=cmd_simulate)
 
     return parser

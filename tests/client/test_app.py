@@ -130,3 +130,57 @@ def test_unreadable_images_are_counted_and_the_rest_used(flower_task, node, tmp_
     assert not reply.has_error(), reply.error
     assert reply.content["metrics"]["refused-inputs"] == 1
     assert reply.content["metrics"]["num-examples"] > 0
+
+
+def _study_message(study=None, threshold=0.5, kind="evaluate.reader_study"):
+    from common.study import StudyConfig
+
+    message = _message(kind=MessageType.EVALUATE)
+    record = {"study-config": (study or StudyConfig()).to_json()}
+    if threshold is not None:
+        record["model-threshold"] = threshold
+    message.content["study"] = ConfigRecord(record)
+    return Message(content=message.content, dst_node_id=7, message_type=kind)
+
+
+def test_reader_study_replies_with_released_statistics(flower_task, node, consortium):
+    from client.app import handle_reader_calibrate, handle_reader_study
+    from common.metrics import RocStats
+    from common.study import StudyStats
+
+    calibrate = handle_reader_calibrate(
+        _study_message(threshold=None, kind="evaluate.reader_calibrate"), node, {}
+    )
+    assert not calibrate.has_error(), calibrate.error
+    roc = RocStats.from_dict(json.loads(str(calibrate.content["site"]["validation-roc"])))
+    assert roc.n_pos + roc.n_neg == calibrate.content["metrics"]["num-examples"]
+    reply = handle_reader_study(_study_message(), node, {})
+    assert not reply.has_error(), reply.error
+    payload = str(reply.content["site"]["study-stats"])
+    stats = StudyStats.from_dict(json.loads(payload))
+    assert stats.strata["all"]["cases"] == reply.content["metrics"]["num-examples"] > 0
+    assert "senior-1 vs senior-1:aided" in stats.strata["all"]["pairs"]
+    # counts only: no patient id, name or path of this hospital leaves
+    for text in ("P_1", str(consortium), ".dcm", "^"):
+        assert text not in payload, text
+    # the hospital's own minimum cell size wins over the server's request
+    strict = handle_reader_study(_study_message(), {**node, "min-cell": 1000}, {})
+    released = StudyStats.from_dict(json.loads(str(strict.content["site"]["study-stats"])))
+    assert not released.strata and "all" in released.withheld
+    assert strict.content["metrics"]["withheld"] == len(released.withheld)
+    events = [e["message"] for e in _audit(node)]
+    assert events == ["reader-calibrate", "reader-study", "reader-study"]
+
+
+def test_reader_study_refusals(flower_task, node):
+    from client.app import handle_reader_study
+
+    refused = handle_reader_study(_study_message(), {**node, "reader-study": False}, {})
+    assert refused.has_error() and refused.error.code == POLICY
+    no_threshold = handle_reader_study(_study_message(threshold=None), node, {})
+    assert no_threshold.has_error() and no_threshold.error.code == BAD_REQUEST
+    assert "model-threshold" in no_threshold.error.reason
+    message = _study_message()
+    message.content["study"] = ConfigRecord({"study-config": '{"arms": ["a"], "bogus": 1}'})
+    bad = handle_reader_study(message, node, {})
+    assert bad.has_error() and bad.error.code == BAD_REQUEST and "bogus" in bad.error.reason

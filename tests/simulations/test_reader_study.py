@@ -1,0 +1,102 @@
+"""The reader-assist study in a real Flower simulation and as ``calcifl reader-study``.
+
+The pooled federated table must equal the table computed centrally on the union of the
+hospitals' cases (same model, same binning), and the standalone command must agree.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.cache import PreprocessCache
+from common.metrics import RocStats
+from common.models import load_run
+from common.report import clean_json
+from common.samples import ImageStore
+from common.site import site_study_data
+from common.study import StudyConfig, build_cases, model_threshold, study_stats
+from common.studysite import breast_scores, validation_roc
+from tests.common.test_study import _close
+
+
+@pytest.fixture(scope="module")
+def study_data(tmp_path_factory) -> list[Path]:
+    from common.synth.generate import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("study-data")
+    return synthesize(out, SynthConfig(hospitals=3, exams=14, seed=11), progress=False)
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, study_data) -> Path:
+    out = tmp_path_factory.mktemp("study-run") / "run"
+    args = ["--data", *map(str, study_data), "--out", str(out), "--rounds", "1",
+            "--detector-epochs", "1", "--classifier-epochs", "2", "--reader-study",
+            "-q"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", *args],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_simulation_writes_the_study_table_and_figure(study_run):
+    for name in ("reader_study.md", "reader_study.json", "reader_study_roc.png"):
+        assert (study_run / name).is_file(), name
+    table = (study_run / "reader_study.md").read_text()
+    assert "| junior-1:aided |" in table and "## By pathology" in table
+    assert "## By hospital" in table and "McNemar" in table
+    report = json.loads((study_run / "report.json").read_text())
+    assert sorted(report["reader_study"]["sites"]) == ["hospital-1", "hospital-2", "hospital-3"]
+    assert "Reader-assist study" in (study_run / "report.md").read_text()
+
+
+def test_pooled_federated_study_equals_the_union(study_run, study_data):
+    result = json.loads((study_run / "reader_study.json").read_text())
+    models, options, cascade, spec = load_run(study_run)
+    store = ImageStore(PreprocessCache(None, options))
+    config = StudyConfig()
+    union, validation = {}, RocStats.empty(config.bins)
+    for i, root in enumerate(study_data):
+        train, test, reads = site_study_data(root, seed=spec["seed"])
+        cases = build_cases(test, reads, breast_scores(models, test, store, cascade))
+        union.update({(i, *k): c for k, c in cases.items()})
+        validation = validation + validation_roc(
+            models, train, store, cascade, spec["val_fraction"], spec["seed"], config.bins
+        )
+    threshold = model_threshold(validation, config)
+    assert result["setup"]["model_threshold"] == pytest.approx(threshold, abs=1e-12)
+    central = clean_json(study_stats(union, config, threshold).summary())
+    _close(result["pooled"], central)
+    assert result["pooled"]["all"]["cases"] == len(union)
+
+
+def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
+    out = tmp_path / "study"
+    done = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
+         "--data", *map(str, study_data), "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = json.loads((out / "reader_study.json").read_text())
+    federated = json.loads((study_run / "reader_study.json").read_text())
+    _close(local["pooled"], federated["pooled"])
+    assert local["per_site"].keys() == federated["per_site"].keys()
+    assert (out / "reader_study_roc.png").stat().st_size > 10_000
+
+
+def test_standalone_study_refuses_a_bad_study_file(study_run, study_data, tmp_path):
+    bad = tmp_path / "study.json"
+    bad.write_text(json.dumps({"arms": ["senior-1", "senior-1+"]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
+         "--data", str(study_data[0]), "--study", str(bad), "-q"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "COLUMNS": "400"},  # one log line, unwrapped
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "study.json" in done.stderr and "senior-1+" in done.stderr
