@@ -9,7 +9,8 @@ operating point) and "anything reported" (for detection miss rates):
 - ``senior-1`` — one reader, unaided; ``junior-1:aided`` — the same with the model's help
   (reads recorded with ``aided`` = yes);
 - ``senior-1+junior-1`` — double reading: recall if either recalls (rule ``max``) or only
-  if both do (rule ``min``);
+  if both do (rule ``min``); ``junior-1+junior-2@senior-1`` — double reading with
+  arbitration: where the two disagree on recall, the arbiter's read decides;
 - ``model`` — the cascade alone;
 - ``junior-1+model`` — the model as second reader: recall if either flags. Its score is the
   reader's, raised to the recall level when the model flags, so its ROC and its call agree.
@@ -58,18 +59,34 @@ class Arm:
         Use the readers' model-aided reads.
     model : bool
         Include the model (alone, or as second reader).
+    arbiter : str or None
+        Reader whose read decides where the two readers disagree on recall.
     """
 
     name: str
     readers: tuple[str, ...] = ()
     aided: bool = False
     model: bool = False
+    arbiter: str | None = None
+
+    @property
+    def reader_ids(self) -> tuple[str, ...]:
+        """Every reader whose reads the arm needs (arbiter included)."""
+        return self.readers + ((self.arbiter,) if self.arbiter else ())
 
     @classmethod
     def parse(cls, text: str) -> Arm:
-        """Parse ``reader[+reader...][:aided][+model]`` or ``model``."""
+        """Parse ``reader[+reader...][:aided][@arbiter][+model]`` or ``model``."""
         name = text.strip()
-        tokens = [t.strip() for t in name.split("+")]
+        body, at, arbiter = name.partition("@")
+        arbiter = arbiter.strip()
+        if at:
+            arbiter, plus, rest = arbiter.partition("+")
+            if plus and rest.strip() != "model" or not arbiter.strip():
+                raise ValueError(f"arm '{text}': '@' is followed by one reader (then '+model')")
+            body += "+model" if plus else ""
+            arbiter = arbiter.strip().partition(":")[0]
+        tokens = [t.strip() for t in body.split("+")]
         if not name or any(not t for t in tokens):
             raise ValueError(f"arm '{text}': empty reader in the arm")
         model = "model" in tokens
@@ -84,9 +101,11 @@ class Arm:
             aided.add(suffix == "aided")
         if len(aided) > 1:
             raise ValueError(f"arm '{text}': mix of aided and unaided reads")
-        if len(set(readers)) != len(readers) or tokens.count("model") > 1:
+        if len(set(readers)) != len(readers) or tokens.count("model") > 1 or arbiter in readers:
             raise ValueError(f"arm '{text}': a reader or the model appears twice")
-        return cls(name, tuple(readers), aided == {True}, model)
+        if at and len(readers) != 2:
+            raise ValueError(f"arm '{text}': arbitration needs exactly two readers")
+        return cls(name, tuple(readers), aided == {True}, model, arbiter or None)
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,8 @@ def default_arms(readers: dict[str, str], aided: set[str], model: bool = True) -
         pairs.append((juniors[0], juniors[1]))
     for a, b in pairs:
         arms.append(f"{a}+{b}")
+        if (a, b) == tuple(juniors[:2]) and seniors:
+            arms.append(f"{a}+{b}@{seniors[0]}")  # discordant calls go to the senior
         if a in aided and b in aided:
             arms.append(f"{a}:aided+{b}:aided")
         if model:
@@ -221,7 +242,9 @@ def default_comparisons(arms: list[str]) -> list[str]:
         arm = Arm.parse(name)
         if arm.model or arm.aided or not arm.readers:
             continue
-        aided = "+".join(f"{r}:aided" for r in arm.readers)
+        aided = "+".join(f"{r}:aided" for r in arm.readers) + (
+            f"@{arm.arbiter}" if arm.arbiter else ""
+        )
         for other in (aided, f"{name}+model"):
             if other in arms:
                 out.append(f"{name} vs {other}")
@@ -304,7 +327,7 @@ def site_arms(cases: dict[tuple, Case], config: StudyConfig) -> tuple[list[Arm],
     arms, missing = [], []
     for name in names:
         arm = Arm.parse(name)
-        lacking = [r for r in arm.readers if (r, arm.aided) not in present]
+        lacking = [r for r in arm.reader_ids if (r, arm.aided) not in present]
         if arm.model and not has_model:
             lacking.append("model")
         if lacking:
@@ -352,10 +375,22 @@ class ArmReader:
                      m.detection >= self.config.detection_threshold)  # fmt: skip
         if not parts:
             return model
-        pick = max if self.config.consensus == "max" else min
         scores, calls, reported = zip(*parts, strict=True)
-        combine = any if self.config.consensus == "max" else all
-        score, call, seen = pick(scores), combine(calls), combine(reported)
+        if arm.arbiter:
+            read = case.reads.get((arm.arbiter, arm.aided))
+            if read is None:
+                return None
+            if calls[0] == calls[1]:
+                score, call, seen = max(scores), calls[0], any(reported)
+            else:
+                try:
+                    score, call, seen = self._read(read)
+                except ValueError:
+                    return None
+        else:
+            pick = max if self.config.consensus == "max" else min
+            combine = any if self.config.consensus == "max" else all
+            score, call, seen = pick(scores), combine(calls), combine(reported)
         if model is None:
             return score, call, seen
         # second reader: recall if either flags; the model's flag lifts the score to recall

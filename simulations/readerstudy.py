@@ -52,8 +52,10 @@ def run_reader_study(
     store = ImageStore(PreprocessCache(cache_dir, options))
     sites, refused = {}, {}
     for d in data_dirs:
-        problems = ProblemLog(echo=True)
+        problems = ProblemLog(echo=False)
         train, test, reads = site_study_data(Path(d), None, test_fraction, seed, problems)
+        for problem in problems.problems:  # local console: these lines may name files
+            logger.warning("refused %s", problem.line())
         name = Path(d).name
         if name in sites:
             raise ValueError(f"two hospital folders are named '{name}'")

@@ -32,8 +32,13 @@ def test_arm_parsing():
         "senior-1+junior-1+model", ("senior-1", "junior-1"), model=True
     )
     assert Arm.parse("model") == Arm("model", (), model=True)
+    assert Arm.parse("j1+j2@s1") == Arm("j1+j2@s1", ("j1", "j2"), arbiter="s1")
+    assert Arm.parse("j1:aided+j2:aided@s1+model") == Arm(
+        "j1:aided+j2:aided@s1+model", ("j1", "j2"), aided=True, model=True, arbiter="s1"
+    )
     for bad, why in [("a+", "empty"), ("a:helped", "not ':aided'"), ("a:aided+b", "mix"),
-                     ("a+a", "twice")]:  # fmt: skip
+                     ("a+a", "twice"), ("a+b@a", "twice"), ("a@b", "exactly two"),
+                     ("a+b@c+d", "one reader")]:  # fmt: skip
         with pytest.raises(ValueError, match=why):
             Arm.parse(bad)
 
@@ -92,6 +97,13 @@ def test_arm_rules_consensus_and_second_reader():
     assert score > score_a
     assert reader.outputs(Arm.parse("model"), case) == (0.8, True, True)
     assert reader.outputs(Arm.parse("c"), case) is None
+    # arbitration: a (no recall) and b (recall) disagree, so the arbiter decides
+    case.reads[("s", False)] = _read("s", 5, role="senior")
+    assert reader.outputs(Arm.parse("a+b@s"), case) == (1.0 * 5 / 6, True, True)
+    case.reads[("s", False)] = _read("s", 2, role="senior")
+    assert reader.outputs(Arm.parse("a+b@s"), case)[1] is False
+    case.reads[("b", False)] = _read("b", 3)  # now they agree (no recall): arbiter unused
+    assert reader.outputs(Arm.parse("a+b@s"), case)[:2] == (3 / 6, False)
     # BI-RADS 0 (incomplete) is a recall
     zero = Case("normal", {}, {("a", False): _read("a", 0)})
     assert reader.outputs(Arm.parse("a"), zero)[1] is True

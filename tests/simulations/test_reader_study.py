@@ -100,3 +100,29 @@ def test_standalone_study_refuses_a_bad_study_file(study_run, study_data, tmp_pa
     )  # fmt: skip
     assert done.returncode == 2
     assert "study.json" in done.stderr and "senior-1+" in done.stderr
+
+
+def test_bad_reader_rows_are_named_and_the_rest_used(study_run, study_data, tmp_path):
+    import shutil
+
+    site = tmp_path / "hospital-1"
+    shutil.copytree(study_data[0], site)
+    reads = site / "reader_reads.csv"
+    lines = reads.read_text().splitlines()
+    header = lines[0].split(",")
+    bad = dict(zip(header, lines[1].split(","), strict=True))
+    bad.update(birads="9", reader_id="senior-1", aided="no", patient_id="P_X")
+    reads.write_text("\n".join([*lines, ",".join(bad[h] for h in header)]) + "\n")
+    before = reads.read_bytes()
+    out = tmp_path / "study"
+    done = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
+         "--data", str(site), "--out", str(out), "--model-threshold", "0.5", "-q"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"row {len(lines) + 1}" in done.stderr and "birads" in done.stderr
+    result = json.loads((out / "reader_study.json").read_text())
+    assert result["setup"]["refused_inputs"] == {"hospital-1": 1}
+    assert result["pooled"]["all"]["cases"] > 0
+    assert reads.read_bytes() == before  # the source is only read
