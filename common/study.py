@@ -132,6 +132,9 @@ class StudyConfig:
     min_cell : int
         A stratum with fewer cases (or malignant, benign, other breasts) than this, but
         more than none, is withheld from what a hospital releases.
+    unit : str
+        ``breast`` (default) or ``exam``: an exam is recalled when either breast is, its
+        truth is its worse breast's, and its scores are the breasts' maxima.
     """
 
     arms: tuple[str, ...] = ()
@@ -145,6 +148,7 @@ class StudyConfig:
     strata: tuple[str, ...] = STRATA
     bins: int = DEFAULT_BINS
     min_cell: int = 0
+    unit: str = "breast"
 
     def __post_init__(self) -> None:
         """Validate the configuration (errors name the setting)."""
@@ -152,6 +156,8 @@ class StudyConfig:
             raise ValueError("recall_from must be a BI-RADS category 2–5")
         if self.reader_score not in ("birads", "suspicion"):
             raise ValueError("reader_score must be 'birads' or 'suspicion'")
+        if self.unit not in ("breast", "exam"):
+            raise ValueError("unit must be 'breast' or 'exam'")
         if self.consensus not in RULES:
             raise ValueError(f"consensus must be one of {RULES}")
         unknown = sorted(set(self.strata) - set(STRATA))
@@ -314,6 +320,39 @@ def build_cases(
         if key in cases:
             cases[key].model = score
     return cases
+
+
+_TRUTH_ORDER = ("normal", "benign", "malignant")
+
+
+def exam_cases(breasts: dict[tuple, Case]) -> dict[tuple, Case]:
+    """Merge breast cases into exam cases (screening recall is per exam).
+
+    Truth and strata are the worse breast's (density: the denser); a reader's exam read is
+    the more suspicious of their breast reads, and exists only when they read every breast;
+    the model's scores are the maxima.
+    """
+    groups: dict[tuple, list[Case]] = {}
+    for (patient, exam, _), case in breasts.items():
+        groups.setdefault((patient, exam), []).append(case)
+    out = {}
+    for key, group in groups.items():
+        worst = max(group, key=lambda c: _TRUTH_ORDER.index(c.truth))
+        strata = dict(worst.strata)
+        densities = [c.strata.get("density", "unknown") for c in group]
+        known = [d for d in densities if d != "unknown"]
+        strata["density"] = max(known) if known else "unknown"
+        reads = {}
+        for read_key in set.intersection(*(set(c.reads) for c in group)):
+            reads[read_key] = max((c.reads[read_key] for c in group),
+                                  key=lambda r: BIRADS_RANK[r.birads])  # fmt: skip
+        models = [c.model for c in group]
+        model = None
+        if all(m is not None for m in models):
+            model = BreastScore(max(m.score for m in models), max(m.detection for m in models),
+                                any(m.malignant for m in models))  # fmt: skip
+        out[key] = Case(worst.truth, strata, reads, model)
+    return out
 
 
 def site_arms(cases: dict[tuple, Case], config: StudyConfig) -> tuple[list[Arm], list[str]]:
@@ -526,6 +565,8 @@ def study_stats(
     Every breast read by all of the site's arms enters, in every stratum it belongs to;
     breasts lacking a read are counted in ``excluded``, never silently dropped.
     """
+    if config.unit == "exam":
+        cases = exam_cases(cases)
     arms, unavailable = site_arms(cases, config)
     names = [a.name for a in arms]
     comparisons = list(config.comparisons) or default_comparisons(names)

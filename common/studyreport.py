@@ -84,10 +84,10 @@ def comparisons_table(comparisons: dict) -> list[str]:
     return rows
 
 
-def _classes(s: dict) -> str:
+def _classes(s: dict, unit: str = "breast") -> str:
     c = s.get("classes", {})
     return (
-        f"{s['cases']} breasts ({c.get('malignant', 0)} malignant, "
+        f"{s['cases']} {unit}s ({c.get('malignant', 0)} malignant, "
         f"{c.get('benign', 0)} benign, {c.get('normal', 0)} without calcifications)"
     )
 
@@ -97,22 +97,23 @@ def study_markdown(result: dict) -> str:
     pooled = result["pooled"]
     lines = ["# Reader-assist study", ""]
     setup = result["setup"]
+    unit = setup.get("unit", "breast")
     lines += [
-        f"- Cases: {_classes(pooled['all'])}"
+        f"- Cases: {_classes(pooled['all'], unit)}"
         + (f" from {len(result['per_site'])} hospitals" if len(result["per_site"]) > 1 else ""),
         f"- Recall (positive call): BI-RADS ≥ {setup['recall_from']} or 0; reader ROC score: "
         f"{setup['reader_score']}; double reading: recall if "
         f"{'either' if setup['consensus'] == 'max' else 'both'} recall(s).",
         f"- Model operating point: {setup['model_threshold']:.3f} "
-        f"({setup['threshold_source']}); a breast is *reported* by the model when a cluster "
+        f"({setup['threshold_source']}); a {unit} is *reported* by the model when a cluster "
         f"scores ≥ {setup['detection_threshold']}.",
-        "- Miss rate: malignant breasts not recalled; detection miss rate: breasts with "
+        f"- Miss rate: malignant {unit}s not recalled; detection miss rate: {unit}s with "
         "calcifications read as BI-RADS 1 (nothing reported). 95% CIs: Wilson (rates), "
         "DeLong (AUC). Paired P-values: McNemar (rates; exact below 25 discordant pairs), "
         "DeLong (AUC). Δ is A − B.",
     ]
     if result.get("excluded"):
-        lines.append("- Excluded breasts: " + ", ".join(f"{k}: {v}" for k, v in
+        lines.append(f"- Excluded {unit}s: " + ", ".join(f"{k}: {v}" for k, v in
                                                      result["excluded"].items()))  # fmt: skip
     for key, text in (("withheld", "Withheld by hospitals' release policy (minimum cell size)"),
                       ("unavailable", "Arms a hospital has no reads for")):  # fmt: skip
@@ -130,7 +131,7 @@ def study_markdown(result: dict) -> str:
         lines += [f"## By {title}", ""]
         for name in names:
             s = pooled[name]
-            lines += [f"### {name.split('=', 1)[1]} — {_classes(s)}", ""]
+            lines += [f"### {name.split('=', 1)[1]} — {_classes(s, unit)}", ""]
             lines += arms_table(s["arms"]) + [""]
             if s["comparisons"]:
                 lines += comparisons_table(s["comparisons"]) + [""]
@@ -140,7 +141,7 @@ def study_markdown(result: dict) -> str:
             if "all" not in summary:
                 lines += [f"### {site} — all cases withheld", ""]
                 continue
-            lines += [f"### {site} — {_classes(summary['all'])}", ""]
+            lines += [f"### {site} — {_classes(summary['all'], unit)}", ""]
             lines += arms_table(summary["all"]["arms"]) + [""]
             if summary["all"]["comparisons"]:
                 lines += comparisons_table(summary["all"]["comparisons"]) + [""]

@@ -217,7 +217,7 @@ class PairStats:
         z = diff / np.sqrt(var) if var > 0 else 0.0
         half = norm.ppf(0.5 + level / 2) * np.sqrt(max(var, 0.0))
         return {"a": float(aucs[0]), "b": float(aucs[1]), "difference": diff,
-                "ci95": [diff - half, diff + half], "z": float(z),
+                "ci95": [float(diff - half), float(diff + half)], "z": float(z),
                 "p": float(2 * norm.sf(abs(z))) if var > 0 else 1.0}  # fmt: skip
 
     def summary(self, exact_below: int = EXACT_BELOW) -> dict:

@@ -212,6 +212,7 @@ def _study_config(args: argparse.Namespace):
         "recall_from": args.recall_from,
         "reader_score": args.reader_score,
         "consensus": args.consensus,
+        "unit": args.unit,
         "min_cell": getattr(args, "min_cell", None),
     }
     return replace(config, **{k: v for k, v in changes.items() if v is not None})
@@ -253,6 +254,12 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
         choices=("birads", "suspicion"),
         default=None,
         help="readers' ROC score (default: BI-RADS as an ordinal scale)",
+    )
+    g.add_argument(
+        "--unit",
+        choices=("breast", "exam"),
+        default=None,
+        help="study unit: breast (default) or exam (recalled when either breast is)",
     )
     g.add_argument(
         "--consensus",

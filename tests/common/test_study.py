@@ -212,3 +212,25 @@ def test_model_threshold_from_validation():
     assert model_threshold(roc, StudyConfig(model_threshold=0.42)) == 0.42
     with pytest.raises(ValueError, match="no malignant validation breast"):
         model_threshold(RocStats.from_scores([0.1], [0]), StudyConfig())
+
+
+def test_exam_level_study_merges_breasts(consortium):
+    from common.study import exam_cases
+
+    _, breasts = _site_cases(consortium / "hospital-2", 3)
+    exams = exam_cases(breasts)
+    assert len(exams) == len({k[:2] for k in breasts})
+    for (patient, exam), case in exams.items():
+        group = [c for k, c in breasts.items() if k[:2] == (patient, exam)]
+        assert case.malignant == any(c.malignant for c in group)
+        assert case.model.score == max(c.model.score for c in group)
+        read = case.reads[("junior-1", False)]
+        assert read.birads in {c.reads[("junior-1", False)].birads for c in group}
+    by_breast = study_stats(breasts, StudyConfig(), 0.5).summary()["all"]
+    by_exam = study_stats(breasts, StudyConfig(unit="exam"), 0.5).summary()["all"]
+    assert by_exam["cases"] == len(exams) < by_breast["cases"]
+    # an exam is recalled when either breast is: the exam recall rate is not lower
+    assert (
+        by_exam["arms"]["junior-1"]["recall_rate"]["value"]
+        >= (by_breast["arms"]["junior-1"]["recall_rate"]["value"])
+    )

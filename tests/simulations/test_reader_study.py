@@ -24,23 +24,21 @@ from tests.common.test_study import _close
 
 
 @pytest.fixture(scope="module")
-def study_data(tmp_path_factory) -> list[Path]:
-    from common.synth.generate import SynthConfig, synthesize
-
-    out = tmp_path_factory.mktemp("study-data")
-    return synthesize(out, SynthConfig(hospitals=3, exams=14, seed=11), progress=False)
-
-
-@pytest.fixture(scope="module")
-def study_run(tmp_path_factory, study_data) -> Path:
+def study_run(tmp_path_factory) -> Path:
+    # the acceptance command, on small synthetic hospitals and a short training
     out = tmp_path_factory.mktemp("study-run") / "run"
-    args = ["--data", *map(str, study_data), "--out", str(out), "--rounds", "1",
-            "--detector-epochs", "1", "--classifier-epochs", "2", "--reader-study",
-            "-q"]  # fmt: skip
+    args = ["--synthetic", "--hospitals", "3", "--exams", "14", "--out", str(out),
+            "--rounds", "1", "--detector-epochs", "1", "--classifier-epochs", "2",
+            "--reader-study", "-q"]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", *args],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def study_data(study_run) -> list[Path]:
+    return sorted((study_run / "data").glob("hospital-*"))
 
 
 def test_simulation_writes_the_study_table_and_figure(study_run):
