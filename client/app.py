@@ -317,13 +317,19 @@ def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: i
     _cached(_scores_key(msg, node, spec, "test"), lambda: breasts)
     stats, withheld = _release(stats, node.min_cell)
     metrics = {"num-examples": len(test), "withheld": len(withheld.split(",")) if withheld else 0}
-    payload = json.dumps(stats.to_dict())
-    content = RecordDict({
-        "metrics": MetricRecord(metrics),
-        "site": ConfigRecord({"hospital-id": node.hospital_id, "eval-stats": payload,
-                              "withheld": withheld}),
-    })  # fmt: skip
-    sent = {"status": "evaluated", "metrics_sent": metrics, "withheld": withheld,
+    return _statistics_reply(msg, node, metrics, "eval-stats", stats.to_dict(), withheld,
+                             "evaluated")  # fmt: skip
+
+
+def _statistics_reply(msg: Message, node: NodeSettings, metrics: dict, key: str, stats: dict,
+                      withheld, status: str) -> tuple[Message, dict]:  # fmt: skip
+    """Reply with counts-only statistics (JSON in the "site" ConfigRecord) and audit them."""
+    payload = json.dumps(stats)
+    site = {"hospital-id": node.hospital_id, key: payload}
+    if isinstance(withheld, str):
+        site["withheld"] = withheld
+    content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(site)})
+    sent = {"status": status, "metrics_sent": metrics, "withheld": withheld,
             "stats_bytes": len(payload)}  # fmt: skip
     return Message(content=content, reply_to=msg), sent
 
@@ -382,16 +388,9 @@ def _reader_calibrate(msg: Message, node: NodeSettings, spec: RoundSpec, server_
     withheld = ""
     if any(0 < n < study.min_cell for n in (roc.n_pos, roc.n_neg)):
         roc, withheld = RocStats.empty(study.bins), "validation"
-    payload = json.dumps(roc.to_dict())
     metrics = {"num-examples": roc.n_pos + roc.n_neg}
-    content = RecordDict({
-        "metrics": MetricRecord(metrics),
-        "site": ConfigRecord({"hospital-id": node.hospital_id, "validation-roc": payload,
-                              "withheld": withheld}),
-    })  # fmt: skip
-    sent = {"status": "calibrated", "metrics_sent": metrics, "withheld": withheld,
-            "stats_bytes": len(payload)}  # fmt: skip
-    return Message(content=content, reply_to=msg), sent
+    return _statistics_reply(msg, node, metrics, "validation-roc", roc.to_dict(), withheld,
+                             "calibrated")  # fmt: skip
 
 
 def _reader_study(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
@@ -409,17 +408,11 @@ def _reader_study(msg: Message, node: NodeSettings, spec: RoundSpec, server_roun
         stats = site_study(scores, test, reads, study, threshold)
     except ValueError as exc:
         raise Refusal(NO_DATA, str(exc)) from exc
-    payload = json.dumps(stats.to_dict())
     cases = stats.strata["all"]["cases"] if "all" in stats.strata else 0
     metrics = {"num-examples": cases, "withheld": len(stats.withheld),
                "excluded": sum(stats.excluded.values())}  # fmt: skip
-    content = RecordDict({
-        "metrics": MetricRecord(metrics),
-        "site": ConfigRecord({"hospital-id": node.hospital_id, "study-stats": payload}),
-    })  # fmt: skip
-    sent = {"status": "reader-study", "metrics_sent": metrics, "withheld": stats.withheld,
-            "stats_bytes": len(payload)}  # fmt: skip
-    return Message(content=content, reply_to=msg), sent
+    return _statistics_reply(msg, node, metrics, "study-stats", stats.to_dict(), stats.withheld,
+                             "reader-study")  # fmt: skip
 
 
 def _release(stats: EvalStats, min_cell: int) -> tuple[EvalStats, str]:

@@ -24,20 +24,16 @@ def _finite(x) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-def _pct(d: dict) -> str:
+def _pct(d: dict, scale: float = 100.0, form: str = ".1f", unit: str = "%") -> str:
     v = d["value"]
     if not _finite(v):
         return "—"
-    lo, hi = d["ci95"]
-    return f"{100 * v:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
+    lo, hi = (scale * x for x in d["ci95"])
+    return f"{scale * v:{form}}{unit} ({lo:{form}}–{hi:{form}})"
 
 
 def _auc(d: dict) -> str:
-    v = d["value"]
-    if not _finite(v):
-        return "—"
-    lo, hi = d["ci95"]
-    return f"{v:.3f} ({lo:.3f}–{hi:.3f})"
+    return _pct(d, 1.0, ".3f", "")
 
 
 def p_value(p: float) -> str:
