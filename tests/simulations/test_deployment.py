@@ -1,0 +1,111 @@
+"""A real federation on 127.0.0.1: TLS, SuperNode authentication, no PHI leaves.
+
+Real ``flower-superlink`` / ``flower-supernode`` processes and ``flwr run . deploy``, as the
+README's "Running a real federation" section documents them (see
+:mod:`simulations.deployment`). Bounded in time; every process is stopped at the end.
+"""
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from common.datasets import load_hospital
+from simulations.deployment import LocalFederation
+
+SITES = ("hospital-1", "hospital-2", "hospital-3")
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, consortium):
+    root = tmp_path_factory.mktemp("deploy")
+    fed = LocalFederation(root)
+    try:
+        fed.start_superlink()
+        for name in SITES:
+            fed.add_hospital(name, consortium / name)
+            fed.start_supernode(name)
+        fed.wait_online(len(SITES))
+        yield fed
+    finally:
+        fed.stop()
+
+
+@pytest.fixture(scope="module")
+def finished_run(federation):
+    out = federation.root / "run"
+    result = federation.run({
+        "out-dir": str(out), "num-server-rounds": 2, "detector-epochs": 1,
+        "classifier-epochs": 1, "min-available-nodes": 3, "min-train-nodes": 3,
+        "min-evaluate-nodes": 3, "round-timeout": 600.0, "reader-study": True,
+        "reader-study-config": '{"model_threshold": 0.5}',
+    }, timeout=900)  # fmt: skip
+    return out, result
+
+
+def test_tls_federation_with_node_auth_completes_two_rounds(finished_run):
+    out, result = finished_run
+    assert result["status"].startswith("finished:completed"), result["output"][-3000:]
+    report = (out / "report.json").read_text()
+    import json
+
+    rounds = json.loads(report)["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(sorted(r["trained"]) == list(SITES) for r in rounds)
+    for name in ("report.md", "model.json", "roc.png", "reader_study.md"):
+        assert (out / name).is_file(), name
+
+
+def test_unregistered_key_and_missing_ca_are_refused(federation, consortium):
+    federation.add_hospital("intruder", consortium / "hospital-4", register=False)
+    intruder = federation.start_supernode("intruder")
+    federation.add_hospital("no-ca", consortium / "hospital-4")
+    no_ca = federation.start_supernode("no-ca", ca=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (intruder.poll() is None or no_ca.poll() is None):
+        time.sleep(1)
+    assert intruder.poll() not in (None, 0), "an unregistered SuperNode kept running"
+    assert no_ca.poll() not in (None, 0), "a SuperNode without the CA kept running"
+    log = federation.hospitals["intruder"].log.read_text()
+    assert "Failed to activate" in log or "PERMISSION_DENIED" in log or "2004" in log, log[-2000:]
+    log = federation.hospitals["no-ca"].log.read_text()
+    assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log, log[-2000:]
+
+
+def _identifiers(consortium: Path) -> set[str]:
+    """PatientID, PatientName, AccessionNumber of every synthetic image, and the paths."""
+    values = {str(consortium)}
+    for name in SITES:
+        for im in load_hospital(consortium / name, echo=False).images:
+            ds = pydicom.dcmread(im.path, stop_before_pixels=True)
+            values |= {str(ds.PatientID), str(ds.PatientName), str(ds.AccessionNumber)}
+            values.add(str(im.path))
+    return {v for v in values if len(v) >= 4}
+
+
+def test_no_phi_reaches_the_server(finished_run, federation, consortium):
+    out, result = finished_run
+    identifiers = _identifiers(consortium)
+    assert len(identifiers) > 30
+    # everything the server side holds: the SuperLink's database (every message it
+    # relayed), its log, the streamed ServerApp log, and the run folder's text files
+    texts = {
+        "flwr run output": result["output"],
+        "superlink.log": (federation.root / "superlink.log").read_text(errors="replace"),
+    }
+    with sqlite3.connect(federation.root / "superlink.db") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            for row in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - our own tables
+                for i, value in enumerate(row):
+                    if isinstance(value, bytes):
+                        value = value.decode("latin-1")
+                    texts[f"superlink.db:{table}:{i}"] = texts.get(
+                        f"superlink.db:{table}:{i}", "") + f"\n{value}"  # fmt: skip
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".csv", ".txt", ".log"):
+            texts[str(path.relative_to(out))] = path.read_text(errors="replace")
+    leaks = [(where, value) for where, text in texts.items() for value in identifiers
+             if value in text]  # fmt: skip
+    assert not leaks, leaks[:10]
