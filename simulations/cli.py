@@ -269,6 +269,25 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Make the certificates and keys of a real federation (offline)."""
+    from common.pki import init_ca, node_key, server_cert
+
+    try:
+        if args.action == "init-ca":
+            paths = init_ca(args.out, args.name)
+        elif args.action == "server-cert":
+            paths = server_cert(args.ca, args.out, args.host)
+        else:
+            paths = node_key(args.out)
+    except (FileExistsError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_reader_study(args: argparse.Namespace) -> int:
     """Run a reader-assist study of a model with the hospitals' readers."""
     from common.studyreport import study_markdown
@@ -563,6 +582,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, help="DICOM files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "deploy",
+        help="certificates and keys for a real federation (CA, SuperLink, hospitals)",
+        description=(
+            "Offline, with the cryptography package: init-ca makes the consortium's CA "
+            "(ca.crt, ca.key); server-cert makes the SuperLink's TLS certificate for its host "
+            "names/addresses (server.pem, server.key); node-key makes a hospital's SuperNode "
+            "key pair (OpenSSH ECDSA P-384: FILE and FILE.pub; send only the .pub). "
+            "Private keys are mode 0600 and never overwritten."
+        ),
+    )
+    dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    d = dsub.add_parser("init-ca", help="create the consortium CA")
+    d.add_argument("--out", type=Path, required=True, help="folder for ca.crt and ca.key")
+    d.add_argument("--name", default="calcifl consortium CA", help="CA common name")
+    d = dsub.add_parser("server-cert", help="create the SuperLink's TLS certificate")
+    d.add_argument("--ca", type=Path, required=True, help="folder holding ca.crt and ca.key")
+    d.add_argument("--out", type=Path, required=True, help="folder for server.pem/.key")
+    d.add_argument("--host", action="append", required=True,
+                   help="host name or IP address clients use (repeat for several)")  # fmt: skip
+    d = dsub.add_parser("node-key", help="create a hospital's SuperNode key pair")
+    d.add_argument("--out", type=Path, required=True, help="private key file (FILE.pub too)")
+    p.set_defaults(func=cmd_deploy)
+
     p = sub.add_parser(
         "reader-study",
         help="reader-assist study: readers alone vs with the model (table + ROC figure)",
