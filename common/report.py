@@ -172,6 +172,8 @@ def federated_markdown(report: dict) -> str:
         f"per round, DP-SGD: {'on, target ε ' + str(s['dp-epsilon']) if s['dp'] else 'off'}",
         f"- model size: {report['parameter_bytes_fp32'] / 1e6:.2f} MB (fp32, both models)",
     ]  # fmt: skip
+    if report.get("stopped"):
+        lines.append(f"- **stopped before the last round**: {report['stopped']}")
     if report.get("resumed_from_round"):
         lines.append(f"- resumed from the checkpoint of round {report['resumed_from_round']}")
     lines += ["", "## Rounds", "",

@@ -34,6 +34,10 @@ logger = logging.getLogger("calcifl")
 RoundCallback = Callable[[int, int, dict], None]
 
 
+class NotEnoughNodes(RuntimeError):
+    """Fewer hospitals connected than a round needs, after the bounded wait."""
+
+
 def initial_models(settings: RunSettings) -> dict[str, torch.nn.Module]:
     """Return the seeded starting models of a run."""
     spec = settings.model_spec()
@@ -60,11 +64,28 @@ def _site(msg: Message) -> str:
     )
 
 
-def _error_site(msg: Message, known: dict[int, str]) -> str:
+def _origin(msg: Message, origins: dict[str, int]) -> int:
+    """Return the node a reply is about (the SuperLink answers for a lost node itself)."""
+    return origins.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+
+
+def _origins(messages: list[Message]) -> dict[str, int]:
+    """Message id → destination node (the grid sets the ids when it sends)."""
+    return {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+
+
+def _refused_by_hospital(msg: Message) -> bool:
+    """Error replies of our ClientApp start with "[hospital] "; others are Flower's."""
+    return re.match(r"\[([^\]]+)\] ", msg.error.reason or "") is not None
+
+
+def _error_site(msg: Message, known: dict[int, str], origins: dict[str, int] | None = None,
+                ) -> str:  # fmt: skip
     match = re.match(r"\[([^\]]+)\] ", msg.error.reason or "")
     if match:
         return match.group(1)
-    return known.get(msg.metadata.src_node_id, f"node-{msg.metadata.src_node_id}")
+    node = _origin(msg, origins or {})
+    return known.get(node, f"node-{node}")
 
 
 def _split(replies) -> tuple[list[Message], list[Message]]:
@@ -128,14 +149,20 @@ class Federation:
             if past.get("evaluation"):
                 last_eval = past["evaluation"]
                 break
+        stopped = None
         for r in range(start_round, s.num_server_rounds + 1):
             t0 = time.perf_counter()
             record = {"round": r, "run": self.run_id}
-            arrays, train_info = self._train_round(r, arrays, spec)
-            record.update(train_info)
-            if r % s.eval_every == 0 or r == s.num_server_rounds:
-                record["evaluation"] = self._evaluate_round(r, arrays, spec)
-                last_eval = record["evaluation"]
+            try:
+                arrays, train_info = self._train_round(r, arrays, spec)
+                record.update(train_info)
+                if r % s.eval_every == 0 or r == s.num_server_rounds:
+                    record["evaluation"] = self._evaluate_round(r, arrays, spec)
+                    last_eval = record["evaluation"]
+            except NotEnoughNodes as exc:
+                logger.error("stopping the run: %s", exc)
+                stopped = str(exc)
+                break
             record["seconds"] = round(time.perf_counter() - t0, 2)
             history.append(record)
             checkpoint.save(self.run_dir, checkpoint.Checkpoint(
@@ -149,7 +176,7 @@ class Federation:
                 "rounds": s.num_server_rounds, "dp": s.dp, "seed": s.seed,
                 "val_fraction": s.val_fraction}  # fmt: skip
         save_models(self.run_dir, models, meta)  # loadable by calcifl evaluate/predict
-        if s.reader_study:
+        if s.reader_study and not stopped:
             logger.info("reader study on the final models")
             study = run_study(self.grid, to_record(arrays), spec, s.study_config(), self.run_dir,
                               s.round_timeout)  # fmt: skip
@@ -161,7 +188,9 @@ class Federation:
             "rounds": history,
             "final": last_eval,
         }
-        if s.reader_study:
+        if stopped:
+            report["stopped"] = stopped
+        if s.reader_study and not stopped:
             report["reader_study"] = study
         write_report(self.run_dir, report)
         return report
@@ -177,23 +206,55 @@ class Federation:
                 + ", ".join(f"{k} {saved[k]!r} → {now[k]!r}" for k in changed)
             )
 
+    def _available(self, floor: int, r: int) -> int:
+        """Wait (bounded) for the strategy's minimum of connected hospitals.
+
+        Flower's sampling waits for ``min_available_nodes`` without a bound. Wait at most
+        ``node-wait-timeout``; then, with at least ``floor`` hospitals, lower the strategy's
+        minimum to those connected for this round (a lost hospital must not stall the
+        federation); with fewer, raise :class:`NotEnoughNodes`.
+        """
+        s = self.settings
+        needed = max(s.min_available_nodes, floor)
+        deadline = time.monotonic() + s.node_wait_timeout
+        while (count := len(list(self.grid.get_node_ids()))) < needed:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        if count < floor:
+            raise NotEnoughNodes(f"round {r}: {count} hospital(s) connected after "
+                                 f"{s.node_wait_timeout:.0f} s; {floor} needed")  # fmt: skip
+        self.strategy.min_available_nodes = min(s.min_available_nodes, count)
+        if count < needed:
+            logger.warning("round %d: %d of %d hospitals connected after %.0f s; going on",
+                           r, count, needed, s.node_wait_timeout)  # fmt: skip
+        return count
+
     def _train_round(self, r: int, arrays: dict, spec) -> tuple[dict, dict]:
         s = self.settings
         record = to_record(arrays)
+        connected = self._available(s.min_train_nodes, r)
         messages = list(self.strategy.configure_train(r, record, ConfigRecord(spec.to_config()),
                                                       self.grid))  # fmt: skip
         sent_to = [m.metadata.dst_node_id for m in messages]
         replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
+        origins = _origins(messages)
         ok, failed = _split(replies)
         for m in ok:
-            self.node_sites[m.metadata.src_node_id] = _site(m)
-        answered = {m.metadata.src_node_id for m in ok} | {m.metadata.src_node_id for m in failed}
+            self.node_sites[_origin(m, origins)] = _site(m)
+        refused = [m for m in failed if _refused_by_hospital(m)]
+        lost = [m for m in failed if not _refused_by_hospital(m)]
+        # a hospital that never answered, or that Flower reports as lost, dropped out
+        answered = {_origin(m, origins) for m in [*ok, *refused]}
         info = {
+            "connected": connected,
             "sampled": len(sent_to),
             "trained": [_site(m) for m in ok],
-            "refused": [{"site": _error_site(m, self.node_sites),
-                         "code": m.error.code, "reason": m.error.reason} for m in failed],
+            "refused": [{"site": _error_site(m, self.node_sites, origins),
+                         "code": m.error.code, "reason": m.error.reason} for m in refused],
             "dropped": [self.node_sites.get(n, f"node-{n}") for n in sent_to if n not in answered],
+            "lost": [{"site": _error_site(m, self.node_sites, origins), "code": m.error.code,
+                      "reason": m.error.reason} for m in lost],
             "per_site": {_site(m): dict(m.content["metrics"]) for m in ok},
             "bytes_sent_to_site": _payload_bytes(record),
             "bytes_received_per_site": {_site(m): _payload_bytes(m.content["arrays"]) for m in ok},
@@ -215,10 +276,12 @@ class Federation:
 
     def _evaluate_round(self, r: int, arrays: dict, spec) -> dict:
         s = self.settings
+        self._available(s.min_evaluate_nodes, r)
         messages = list(self.strategy.configure_evaluate(r, to_record(arrays),
                                                          ConfigRecord(spec.to_config()),
                                                          self.grid))  # fmt: skip
         replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
+        origins = _origins(messages)
         ok, failed = _split(replies)
         pooled = EvalStats()
         per_site, withheld = {}, {}
@@ -233,7 +296,7 @@ class Federation:
             "pooled": {"statistics": pooled.to_dict(), "summary": pooled.summary()},
             "per_site": per_site,
             "withheld": withheld,
-            "failed": [{"site": _error_site(m, self.node_sites),
+            "failed": [{"site": _error_site(m, self.node_sites, origins),
                         "reason": m.error.reason} for m in failed],
         }  # fmt: skip
 

@@ -28,7 +28,12 @@ class RunSettings(LocalTraining):
     strategy : str
         One of :data:`STRATEGIES` (Flower's implementations).
     min_available_nodes, min_train_nodes, min_evaluate_nodes : int
-        Node counts a round needs (Flower waits for ``min_available_nodes``).
+        Node counts a round needs. Flower's own wait for them has no bound: the run waits
+        at most ``node_wait_timeout`` seconds, then goes on with the hospitals connected if
+        they are at least ``min_train_nodes`` (``min_evaluate_nodes`` to evaluate), else it
+        stops and says so in the report.
+    node_wait_timeout : float
+        Seconds to wait for missing hospitals before each round.
     round_timeout : float
         Seconds to wait for replies in a round; late hospitals are counted as dropped.
     eval_every : int
@@ -56,6 +61,7 @@ class RunSettings(LocalTraining):
     min_train_nodes: int = 1
     min_evaluate_nodes: int = 1
     round_timeout: float = 3600.0
+    node_wait_timeout: float = 600.0
     eval_every: int = 1
     proximal_mu: float = 0.01
     server_lr: float = 0.01

@@ -66,6 +66,31 @@ def node_config(values: dict) -> str:
     return " ".join(parts)
 
 
+def processes(name: str, marker: str) -> list[int]:
+    """PIDs whose command line contains ``name`` and whose environment holds ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if name not in cmdline:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 @dataclass
 class Hospital:
     """One hospital of the local federation."""
@@ -185,15 +210,27 @@ class LocalFederation:
             time.sleep(1)
         raise TimeoutError(f"fewer than {count} SuperNodes online after {timeout:.0f} s")
 
-    def run(self, run_config: dict, timeout: float = 900, app: Path = ROOT) -> dict:
-        """Launch the app with ``flwr run . deploy`` and wait for it to end.
+    def launch(self, run_config: dict, app: Path = ROOT) -> subprocess.Popen:
+        """Start ``flwr run <app> deploy --stream`` in the background (see :meth:`finish`)."""
+        return subprocess.Popen(
+            ["flwr", "run", str(app), "deploy", "--stream", "--run-config",
+             node_config(run_config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=app,
+        )  # fmt: skip
+
+    def finish(self, launched: subprocess.Popen, timeout: float = 900) -> dict:
+        """Wait for a launched run; return {"run_id", "status", "output"}.
 
         ``flwr run`` exits 0 even when the run failed, so the status comes from
-        ``flwr ls``. Returns {"run_id", "status", "output"}.
+        ``flwr ls``.
         """
-        done = self.flwr("run", str(app), "deploy", "--stream", "--run-config",
-                         node_config(run_config), timeout=timeout, cwd=app)  # fmt: skip
-        output = done.stdout + done.stderr
+        try:
+            output, _ = launched.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            launched.kill()
+            output, _ = launched.communicate()
+            raise TimeoutError(f"flwr run still running after {timeout:.0f} s:\n"
+                               f"{output[-3000:]}") from None  # fmt: skip
         match = re.search(r"Successfully started run (\d+)", output)
         if not match:
             raise RuntimeError(f"flwr run did not start a run:\n{output[-3000:]}")
@@ -205,6 +242,22 @@ class LocalFederation:
         except json.JSONDecodeError:
             status = "unknown"
         return {"run_id": run_id, "status": status, "output": output}
+
+    def run(self, run_config: dict, timeout: float = 900, app: Path = ROOT) -> dict:
+        """Launch the app with ``flwr run . deploy`` and wait for it (see :meth:`finish`)."""
+        return self.finish(self.launch(run_config, app), timeout)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL a process we started, with its process group."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def processes(self, name: str, process: subprocess.Popen | None = None) -> list[int]:
+        """PIDs of this federation's processes named ``name`` (in ``process``'s group)."""
+        pids = processes(name, f"FLWR_HOME={self.home}")
+        if process is not None:
+            pids = [p for p in pids if _pgid(p) == process.pid]
+        return pids
 
     def stop(self) -> None:
         """Terminate every process started (SIGTERM, then SIGKILL), process groups included."""

@@ -5,6 +5,8 @@ README's "Running a real federation" section documents them (see
 :mod:`simulations.deployment`). Bounded in time; every process is stopped at the end.
 """
 
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -109,3 +111,73 @@ def test_no_phi_reaches_the_server(finished_run, federation, consortium):
     leaks = [(where, value) for where, text in texts.items() for value in identifiers
              if value in text]  # fmt: skip
     assert not leaks, leaks[:10]
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.5)
+
+
+def _small_federation(root: Path, consortium: Path) -> LocalFederation:
+    fed = LocalFederation(root)
+    fed.start_superlink()
+    for name in SITES:
+        fed.add_hospital(name, consortium / name)
+        fed.start_supernode(name)
+    fed.wait_online(len(SITES))
+    return fed
+
+
+RUN = {"detector-epochs": 1, "classifier-epochs": 1, "min-available-nodes": 3,
+       "min-train-nodes": 2, "min-evaluate-nodes": 2, "eval-every": 5}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_supernode_drops_out_and_rejoins(tmp_path, consortium):
+    import json
+
+    out = tmp_path / "run"
+    with _small_federation(tmp_path / "fed", consortium) as fed:
+        launched = fed.launch({**RUN, "out-dir": str(out), "num-server-rounds": 3,
+                               "round-timeout": 150.0, "node-wait-timeout": 90.0})  # fmt: skip
+        victim = fed.hospitals["hospital-3"]
+        # kill hospital-3 (SuperNode and its ClientApp) while it trains in round 1
+        _wait(lambda: fed.processes("flwr-clientapp", victim.process), 180,
+              "hospital-3 never started training")  # fmt: skip
+        fed.kill(victim.process)
+        _wait(lambda: (out / "checkpoints" / "round-0001").is_dir(), 400, "round 1 never ended")
+        fed.start_supernode("hospital-3")  # it rejoins under its registered key
+        result = fed.finish(launched, timeout=900)
+    assert result["status"].startswith("finished:completed"), result["output"][-3000:]
+    rounds = json.loads((out / "report.json").read_text())["rounds"]
+    assert len(rounds) == 3
+    first = rounds[0]
+    assert sorted(first["trained"]) == ["hospital-1", "hospital-2"]
+    assert len(first["dropped"]) == 1 and not first["refused"], first  # listed once
+    assert any("hospital-3" in r["trained"] for r in rounds[1:]), rounds
+    assert "|" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_killed_server_resumes_from_its_checkpoint(tmp_path, consortium):
+    import json
+
+    out = tmp_path / "run"
+    config = {**RUN, "out-dir": str(out), "num-server-rounds": 2, "min-train-nodes": 3,
+              "min-evaluate-nodes": 3}  # fmt: skip
+    with _small_federation(tmp_path / "fed", consortium) as fed:
+        launched = fed.launch(config)
+        _wait(lambda: (out / "checkpoints" / "round-0001").is_dir(), 400, "round 1 never ended")
+        (server,) = fed.processes("flwr-serverapp")
+        os.kill(server, signal.SIGKILL)  # the coordinator's ServerApp dies
+        first = fed.finish(launched, timeout=300)
+        assert not first["status"].startswith("finished:completed")
+        assert not (out / "report.json").exists()
+        result = fed.run({**config, "resume": True}, timeout=900)
+    assert result["status"].startswith("finished:completed"), result["output"][-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_from_round"] == 1
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
