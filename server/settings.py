@@ -14,7 +14,7 @@ from common.models import ClassifierConfig, DetectorConfig
 from common.rounds import LocalTraining, ModelSpec, RoundSpec
 from common.study import StudyConfig
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum")
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedTrimmedAvg, Krum, Strategy
+from flwr.serverapp.strategy import (
+    Bulyan,
+    FedAdam,
+    FedAvg,
+    FedProx,
+    FedTrimmedAvg,
+    Krum,
+    Strategy,
+)
 
 from server.settings import RunSettings
 
@@ -29,6 +37,8 @@ def make_strategy(settings: RunSettings) -> Strategy:
         return FedTrimmedAvg(**common, beta=settings.trim_beta)
     if name == "krum":
         return Krum(**common, num_malicious_nodes=settings.num_malicious_nodes)
+    if name == "bulyan":  # needs at least 4 f + 3 hospitals
+        return Bulyan(**common, num_malicious_nodes=settings.num_malicious_nodes)
     raise ValueError(f"unknown strategy '{name}'")
 
 

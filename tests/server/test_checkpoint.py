@@ -40,3 +40,11 @@ def test_fedadam_state_survives_a_checkpoint():
     restore_strategy_state(b, state)
     np.testing.assert_array_equal(a.m_t["w"], b.m_t["w"])
     np.testing.assert_array_equal(a.current_arrays["w"], b.current_arrays["w"])
+
+
+def test_every_strategy_name_builds_flowers_strategy():
+    from server.settings import STRATEGIES
+
+    for name in STRATEGIES:
+        strategy = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1))
+        assert type(strategy).__name__.lower() == name, name
