@@ -17,8 +17,18 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from client.settings import NodeSettings
@@ -191,17 +201,53 @@ def reader_study(msg: Message, context: Context) -> Message:
     return handle_reader_study(msg, dict(context.node_config), dict(context.run_config))
 
 
+def parse_attack(text: str) -> float:
+    """Read a simulated attack: ``sign-flip:K`` (update × -K) or ``scale:K`` (update × K)."""
+    kind, _, value = text.partition(":")
+    try:
+        factor = float(value or 1.0)
+    except ValueError:
+        raise ValueError(f"attack '{text}': K must be a number") from None
+    if kind == "sign-flip":
+        return -factor
+    if kind == "scale":
+        return factor
+    raise ValueError(f"attack '{text}': use sign-flip:K or scale:K")
+
+
+def _poison(reply: Message, received: Message, factor: float) -> Message:
+    """Replace a reply's weights by global + factor × (local - global)."""
+    if reply.has_error():
+        return reply
+    sent = next(iter(received.content.array_records.values()))
+    local = reply.content["arrays"]
+    poisoned = {k: Array(np.asarray(sent[k].numpy() + factor * (local[k].numpy()
+                                                                  - sent[k].numpy())))
+                for k in local}  # fmt: skip
+    reply.content["arrays"] = ArrayRecord(poisoned)
+    return reply
+
+
 def make_client_app(node_configs: list[dict]) -> ClientApp:
-    """Return a ClientApp for simulations: node ``partition-id`` i gets ``node_configs[i]``."""
+    """Return a ClientApp for simulations: node ``partition-id`` i gets ``node_configs[i]``.
+
+    For robustness studies a node's configuration may carry ``simulate-attack``
+    (:func:`parse_attack`): that simulated hospital then sends poisoned updates. It exists
+    only in this simulation factory, never in the deployed ClientApp.
+    """
     sim = ClientApp()
 
     def config_of(context: Context) -> dict:
         node = dict(context.node_config)
-        return {**node, **node_configs[int(node["partition-id"])]}
+        config = {**node, **node_configs[int(node["partition-id"])]}
+        config.pop("simulate-attack", None)
+        return config
 
     @sim.train()
     def _train_sim(msg: Message, context: Context) -> Message:
-        return handle_train(msg, config_of(context), dict(context.run_config))
+        reply = handle_train(msg, config_of(context), dict(context.run_config))
+        attack = node_configs[int(context.node_config["partition-id"])].get("simulate-attack")
+        return _poison(reply, msg, parse_attack(str(attack))) if attack else reply
 
     @sim.evaluate()
     def _evaluate_sim(msg: Message, context: Context) -> Message:

@@ -34,6 +34,39 @@ logger = logging.getLogger("calcifl")
 RoundCallback = Callable[[int, int, dict], None]
 
 
+def bound_updates(replies: list[Message], global_arrays: dict[str, np.ndarray],
+                  bound: float, median_factor: float) -> dict:  # fmt: skip
+    """Scale down each reply's update (weights - global) whose L2 norm is too large.
+
+    The limit is ``bound`` and/or ``median_factor`` times the median norm of the round's
+    updates (so one hospital's scaled or sign-flipped update cannot dominate the average).
+    Replies are changed in place; returns the norms and who was bounded, for the report.
+    """
+    norms = {}
+    for m in replies:
+        local = from_record(m.content["arrays"])
+        norms[_site(m)] = float(np.sqrt(sum(
+            float(np.sum((local[k].astype(np.float64) - global_arrays[k]) ** 2)) for k in local
+        )))  # fmt: skip
+    limits = [x for x in (bound, median_factor * float(np.median(list(norms.values())))
+                          if median_factor > 0 and norms else 0.0) if x > 0]  # fmt: skip
+    if not limits:
+        return {"update_norms": norms}
+    limit = min(limits)
+    bounded = []
+    for m in replies:
+        norm = norms[_site(m)]
+        if norm > limit:
+            scale = limit / norm
+            local = from_record(m.content["arrays"])
+            m.content["arrays"] = to_record({
+                k: (global_arrays[k] + scale * (v - global_arrays[k])).astype(v.dtype)
+                for k, v in local.items()
+            })  # fmt: skip
+            bounded.append(_site(m))
+    return {"update_norms": norms, "update_norm_limit": limit, "bounded": bounded}
+
+
 class NotEnoughNodes(RuntimeError):
     """Fewer hospitals connected than a round needs, after the bounded wait."""
 
@@ -267,6 +300,7 @@ class Federation:
         if not ok:
             logger.warning("round %d: no hospital trained; global model unchanged", r)
             return arrays, info
+        info.update(bound_updates(ok, arrays, s.update_norm_bound, s.update_norm_median))
         new, metrics = self.strategy.aggregate_train(r, ok)
         if new is None:
             logger.warning("round %d: aggregation failed; global model unchanged", r)

@@ -34,6 +34,10 @@ class RunSettings(LocalTraining):
         stops and says so in the report.
     node_wait_timeout : float
         Seconds to wait for missing hospitals before each round.
+    update_norm_bound, update_norm_median : float
+        Server-side bounding of each hospital's update (its weights minus the global ones,
+        L2 over both models) before aggregation: at most ``update_norm_bound`` (0: off)
+        and at most ``update_norm_median`` times the round's median update norm (0: off).
     round_timeout : float
         Seconds to wait for replies in a round; late hospitals are counted as dropped.
     eval_every : int
@@ -62,6 +66,8 @@ class RunSettings(LocalTraining):
     min_evaluate_nodes: int = 1
     round_timeout: float = 3600.0
     node_wait_timeout: float = 600.0
+    update_norm_bound: float = 0.0
+    update_norm_median: float = 0.0
     eval_every: int = 1
     proximal_mu: float = 0.01
     server_lr: float = 0.01
