@@ -53,7 +53,7 @@ from common.site import (
     validation_split,
 )
 from common.study import StudyConfig
-from common.studysite import breast_scores, site_study
+from common.studysite import breast_scores, scores_roc, site_study
 
 logger = logging.getLogger("calcifl")
 
@@ -428,9 +428,7 @@ def _scores(models: dict, msg: Message, node: NodeSettings, spec: RoundSpec, whi
 def _reader_calibrate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
     study, _ = _study(msg, node)
     models = _models(spec, msg)
-    scores = list(_scores(models, msg, node, spec, "val").values())
-    roc = RocStats.from_scores([s.score for s in scores], [s.malignant for s in scores],
-                               study.bins)  # fmt: skip
+    roc = scores_roc(_scores(models, msg, node, spec, "val"), study.bins)
     withheld = ""
     if any(0 < n < study.min_cell for n in (roc.n_pos, roc.n_neg)):
         roc, withheld = RocStats.empty(study.bins), "validation"

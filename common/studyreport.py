@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 from pathlib import Path
 
 import matplotlib
@@ -189,13 +191,9 @@ def study_setup(config: StudyConfig, threshold: float, validation: RocStats | No
             "model_threshold": threshold, "threshold_source": source}  # fmt: skip
 
 
-def study_result(per_site: dict[str, StudyStats], setup: dict,
-                 pooled: StudyStats | None = None) -> tuple[dict, StudyStats]:  # fmt: skip
+def study_result(per_site: dict[str, StudyStats], setup: dict) -> tuple[dict, StudyStats]:
     """Return the JSON-ready study result: pooled (sum of the sites) and per-site summaries."""
-    if pooled is None:
-        pooled = StudyStats()
-        for i, stats in enumerate(per_site.values()):
-            pooled = stats if i == 0 else pooled + stats
+    pooled = functools.reduce(operator.add, per_site.values())
     result = {
         "setup": setup,
         "pooled": pooled.summary(),

@@ -49,10 +49,14 @@ def validation_roc(
     trained on, never in the study), so the operating point chosen on them is honest.
     """
     val = validation_split(train, val_fraction, seed)["val"]
-    scores = breast_scores(models, val, store, cascade, tick)
-    if not scores:
-        return RocStats.empty(bins)
+    return scores_roc(breast_scores(models, val, store, cascade, tick), bins)
+
+
+def scores_roc(scores: dict[tuple, BreastScore], bins: int) -> RocStats:
+    """ROC histograms (malignant vs other breasts) of the model's breast scores."""
     values = list(scores.values())
+    if not values:
+        return RocStats.empty(bins)
     return RocStats.from_scores([v.score for v in values], [v.malignant for v in values], bins)
 
 

@@ -5,6 +5,7 @@ README's "Running a real federation" section documents them (see
 :mod:`simulations.deployment`). Bounded in time; every process is stopped at the end.
 """
 
+import json
 import os
 import signal
 import sqlite3
@@ -20,9 +21,8 @@ from simulations.deployment import LocalFederation
 SITES = ("hospital-1", "hospital-2", "hospital-3")
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory, consortium):
-    root = tmp_path_factory.mktemp("deploy")
+def _small_federation(root: Path, consortium: Path) -> LocalFederation:
+    """A SuperLink and three hospital SuperNodes, online (stopped again if that fails)."""
     fed = LocalFederation(root)
     try:
         fed.start_superlink()
@@ -30,9 +30,16 @@ def federation(tmp_path_factory, consortium):
             fed.add_hospital(name, consortium / name)
             fed.start_supernode(name)
         fed.wait_online(len(SITES))
-        yield fed
-    finally:
+    except BaseException:
         fed.stop()
+        raise
+    return fed
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, consortium):
+    with _small_federation(tmp_path_factory.mktemp("deploy"), consortium) as fed:
+        yield fed
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +58,6 @@ def test_tls_federation_with_node_auth_completes_two_rounds(finished_run):
     out, result = finished_run
     assert result["status"].startswith("finished:completed"), result["output"][-3000:]
     report = (out / "report.json").read_text()
-    import json
-
     rounds = json.loads(report)["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
     assert all(sorted(r["trained"]) == list(SITES) for r in rounds)
@@ -121,24 +126,12 @@ def _wait(condition, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _small_federation(root: Path, consortium: Path) -> LocalFederation:
-    fed = LocalFederation(root)
-    fed.start_superlink()
-    for name in SITES:
-        fed.add_hospital(name, consortium / name)
-        fed.start_supernode(name)
-    fed.wait_online(len(SITES))
-    return fed
-
-
 RUN = {"detector-epochs": 1, "classifier-epochs": 1, "min-available-nodes": 3,
        "min-train-nodes": 2, "min-evaluate-nodes": 2, "eval-every": 5}  # fmt: skip
 
 
 @pytest.mark.slow
 def test_killed_supernode_drops_out_and_rejoins(tmp_path, consortium):
-    import json
-
     out = tmp_path / "run"
     with _small_federation(tmp_path / "fed", consortium) as fed:
         launched = fed.launch({**RUN, "out-dir": str(out), "num-server-rounds": 3,
@@ -163,8 +156,6 @@ def test_killed_supernode_drops_out_and_rejoins(tmp_path, consortium):
 
 @pytest.mark.slow
 def test_killed_server_resumes_from_its_checkpoint(tmp_path, consortium):
-    import json
-
     out = tmp_path / "run"
     config = {**RUN, "out-dir": str(out), "num-server-rounds": 2, "min-train-nodes": 3,
               "min-evaluate-nodes": 3}  # fmt: skip
