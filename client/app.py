@@ -30,6 +30,9 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.settings import NodeSettings
 from common.audit import AuditLog
@@ -65,6 +68,20 @@ POLICY = 4004
 FAILED = 4005
 
 app = ClientApp()
+
+
+def central_dp_clipping(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Clip this hospital's update when the server runs central DP, else pass through.
+
+    Flower's ``fixedclipping_mod`` needs the clipping norm the server's
+    ``DifferentialPrivacyClientSideFixedClipping`` puts in the round's configuration; runs
+    without central DP do not carry it.
+    """
+    configs = list(msg.content.config_records.values())
+    if len(configs) == 1 and KEY_CLIPPING_NORM in configs[0]:
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
+
 
 # A simulation reuses one process for many messages: keep a few sites' samples in memory
 # (a real SuperNode starts a fresh process per message and relies on the disk cache)
@@ -177,7 +194,7 @@ def _arrays_summary(record: ArrayRecord) -> dict:
     return {k: list(a.shape) for k, a in record.items()}
 
 
-@app.train()
+@app.train(mods=[central_dp_clipping])
 def train(msg: Message, context: Context) -> Message:
     """Train both models locally from the received weights; reply with the new weights."""
     return handle_train(msg, dict(context.node_config), dict(context.run_config))
@@ -243,7 +260,7 @@ def make_client_app(node_configs: list[dict]) -> ClientApp:
         config.pop("simulate-attack", None)
         return config
 
-    @sim.train()
+    @sim.train(mods=[central_dp_clipping])
     def _train_sim(msg: Message, context: Context) -> Message:
         reply = handle_train(msg, config_of(context), dict(context.run_config))
         attack = node_configs[int(context.node_config["partition-id"])].get("simulate-attack")
@@ -351,6 +368,9 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
                           "site": ConfigRecord({"hospital-id": node.hospital_id})})  # fmt: skip
     sent = {"status": "trained", "arrays_sent": _arrays_summary(arrays),
             "metrics_sent": metrics, "epsilon": epsilons}  # fmt: skip
+    clip = next(iter(msg.content.config_records.values())).get(KEY_CLIPPING_NORM)
+    if clip is not None:  # the mod around this handler clips the weights on their way out
+        sent["central_dp_clip"] = float(clip)
     return Message(content=content, reply_to=msg), sent
 
 

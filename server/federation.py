@@ -19,14 +19,22 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from common.evaluation import EvalStats
 from common.models import flat_state, load_flat_state, parameter_bytes, save_models, seeded_models
+from common.privacy import epsilon
 from server import checkpoint
 from server.report import write_report
 from server.settings import RunSettings
-from server.strategies import make_strategy, restore_strategy_state, strategy_state
+from server.strategies import (
+    UNIT_WEIGHT,
+    base_strategy,
+    make_strategy,
+    restore_strategy_state,
+    strategy_state,
+)
 from server.study import run_study
 
 logger = logging.getLogger("calcifl")
@@ -63,12 +71,21 @@ def bound_updates(replies: list[Message], global_arrays: dict[str, np.ndarray],
                 k: (global_arrays[k] + scale * (v - global_arrays[k])).astype(v.dtype)
                 for k, v in local.items()
             })  # fmt: skip
-            bounded.append(_site(m))
+            if norm > limit * 1.001:  # not float rounding of an update clipped at the limit
+                bounded.append(_site(m))
     return {"update_norms": norms, "update_norm_limit": limit, "bounded": bounded}
 
 
-class NotEnoughNodes(RuntimeError):
+class RunStopped(RuntimeError):
+    """The run cannot go on; the reason goes into the report."""
+
+
+class NotEnoughNodes(RunStopped):
     """Fewer hospitals connected than a round needs, after the bounded wait."""
+
+
+class CentralBudgetSpent(RunStopped):
+    """The next round would take central DP past its ε budget."""
 
 
 def initial_models(settings: RunSettings) -> dict[str, torch.nn.Module]:
@@ -108,7 +125,13 @@ def _origins(messages: list[Message]) -> dict[str, int]:
 
 
 def _refused_by_hospital(msg: Message) -> bool:
-    """Error replies of our ClientApp start with "[hospital] "; others are Flower's."""
+    """Tell a hospital's refusal from a lost node or a timeout.
+
+    Our ClientApp's error replies start with "[hospital] "; a SuperNode that pins apps
+    (``--trusted-entities``) answers an unverified app with Flower's ``INVALID_FAB``.
+    """
+    if msg.error.code == ErrorCode.INVALID_FAB:
+        return True
     return re.match(r"\[([^\]]+)\] ", msg.error.reason or "") is not None
 
 
@@ -156,6 +179,7 @@ class Federation:
         self.run_dir = settings.run_dir(run_id)
         self.strategy = make_strategy(settings)
         self.node_sites: dict[int, str] = {}
+        self.central_releases = 0  # noised aggregates released so far (central DP)
 
     def run(self) -> dict:
         """Run (or resume) every round; write final models and the report. Returns it."""
@@ -174,6 +198,7 @@ class Federation:
                 self._check_compatible(ckpt.state.get("settings", {}))
                 arrays, history = ckpt.arrays, ckpt.state.get("history", [])
                 restore_strategy_state(self.strategy, ckpt.strategy)
+                self.central_releases = sum("central_dp" in h for h in history)
                 start_round, resumed_from = ckpt.round + 1, ckpt.round
                 logger.info("resuming %s after round %d", self.run_dir, ckpt.round)
         spec = s.round_spec(self.run_id)
@@ -192,7 +217,7 @@ class Federation:
                 if r % s.eval_every == 0 or r == s.num_server_rounds:
                     record["evaluation"] = self._evaluate_round(r, arrays, spec)
                     last_eval = record["evaluation"]
-            except NotEnoughNodes as exc:
+            except RunStopped as exc:
                 logger.error("stopping the run: %s", exc)
                 stopped = str(exc)
                 break
@@ -231,7 +256,8 @@ class Federation:
     def _check_compatible(self, saved: dict) -> None:
         now = self.settings.to_config()
         keys = ("strategy", "seed", "detector-width", "classifier-width", "spacing-mm", "dp",
-                "federation")  # fmt: skip
+                "federation", "central-dp", "central-dp-clip", "central-dp-noise",
+                "central-dp-epsilon", "central-dp-delta")  # fmt: skip
         changed = [k for k in keys if k in saved and saved[k] != now[k]]
         if changed:
             raise ValueError(
@@ -257,15 +283,47 @@ class Federation:
         if count < floor:
             raise NotEnoughNodes(f"round {r}: {count} hospital(s) connected after "
                                  f"{s.node_wait_timeout:.0f} s; {floor} needed")  # fmt: skip
-        self.strategy.min_available_nodes = min(s.min_available_nodes, count)
+        base_strategy(self.strategy).min_available_nodes = min(s.min_available_nodes, count)
         if count < needed:
             logger.warning("round %d: %d of %d hospitals connected after %.0f s; going on",
                            r, count, needed, s.node_wait_timeout)  # fmt: skip
         return count
 
+    def _central_epsilon(self, releases: int) -> float:
+        s = self.settings
+        return epsilon([(s.central_dp_noise_multiplier(), 1.0, releases)], s.central_dp_delta)
+
+    def _check_central_budget(self, r: int) -> None:
+        s = self.settings
+        if not (s.central_dp and s.central_dp_epsilon > 0):
+            return
+        after = self._central_epsilon(self.central_releases + 1)
+        if after > s.central_dp_epsilon * (1 + 1e-9):
+            raise CentralBudgetSpent(
+                f"round {r}: central DP would reach ε {after:.3f} > budget "
+                f"{s.central_dp_epsilon:g} (δ {s.central_dp_delta:g}); the run stops here"
+            )
+
+    def _prepare_central(self, ok: list[Message], arrays: dict) -> dict:
+        """Bound every update to the clipping norm, weigh hospitals equally.
+
+        Hospitals clip their own update (``fixedclipping_mod``); bounding again here keeps
+        the guarantee for a hospital whose client does not (it is listed as unclipped).
+        """
+        s = self.settings
+        limits = [x for x in (s.update_norm_bound, s.central_dp_clip) if x > 0]
+        info = bound_updates(ok, arrays, min(limits), s.update_norm_median)
+        for m in ok:
+            m.content["metrics"][UNIT_WEIGHT] = 1.0
+        self.strategy.num_sampled_clients = len(ok)  # noise for the mean of these replies
+        info["unclipped"] = [k for k, v in info["update_norms"].items()
+                             if v > s.central_dp_clip * 1.001]  # fmt: skip
+        return info
+
     def _train_round(self, r: int, arrays: dict, spec) -> tuple[dict, dict]:
         s = self.settings
         record = to_record(arrays)
+        self._check_central_budget(r)
         connected = self._available(s.min_train_nodes, r)
         messages = list(self.strategy.configure_train(r, record, ConfigRecord(spec.to_config()),
                                                       self.grid))  # fmt: skip
@@ -300,11 +358,26 @@ class Federation:
         if not ok:
             logger.warning("round %d: no hospital trained; global model unchanged", r)
             return arrays, info
-        info.update(bound_updates(ok, arrays, s.update_norm_bound, s.update_norm_median))
+        if s.central_dp:
+            info.update(self._prepare_central(ok, arrays))
+        else:
+            info.update(bound_updates(ok, arrays, s.update_norm_bound, s.update_norm_median))
         new, metrics = self.strategy.aggregate_train(r, ok)
         if new is None:
             logger.warning("round %d: aggregation failed; global model unchanged", r)
             return arrays, info
+        if s.central_dp:
+            self.central_releases += 1
+            z = s.central_dp_noise_multiplier()
+            info["central_dp"] = {
+                "hospitals": len(ok), "clip": s.central_dp_clip, "noise_multiplier": z,
+                "noise_stdev": z * s.central_dp_clip / len(ok), "releases": self.central_releases,
+                "epsilon": self._central_epsilon(self.central_releases),
+                "delta": s.central_dp_delta,
+            }  # fmt: skip
+            logger.info("round %d: central DP ε %.3f (δ %g) after %d noised aggregate(s)", r,
+                        info["central_dp"]["epsilon"], s.central_dp_delta,
+                        self.central_releases)  # fmt: skip
         info["aggregated_train_metrics"] = dict(metrics) if metrics is not None else {}
         return from_record(new), info
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from common.dicom import ReadOptions
 from common.models import ClassifierConfig, DetectorConfig
+from common.privacy import noise_for_target
 from common.rounds import LocalTraining, ModelSpec, RoundSpec
 from common.study import StudyConfig
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
+CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,22 @@ class RunSettings(LocalTraining):
         breasts (``reader_study.md``/``.json``/``_roc.png`` in the run folder).
     reader_study_config : str
         The study's :class:`~common.study.StudyConfig` as JSON; empty: default arms.
+    central_dp : bool
+        Central (hospital-level) DP: each hospital clips its update to L2 norm
+        ``central_dp_clip`` (Flower's ``fixedclipping_mod``), the server averages the
+        updates uniformly and adds Gaussian noise of standard deviation
+        ``noise × clip / hospitals`` (Flower's ``DifferentialPrivacyClientSideFixedClipping``).
+        FedAvg and FedProx only (other aggregations change the sensitivity).
+    central_dp_clip : float
+        Clipping norm of a hospital's update (both models together).
+    central_dp_noise : float
+        Noise multiplier; 0: the smallest one that keeps the whole run within
+        ``central_dp_epsilon``.
+    central_dp_epsilon : float
+        ε budget of the run at ``central_dp_delta``: a round that would exceed it is not
+        started (0: no budget; then ``central_dp_noise`` must be set).
+    central_dp_delta : float
+        δ of the hospital-level guarantee.
     """
 
     num_server_rounds: int = 3
@@ -83,6 +101,11 @@ class RunSettings(LocalTraining):
     spacing_mm: float = 0.1
     reader_study: bool = False
     reader_study_config: str = ""
+    central_dp: bool = False
+    central_dp_clip: float = 1.0
+    central_dp_noise: float = 0.0
+    central_dp_epsilon: float = 0.0
+    central_dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         """Validate choices."""
@@ -93,6 +116,28 @@ class RunSettings(LocalTraining):
             raise ValueError(f"strategy '{self.strategy}': choose one of {', '.join(STRATEGIES)}")
         if self.num_server_rounds < 1 or self.eval_every < 1:
             raise ValueError("num-server-rounds and eval-every must be >= 1")
+        if self.central_dp:
+            self._check_central_dp()
+
+    def _check_central_dp(self) -> None:
+        if self.strategy not in CENTRAL_DP_STRATEGIES:
+            raise ValueError(f"central-dp works with {' or '.join(CENTRAL_DP_STRATEGIES)} "
+                             f"(uniform averaging), not '{self.strategy}'")  # fmt: skip
+        if self.central_dp_clip <= 0:
+            raise ValueError("central-dp-clip must be positive")
+        if self.central_dp_noise < 0 or self.central_dp_epsilon < 0:
+            raise ValueError("central-dp-noise and central-dp-epsilon must be >= 0")
+        if self.central_dp_noise == 0 and self.central_dp_epsilon == 0:
+            raise ValueError("central-dp needs central-dp-noise or central-dp-epsilon")
+        if not 0 < self.central_dp_delta < 1:
+            raise ValueError("central-dp-delta must be in (0, 1)")
+
+    def central_dp_noise_multiplier(self) -> float:
+        """Noise multiplier of central DP (given, or derived from the ε budget)."""
+        if self.central_dp_noise > 0:
+            return self.central_dp_noise
+        return noise_for_target([], 1.0, self.num_server_rounds, self.central_dp_delta,
+                                self.central_dp_epsilon)  # fmt: skip
 
     @classmethod
     def from_config(cls, config: dict, strict: bool = True, complete: bool = False):

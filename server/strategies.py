@@ -6,6 +6,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import (
     Bulyan,
+    DifferentialPrivacyClientSideFixedClipping,
     FedAdam,
     FedAvg,
     FedProx,
@@ -16,9 +17,34 @@ from flwr.serverapp.strategy import (
 
 from server.settings import RunSettings
 
+# Central DP averages hospitals uniformly (the noise is calibrated to one hospital's share
+# of the mean); the server sets this metric to 1 in every reply before aggregating
+UNIT_WEIGHT = "unit-weight"
+
 
 def make_strategy(settings: RunSettings) -> Strategy:
-    """Build the run's strategy (Flower's own implementations)."""
+    """Build the run's strategy (Flower's own implementations).
+
+    With ``central-dp`` the FedAvg/FedProx strategy is wrapped in Flower's
+    ``DifferentialPrivacyClientSideFixedClipping`` (hospitals clip, the server adds noise).
+    """
+    strategy = _base_strategy(settings)
+    if not settings.central_dp:
+        return strategy
+    return DifferentialPrivacyClientSideFixedClipping(
+        strategy,
+        noise_multiplier=settings.central_dp_noise_multiplier(),
+        clipping_norm=settings.central_dp_clip,
+        num_sampled_clients=max(1, settings.min_train_nodes),  # set to the replies per round
+    )
+
+
+def base_strategy(strategy: Strategy) -> Strategy:
+    """Return the aggregation strategy inside a DP wrapper (or the strategy itself)."""
+    return getattr(strategy, "strategy", strategy)
+
+
+def _base_strategy(settings: RunSettings) -> Strategy:
     common = {
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,
@@ -26,6 +52,8 @@ def make_strategy(settings: RunSettings) -> Strategy:
         "min_evaluate_nodes": settings.min_evaluate_nodes,
         "min_available_nodes": settings.min_available_nodes,
     }
+    if settings.central_dp:
+        common["weighted_by_key"] = UNIT_WEIGHT
     name = settings.strategy
     if name == "fedavg":
         return FedAvg(**common)

@@ -418,6 +418,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "fraction-train": args.fraction,
         "dp": args.dp,
         "dp-epsilon": args.epsilon,
+        "central-dp": args.central_dp,
+        "central-dp-clip": args.central_dp_clip,
+        "central-dp-noise": args.central_dp_noise,
+        "central-dp-epsilon": args.central_dp_epsilon,
+        "central-dp-delta": args.central_dp_delta,
         "federation": args.federation or out.name,
         **_run_config(args.set or []),
     }
@@ -428,7 +433,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             logger.error("%s", exc)
             return 2
         config.update({"reader-study": True, "reader-study-config": study.to_json()})
-    settings = RunSettings.from_config(config)
+    try:
+        settings = RunSettings.from_config(config)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
     setup = SimulationSetup(
         nodes, cpus_per_client=args.cpus_per_client, ray_address=args.ray_address
     )
@@ -708,6 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="every hospital's cap on cumulative ε per model (refuses rounds beyond)",
     )
+    g = p.add_argument_group("central differential privacy (hospital-level)")
+    g.add_argument(
+        "--central-dp",
+        action="store_true",
+        help="hospitals clip their update, the server adds Gaussian noise to the average "
+        "(Flower's client-side fixed clipping; fedavg/fedprox)",
+    )
+    g.add_argument("--central-dp-clip", type=float, default=1.0, help="update clipping norm")
+    g.add_argument("--central-dp-noise", type=float, default=0.0,
+                   help="noise multiplier (0: derived from --central-dp-epsilon)")  # fmt: skip
+    g.add_argument("--central-dp-epsilon", type=float, default=0.0,
+                   help="ε budget of the run (0: none; needs --central-dp-noise)")  # fmt: skip
+    g.add_argument("--central-dp-delta", type=float, default=1e-5, help="δ (default 1e-5)")
     p.add_argument(
         "--min-cell",
         type=int,

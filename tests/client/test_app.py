@@ -4,9 +4,18 @@ import json
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
-from client.app import BAD_REQUEST, BUDGET_EXCEEDED, NO_DATA, POLICY, handle_evaluate, handle_train
+from client.app import (
+    BAD_REQUEST,
+    BUDGET_EXCEEDED,
+    NO_DATA,
+    POLICY,
+    app,
+    handle_evaluate,
+    handle_train,
+    make_client_app,
+)
 from common.evaluation import EvalStats
 from common.models import flat_state
 from server.federation import initial_models, to_record
@@ -51,6 +60,37 @@ def test_train_replies_with_prefixed_weights_and_metrics(flower_task, node):
     assert event["status"] == "trained" and event["round"] == 1
     assert set(event["arrays_sent"]) == set(arrays.keys())
     assert event["metrics_sent"]["num-examples"] == metrics["num-examples"]
+
+
+def _update_norm(reply, sent):
+    arrays = reply.content["arrays"]
+    return float(
+        np.sqrt(
+            sum(
+                np.sum((arrays[k].numpy().astype(np.float64) - sent[k].astype(np.float64)) ** 2)
+                for k in arrays
+            )
+        )
+    )
+
+
+def test_central_dp_round_clips_the_update_in_both_client_apps(flower_task, node):
+    sent = {k: v.numpy() for k, v in flat_state(initial_models(SETTINGS)).items()}
+    plain = make_client_app([node])(_message(), Context(1, 7, {"partition-id": 0},
+                                                        RecordDict(), {}))  # fmt: skip
+    norm = _update_norm(plain, sent)
+    assert norm > 0.05  # an unclipped update is larger than the clip used below
+    clipped_message = _message()
+    clipped_message.content["config"]["clipping_norm"] = 0.05  # as Flower's DP wrapper sends
+    context = Context(1, 7, {**node}, RecordDict(), {})
+    reply = app(clipped_message, context)  # the deployed ClientApp, with its mods
+    assert not reply.has_error(), reply.error
+    assert _update_norm(reply, sent) == pytest.approx(0.05, rel=1e-4)
+    for k, v in reply.content["arrays"].items():  # same seeded training, update scaled down
+        expected = sent[k] + (plain.content["arrays"][k].numpy() - sent[k]) * (0.05 / norm)
+        np.testing.assert_allclose(v.numpy(), expected, rtol=0, atol=1e-6, err_msg=k)
+    event = _audit(node)[-1]
+    assert event["status"] == "trained" and event["central_dp_clip"] == 0.05
 
 
 def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):

@@ -24,6 +24,10 @@ def test_pyproject_run_config_is_valid():
         ({"strategy": "fedsgd"}, "choose one of"),
         ({"dp": "yes"}, "expected bool"),
         ({"eval-every": 0}, ">= 1"),
+        ({"central-dp": True, "strategy": "krum", "central-dp-noise": 1.0}, "not 'krum'"),
+        ({"central-dp": True}, "central-dp-noise or central-dp-epsilon"),
+        ({"central-dp": True, "central-dp-noise": 1.0, "central-dp-clip": 0}, "positive"),
+        ({"central-dp": True, "central-dp-noise": 1.0, "central-dp-delta": 1.0}, "(0, 1)"),
     ],
 )
 def test_bad_settings_are_refused(config, message):
@@ -41,3 +45,22 @@ def test_round_spec_follows_settings():
 def test_run_dir_default_and_explicit(tmp_path):
     assert RunSettings(out_dir=str(tmp_path)).run_dir(5) == tmp_path
     assert RunSettings().run_dir(5).name == "run-5"
+
+
+def test_central_dp_wraps_the_strategy_and_derives_noise_from_the_budget():
+    from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedProx
+
+    from common.privacy import epsilon
+    from server.strategies import base_strategy, make_strategy
+
+    s = RunSettings(strategy="fedprox", central_dp=True, central_dp_epsilon=6.0,
+                    central_dp_clip=0.5, num_server_rounds=4)  # fmt: skip
+    z = s.central_dp_noise_multiplier()
+    assert epsilon([(z, 1.0, 4)], 1e-5) == pytest.approx(6.0, abs=1e-6)
+    assert epsilon([(z * 0.99, 1.0, 4)], 1e-5) > 6.0  # the smallest noise within budget
+    strategy = make_strategy(s)
+    assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
+    assert strategy.clipping_norm == 0.5 and strategy.noise_multiplier == z
+    assert isinstance(base_strategy(strategy), FedProx)
+    assert base_strategy(strategy).weighted_by_key == "unit-weight"
+    assert base_strategy(make_strategy(RunSettings())).weighted_by_key == "num-examples"

@@ -146,3 +146,33 @@ def test_federated_run_folder_serves_evaluate_and_predict(full_run, hospitals, t
     assert main(["predict", "--model", str(full_run), str(image), "--out",
                  str(tmp_path / "pred")]) == 0  # fmt: skip
     assert list((tmp_path / "pred").glob("*.png"))
+
+
+def test_central_dp_clips_adds_calibrated_noise_and_stops_at_its_budget(tmp_path, hospitals):
+    from common.privacy import epsilon
+
+    clip, noise = 0.05, 1.0
+    budget = epsilon([(noise, 1.0, 1)], 1e-5) + 0.1  # room for one noised round, not two
+    settings = RunSettings(num_server_rounds=2, detector_epochs=1, classifier_epochs=1,
+                           central_dp=True, central_dp_clip=clip, central_dp_noise=noise,
+                           central_dp_epsilon=budget, out_dir=str(tmp_path / "run"),
+                           min_available_nodes=2, min_train_nodes=2, min_evaluate_nodes=2,
+                           federation="central-dp-test")  # fmt: skip
+    nodes = hospital_nodes(hospitals, tmp_path / "state")
+    report = run_simulation(settings, SimulationSetup(nodes), progress=False)
+    (r1,) = report["rounds"]
+    assert "round 2" in report["stopped"] and "budget" in report["stopped"]
+    dp = r1["central_dp"]
+    assert dp["hospitals"] == 2 and dp["epsilon"] == pytest.approx(epsilon([(noise, 1.0, 1)],
+                                                                            1e-5))  # fmt: skip
+    assert r1["unclipped"] == [] and r1["bounded"] == []  # the hospitals clipped themselves
+    assert all(v <= clip * 1.0001 for v in r1["update_norms"].values())
+    # final - initial = mean of two clipped updates (norm <= clip) + N(0, (noise clip / 2)²)
+    start = {k: v.numpy() for k, v in flat_state(initial_models(settings)).items()}
+    final = _weights(tmp_path / "run")
+    diff = np.concatenate([(final[k] - start[k]).ravel() for k in final])
+    assert diff.std() == pytest.approx(noise * clip / 2, rel=0.03)
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "central DP" in md and f"{dp['epsilon']:.2f}" in md
+    audit = (tmp_path / "state/hospital-1/audit.jsonl").read_text()
+    assert '"central_dp_clip": 0.05' in audit
