@@ -176,8 +176,12 @@ class LocalFederation:
         return hospital
 
     def start_supernode(self, name: str, ca: bool = True, extra: dict | None = None,
-                        ) -> subprocess.Popen:  # fmt: skip
-        """Start a hospital's ``flower-supernode`` (its own runtime port, key and data)."""
+                        trusted: Path | None = None) -> subprocess.Popen:  # fmt: skip
+        """Start a hospital's ``flower-supernode`` (its own runtime port, key and data).
+
+        ``trusted``: a YAML file of trusted entities (``--trusted-entities``); the SuperNode
+        then runs only apps that one of them signed.
+        """
         h = self.hospitals[name]
         config = {"data-dir": str(h.data_dir), "hospital-id": name,
                   "state-dir": str(self.root / "state" / name),
@@ -188,6 +192,8 @@ class LocalFederation:
                 "--max-retries", "3", "--max-wait-time", "30"]  # fmt: skip
         if ca:
             args[3:3] = ["--root-certificates", str(self.pki / "ca.crt")]
+        if trusted is not None:
+            args += ["--trusted-entities", str(trusted)]
         h.log = self.root / f"supernode-{name}.log"
         h.process = self._start(args, h.log)
         return h.process

@@ -10,26 +10,45 @@ import os
 import signal
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pydicom
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from common.datasets import load_hospital
 from simulations.deployment import LocalFederation
 
 SITES = ("hospital-1", "hospital-2", "hospital-3")
+PINNED = "pinned-hospital"
 
 
-def _small_federation(root: Path, consortium: Path) -> LocalFederation:
-    """A SuperLink and three hospital SuperNodes, online (stopped again if that fails)."""
+def _trusted_entities(path: Path) -> Path:
+    """A trusted-entities file naming one signer (an Ed25519 key that signed nothing)."""
+    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    path.write_text(f"fpk_{uuid.uuid4()}: '{public.decode()} reviewer'\n")
+    return path
+
+
+def _small_federation(root: Path, consortium: Path, pinned: bool = False) -> LocalFederation:
+    """A SuperLink and three hospital SuperNodes, online (stopped again if that fails).
+
+    ``pinned``: a fourth hospital whose SuperNode accepts only signed apps.
+    """
     fed = LocalFederation(root)
     try:
         fed.start_superlink()
         for name in SITES:
             fed.add_hospital(name, consortium / name)
             fed.start_supernode(name)
-        fed.wait_online(len(SITES))
+        if pinned:
+            fed.add_hospital(PINNED, consortium / "hospital-4")
+            fed.start_supernode(PINNED, trusted=_trusted_entities(root / "trusted.yaml"))
+        fed.wait_online(len(SITES) + pinned)
     except BaseException:
         fed.stop()
         raise
@@ -38,7 +57,7 @@ def _small_federation(root: Path, consortium: Path) -> LocalFederation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory, consortium):
-    with _small_federation(tmp_path_factory.mktemp("deploy"), consortium) as fed:
+    with _small_federation(tmp_path_factory.mktemp("deploy"), consortium, pinned=True) as fed:
         yield fed
 
 
@@ -47,7 +66,7 @@ def finished_run(federation):
     out = federation.root / "run"
     result = federation.run({
         "out-dir": str(out), "num-server-rounds": 2, "detector-epochs": 1,
-        "classifier-epochs": 1, "min-available-nodes": 3, "min-train-nodes": 3,
+        "classifier-epochs": 1, "min-available-nodes": 4, "min-train-nodes": 3,
         "min-evaluate-nodes": 3, "round-timeout": 600.0, "reader-study": True,
         "reader-study-config": '{"model_threshold": 0.5}',
     }, timeout=900)  # fmt: skip
@@ -63,6 +82,18 @@ def test_tls_federation_with_node_auth_completes_two_rounds(finished_run):
     assert all(sorted(r["trained"]) == list(SITES) for r in rounds)
     for name in ("report.md", "model.json", "roc.png", "reader_study.md"):
         assert (out / name).is_file(), name
+
+
+def test_a_hospital_pinning_apps_refuses_an_unsigned_one(finished_run, federation):
+    out, _ = finished_run
+    rounds = json.loads((out / "report.json").read_text())["rounds"]
+    for r in rounds:  # the pinned hospital answered each round with Flower's INVALID_FAB
+        assert r["sampled"] == len(SITES) + 1 and not r["dropped"] and not r["lost"]
+        (refusal,) = r["refused"]
+        assert refusal["code"] == 7 and "could not be verified" in refusal["reason"]
+    log = federation.hospitals[PINNED].log.read_text()
+    assert "App verification is not supported" in log, log[-2000:]
+    assert not (federation.root / "state" / PINNED).exists()  # its ClientApp never ran
 
 
 def test_unregistered_key_and_missing_ca_are_refused(federation, consortium):
