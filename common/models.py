@@ -140,8 +140,10 @@ def build(kind: str, config: dict | None = None) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """Return the plain module under an Opacus GradSampleModule (its ``_module``)."""
-    return getattr(model, "_module", model)
+    """Return the plain module under its DP wrappers (each keeps it as ``_module``)."""
+    while isinstance(getattr(model, "_module", None), nn.Module):
+        model = model._module
+    return model
 
 
 def state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

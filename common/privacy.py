@@ -50,6 +50,10 @@ class DPConfig:
         Hard cap: a call that would push cumulative ε above it is refused.
     secure_mode : bool
         Opacus secure RNG for the noise (needs ``torchcsprng``).
+    per_sample : {"fast", "opacus"}
+        How per-sample gradients are computed: ``fast`` (:mod:`common.persample`, one
+        backward pass without the batch gradient) or Opacus' own hooks. Clipping, noise
+        and accounting are Opacus' in both.
     """
 
     noise_multiplier: float | None = None
@@ -58,9 +62,12 @@ class DPConfig:
     delta: float | None = None
     budget_epsilon: float | None = None
     secure_mode: bool = False
+    per_sample: str = "fast"
 
     def __post_init__(self) -> None:
         """Require a way to set the noise."""
+        if self.per_sample not in ("fast", "opacus"):
+            raise ValueError("per_sample must be 'fast' or 'opacus'")
         if self.noise_multiplier is None and self.target_epsilon is None:
             raise ValueError("DP needs noise_multiplier or target_epsilon")
         if self.max_grad_norm <= 0:

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.metrics import RocStats
 from common.models import unwrap
+from common.persample import PerSampleGradients
 from common.privacy import (
     DPConfig,
     PrivacyBudgetError,
@@ -235,6 +236,8 @@ def train(
     if engine is not None:
         # unhook so the same module can be trained (and wrapped) again next round
         model._close()
+        if isinstance(model._module, PerSampleGradients):
+            model._module.remove_hooks()
         history = [tuple(h) for h in engine.accountant.history]
         privacy["accountant"] = [list(h) for h in history]
         privacy["epsilon"] = epsilon(history, privacy["delta"])
@@ -325,13 +328,15 @@ def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
         # the insecure-RNG notice is the documented meaning of secure_mode=False
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant="rdp", secure_mode=dp.secure_mode)
+    fast = dp.per_sample == "fast"
     model, optimizer, loader = engine.make_private(
-        module=model,
+        module=PerSampleGradients(model) if fast else model,
         optimizer=optimizer,
         data_loader=loader,
         noise_multiplier=noise,
         max_grad_norm=dp.max_grad_norm,
         poisson_sampling=True,
+        grad_sample_mode="no_op" if fast else "hooks",
     )
     engine.accountant.history = [tuple(h) for h in history]  # ε accumulates over calls
     info = {"delta": delta, "noise_multiplier": noise, "sample_rate": sample_rate,

@@ -1,0 +1,130 @@
+"""Per-sample gradients for DP-SGD in one backward pass, without the batch gradient.
+
+Opacus' hooks let autograd compute every weight's batch gradient (which DP-SGD throws
+away) and then compute the per-sample gradients again from unfolded activations. Here the
+forward pass runs on *detached* weights (``torch.func.functional_call``), so backward
+computes only activation gradients; each layer's per-sample weight gradients are then
+computed from its saved input and output gradient:
+
+- ``Conv2d``: for each kernel offset, one batched matrix product of the output gradient
+  with the shifted input (no unfolded copy of the whole activation);
+- ``GroupNorm``: output gradient times the normalised input, summed over space;
+- ``Linear``: the outer product of output gradient and input.
+
+The result is left in ``param.grad_sample`` exactly as Opacus' ``GradSampleModule``
+leaves it (per-sample gradients of a mean loss, scaled by the batch size), so Opacus'
+``DPOptimizer`` clips, adds noise and accounts as usual (``grad_sample_mode="no_op"``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+SUPPORTED = (nn.Conv2d, nn.GroupNorm, nn.Linear)
+
+
+def conv2d_grad_sample(layer: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight gradients of a ``Conv2d`` (groups 1) from input and output grads."""
+    n, cin = a.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    ph, pw = layer.padding if not isinstance(layer.padding, str) else (0, 0)
+    padded = F.pad(a, (pw, pw, ph, ph))
+    ho, wo = g.shape[2:]
+    grad = g.flatten(2)  # (n, out, positions)
+    out = a.new_empty(n, g.shape[1], cin, kh, kw)
+    for u in range(kh):
+        for v in range(kw):
+            window = padded[:, :, u * dh : u * dh + sh * (ho - 1) + 1 : sh,
+                            v * dw : v * dw + sw * (wo - 1) + 1 : sw]  # fmt: skip
+            out[:, :, :, u, v] = torch.bmm(grad, window.flatten(2).transpose(1, 2))
+    return out
+
+
+class PerSampleGradients(nn.Module):
+    """Wrap a model so that a backward pass leaves ``grad_sample`` on its parameters.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A model whose trainable parameters all belong to ``Conv2d`` (groups 1, numeric
+        padding), ``GroupNorm`` or ``Linear`` layers (the detector and the classifier).
+    loss_reduction : str
+        ``"mean"`` (the loss averages over the batch; gradients are scaled by the batch
+        size, as Opacus does) or ``"sum"``.
+
+    Raises
+    ------
+    ValueError
+        Naming a layer type it cannot handle.
+    """
+
+    def __init__(self, module: nn.Module, loss_reduction: str = "mean") -> None:
+        super().__init__()
+        self._module = module
+        self.loss_reduction = loss_reduction
+        self._layers = []
+        for name, m in module.named_modules():
+            own = [p for p in m.parameters(recurse=False) if p.requires_grad]
+            if not own:
+                continue
+            if not isinstance(m, SUPPORTED) or (isinstance(m, nn.Conv2d) and (
+                    m.groups != 1 or isinstance(m.padding, str))):  # fmt: skip
+                raise ValueError(f"per-sample gradients: layer '{name}' "
+                                 f"({type(m).__name__}) is not supported")  # fmt: skip
+            self._layers.append(m)
+        self._saved: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._handles = [m.register_forward_hook(self._capture) for m in self._layers]
+
+    def _capture(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if not torch.is_grad_enabled() or not output.requires_grad:
+            return
+        activation = inputs[0].detach()
+
+        def keep(grad: torch.Tensor) -> None:
+            self._saved[layer] = (activation, grad)
+
+        output.register_hook(keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on detached weights; the input carries the backward pass."""
+        if not torch.is_grad_enabled():
+            return self._module(x)
+        weights = {n: p.detach() for n, p in self._module.named_parameters()}
+        x = x.detach().requires_grad_(True)
+        x.register_hook(self._finish)  # the input's gradient comes last in backward
+        return functional_call(self._module, weights, (x,))
+
+    def _finish(self, grad: torch.Tensor) -> None:
+        n = grad.shape[0]
+        scale = float(n) if self.loss_reduction == "mean" else 1.0
+        for layer in self._layers:
+            a, g = self._saved.pop(layer)
+            g = g * scale
+            if isinstance(layer, nn.Conv2d):
+                _set(layer.weight, conv2d_grad_sample(layer, a, g))
+                if layer.bias is not None:
+                    _set(layer.bias, g.sum((2, 3)))
+            elif isinstance(layer, nn.GroupNorm):
+                normed = F.group_norm(a, layer.num_groups, eps=layer.eps)
+                dims = tuple(range(2, g.dim()))
+                _set(layer.weight, (g * normed).sum(dims))
+                _set(layer.bias, g.sum(dims))
+            else:
+                _set(layer.weight, torch.einsum("n...o,n...i->noi", g, a))
+                if layer.bias is not None:  # summed over any middle (sequence) dims
+                    _set(layer.bias, g if g.dim() == 2 else g.flatten(1, -2).sum(1))
+        self._saved.clear()
+
+    def remove_hooks(self) -> None:
+        """Detach from the model (it trains normally again)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def _set(param: nn.Parameter, grad_sample: torch.Tensor) -> None:
+    if param.requires_grad:
+        param.grad_sample = grad_sample
