@@ -27,8 +27,10 @@ PINNED = "pinned-hospital"
 
 def _trusted_entities(path: Path) -> Path:
     """A trusted-entities file naming one signer (an Ed25519 key that signed nothing)."""
-    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    public = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     )
     path.write_text(f"fpk_{uuid.uuid4()}: '{public.decode()} reviewer'\n")
     return path
