@@ -6,8 +6,8 @@ forward pass runs on *detached* weights (``torch.func.functional_call``), so bac
 computes only activation gradients; each layer's per-sample weight gradients are then
 computed from its saved input and output gradient:
 
-- ``Conv2d``: for each kernel offset, one batched matrix product of the output gradient
-  with the shifted input (no unfolded copy of the whole activation);
+- ``Conv2d``: the weight gradient of one grouped convolution with the batch as groups
+  (no unfolded copy of the activations);
 - ``GroupNorm``: output gradient times the normalised input, summed over space;
 - ``Linear``: the outer product of output gradient and input.
 
@@ -27,20 +27,20 @@ SUPPORTED = (nn.Conv2d, nn.GroupNorm, nn.Linear)
 
 
 def conv2d_grad_sample(layer: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Per-sample weight gradients of a ``Conv2d`` (groups 1) from input and output grads."""
+    """Per-sample weight gradients of a ``Conv2d`` (groups 1) from input and output grads.
+
+    The batch becomes the groups of one grouped convolution's weight gradient (sample b's
+    input channels only meet its own output gradient), so the work is the batch
+    gradient's, done by the same kernels, with nothing unfolded.
+    """
     n, cin = a.shape[:2]
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
-    ph, pw = layer.padding if not isinstance(layer.padding, str) else (0, 0)
-    padded = F.pad(a, (pw, pw, ph, ph))
-    ho, wo = g.shape[2:]
-    grad = g.flatten(2)  # (n, out, positions)
-    out = a.new_empty(n, g.shape[1], cin, kh, kw)
-    for u in range(kh):
-        for v in range(kw):
-            window = padded[:, :, u * dh : u * dh + sh * (ho - 1) + 1 : sh,
-                            v * dw : v * dw + sw * (wo - 1) + 1 : sw]  # fmt: skip
-            out[:, :, :, u, v] = torch.bmm(grad, window.flatten(2).transpose(1, 2))
-    return out
+    cout = g.shape[1]
+    grad = torch.nn.grad.conv2d_weight(
+        a.reshape(1, n * cin, *a.shape[2:]), (n * cout, cin, *layer.kernel_size),
+        g.reshape(1, n * cout, *g.shape[2:]), stride=layer.stride, padding=layer.padding,
+        dilation=layer.dilation, groups=n,
+    )  # fmt: skip
+    return grad.view(n, cout, cin, *layer.kernel_size)
 
 
 class PerSampleGradients(nn.Module):
@@ -102,20 +102,19 @@ class PerSampleGradients(nn.Module):
         scale = float(n) if self.loss_reduction == "mean" else 1.0
         for layer in self._layers:
             a, g = self._saved.pop(layer)
-            g = g * scale
             if isinstance(layer, nn.Conv2d):
-                _set(layer.weight, conv2d_grad_sample(layer, a, g))
+                _set(layer.weight, conv2d_grad_sample(layer, a, g), scale)
                 if layer.bias is not None:
-                    _set(layer.bias, g.sum((2, 3)))
+                    _set(layer.bias, g.sum((2, 3)), scale)
             elif isinstance(layer, nn.GroupNorm):
                 normed = F.group_norm(a, layer.num_groups, eps=layer.eps)
                 dims = tuple(range(2, g.dim()))
-                _set(layer.weight, (g * normed).sum(dims))
-                _set(layer.bias, g.sum(dims))
+                _set(layer.weight, (g * normed).sum(dims), scale)
+                _set(layer.bias, g.sum(dims), scale)
             else:
-                _set(layer.weight, torch.einsum("n...o,n...i->noi", g, a))
+                _set(layer.weight, torch.einsum("n...o,n...i->noi", g, a), scale)
                 if layer.bias is not None:  # summed over any middle (sequence) dims
-                    _set(layer.bias, g if g.dim() == 2 else g.flatten(1, -2).sum(1))
+                    _set(layer.bias, g if g.dim() == 2 else g.flatten(1, -2).sum(1), scale)
         self._saved.clear()
 
     def remove_hooks(self) -> None:
@@ -125,6 +124,7 @@ class PerSampleGradients(nn.Module):
         self._handles = []
 
 
-def _set(param: nn.Parameter, grad_sample: torch.Tensor) -> None:
+def _set(param: nn.Parameter, grad_sample: torch.Tensor, scale: float) -> None:
+    # scaled here, on the small per-sample tensors, not on the activation-sized gradients
     if param.requires_grad:
-        param.grad_sample = grad_sample
+        param.grad_sample = grad_sample * scale
