@@ -15,7 +15,7 @@ from common.privacy import noise_for_target
 from common.rounds import LocalTraining, ModelSpec, RoundSpec
 from common.study import StudyConfig
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox")
 
 
@@ -36,6 +36,10 @@ class RunSettings(LocalTraining):
         stops and says so in the report.
     node_wait_timeout : float
         Seconds to wait for missing hospitals before each round.
+    server_momentum : float
+        ``fedavgm``: momentum of the server's update (Flower's FedAvgM, server learning
+        rate 1): each round moves the global model by the averaged update plus momentum
+        times the previous move.
     update_norm_bound, update_norm_median : float
         Server-side bounding of each hospital's update (its weights minus the global ones,
         L2 over both models) before aggregation: at most ``update_norm_bound`` (0: off)
@@ -89,6 +93,7 @@ class RunSettings(LocalTraining):
     eval_every: int = 1
     proximal_mu: float = 0.01
     server_lr: float = 0.01
+    server_momentum: float = 0.9
     trim_beta: float = 0.2
     num_malicious_nodes: int = 0
     out_dir: str = ""

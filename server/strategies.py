@@ -9,6 +9,7 @@ from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
     FedAdam,
     FedAvg,
+    FedAvgM,
     FedProx,
     FedTrimmedAvg,
     Krum,
@@ -57,6 +58,8 @@ def _base_strategy(settings: RunSettings) -> Strategy:
     name = settings.strategy
     if name == "fedavg":
         return FedAvg(**common)
+    if name == "fedavgm":  # server learning rate 1: momentum over the averaged updates
+        return FedAvgM(**common, server_momentum=settings.server_momentum)
     if name == "fedprox":
         return FedProx(**common, proximal_mu=settings.proximal_mu)
     if name == "fedadam":
@@ -86,6 +89,8 @@ def strategy_state(strategy: Strategy) -> dict[str, np.ndarray]:
             out.update({f"{name}/dict/{k}": v for k, v in value.items()})
         elif isinstance(value, np.ndarray):
             out[f"{name}/array/"] = value
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            out.update({f"{name}/list/{i:06d}": v for i, v in enumerate(value)})  # FedAvgM
     return out
 
 
@@ -100,5 +105,7 @@ def restore_strategy_state(strategy: Strategy, state: dict[str, np.ndarray]) -> 
             setattr(strategy, name, ArrayRecord({k: Array(v) for k, v in values.items()}))
         elif kind == "dict":
             setattr(strategy, name, dict(values))
+        elif kind == "list":
+            setattr(strategy, name, [values[k] for k in sorted(values)])
         else:
             setattr(strategy, name, values[""])

@@ -674,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         default="fedavg",
-        choices=("fedavg", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan"),
+        choices=("fedavg", "fedavgm", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan"),
     )
     p.add_argument("--detector-epochs", type=int, default=5, help="local epochs per round")
     p.add_argument("--classifier-epochs", type=int, default=15, help="local epochs per round")

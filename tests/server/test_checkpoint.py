@@ -48,3 +48,24 @@ def test_every_strategy_name_builds_flowers_strategy():
     for name in STRATEGIES:
         strategy = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1))
         assert type(strategy).__name__.lower() == name, name
+
+
+def test_fedavgm_momentum_survives_a_checkpoint(flower_task):
+    from flwr.app import Message
+
+    def replies(value):
+        return [Message(content=_reply(value), dst_node_id=1, message_type="train")]
+
+    settings = RunSettings(strategy="fedavgm", server_momentum=0.9)
+    a = make_strategy(settings)
+    a.current_arrays = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    a.aggregate_train(1, replies(1.0))
+    state = strategy_state(a)
+    assert any(k.startswith("momentum_vector/") for k in state)
+    b = make_strategy(settings)
+    restore_strategy_state(b, state)
+    after_a, _ = a.aggregate_train(2, replies(2.0))
+    after_b, _ = b.aggregate_train(2, replies(2.0))
+    # round 1 moved w by 1; round 2 by (2 - 1) + 0.9 x 1: momentum was carried over
+    np.testing.assert_allclose(after_a["w"].numpy(), np.full(4, 2.9), rtol=1e-6)
+    np.testing.assert_array_equal(after_a["w"].numpy(), after_b["w"].numpy())
