@@ -7,8 +7,10 @@ Prints, from one run on this machine:
   consortium (3 hospitals x 40 exams, seed 1): cluster sensitivity at 1 FP/image and
   malignancy AUC (targets >= 0.85, training <= 15 min);
 - the same with DP-SGD at ε = 8, δ = 1e-5 (target: AUC within 0.07 of non-DP);
-- DP-SGD step time / plain step time on the detector, per Opacus grad-sample mode
-  (target <= 1.3);
+- DP-SGD step time / plain step time on the detector (target <= 1.3): Opacus hooks,
+  functorch, and the one-pass per-sample gradients training uses (common/persample.py),
+  with a hand-written clip + noise; then whole steps of common.training.train (Opacus
+  DPOptimizer, Poisson loader) with one-pass and with Opacus hooks;
 - seconds for the cascade on one full-field image (2400 x 3000 at 0.1 mm).
 """
 
