@@ -290,8 +290,9 @@ class Federation:
         return count
 
     def _central_epsilon(self, releases: int) -> float:
-        s = self.settings
-        return epsilon([(s.central_dp_noise_multiplier(), 1.0, releases)], s.central_dp_delta)
+        # the DP wrapper holds the noise multiplier (derived once from the budget if unset)
+        z = self.strategy.noise_multiplier
+        return epsilon([(z, 1.0, releases)], self.settings.central_dp_delta)
 
     def _check_central_budget(self, r: int) -> None:
         s = self.settings
@@ -368,7 +369,7 @@ class Federation:
             return arrays, info
         if s.central_dp:
             self.central_releases += 1
-            z = s.central_dp_noise_multiplier()
+            z = self.strategy.noise_multiplier
             info["central_dp"] = {
                 "hospitals": len(ok), "clip": s.central_dp_clip, "noise_multiplier": z,
                 "noise_stdev": z * s.central_dp_clip / len(ok), "releases": self.central_releases,
