@@ -76,11 +76,16 @@ class PerSampleGradients(nn.Module):
                                  f"({type(m).__name__}) is not supported")  # fmt: skip
             self._layers.append(m)
         self._saved: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._called: set[nn.Module] = set()
         self._handles = [m.register_forward_hook(self._capture) for m in self._layers]
 
     def _capture(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if not torch.is_grad_enabled() or not output.requires_grad:
             return
+        if layer in self._called:  # its second gradient would overwrite the first
+            raise ValueError(f"per-sample gradients: {type(layer).__name__} layer used twice "
+                             "in one forward pass (shared weights) is not supported")  # fmt: skip
+        self._called.add(layer)
         activation = inputs[0].detach()
 
         def keep(grad: torch.Tensor) -> None:
@@ -93,6 +98,7 @@ class PerSampleGradients(nn.Module):
         if not torch.is_grad_enabled():
             return self._module(x)
         weights = {n: p.detach() for n, p in self._module.named_parameters()}
+        self._called: set[nn.Module] = set()
         x = x.detach().requires_grad_(True)
         x.register_hook(self._finish)  # the input's gradient comes last in backward
         return functional_call(self._module, weights, (x,))
@@ -101,6 +107,10 @@ class PerSampleGradients(nn.Module):
         n = grad.shape[0]
         scale = float(n) if self.loss_reduction == "mean" else 1.0
         for layer in self._layers:
+            if layer not in self._saved:
+                name = type(layer).__name__
+                raise RuntimeError(f"per-sample gradients: no gradient reached a {name} "
+                                   "layer (unused in the loss?)")  # fmt: skip
             a, g = self._saved.pop(layer)
             if isinstance(layer, nn.Conv2d):
                 _set(layer.weight, conv2d_grad_sample(layer, a, g), scale)

@@ -101,6 +101,25 @@ def test_unsupported_layers_are_named():
         PerSampleGradients(nn.Sequential(nn.BatchNorm2d(4)))
 
 
+def test_shared_and_unused_layers_fail_loudly():
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    with pytest.raises(ValueError, match="used twice"):
+        PerSampleGradients(model)(torch.randn(4, 3))
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.Linear(3, 1), nn.Linear(3, 1)
+
+        def forward(self, x):
+            self.spare(x)  # computed, but the loss does not depend on it
+            return self.used(x)
+
+    with pytest.raises(RuntimeError, match="no gradient reached"):
+        PerSampleGradients(Unused())(torch.randn(4, 3)).sum().backward()
+
+
 def test_dp_training_equals_opacus_hooks_and_leaves_the_model_clean():
     torch.manual_seed(2)
     x = torch.rand(40, 1, 96, 96)
