@@ -110,6 +110,8 @@ class LocalTraining(KebabConfig):
         Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
     dp_delta : float
         δ; 0: 1 / (10 n) per model.
+    classifier_batch_size : int
+        0: 4 without DP, 32 with DP (see :meth:`classifier_batch`).
     """
 
     detector_epochs: int = 5
@@ -117,7 +119,7 @@ class LocalTraining(KebabConfig):
     lr: float = 1e-3
     classifier_lr: float = 1e-3
     batch_size: int = 32
-    classifier_batch_size: int = 32
+    classifier_batch_size: int = 0
     patience: int = 0
     restore_best: bool = False
     val_fraction: float = 0.15
@@ -129,10 +131,23 @@ class LocalTraining(KebabConfig):
 
     def __post_init__(self) -> None:
         """Validate counts."""
-        for name in ("detector_epochs", "classifier_epochs", "batch_size",
-                     "classifier_batch_size"):  # fmt: skip
+        for name in ("detector_epochs", "classifier_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'{name.replace('_', '-')}' must be >= 1")
+        if self.classifier_batch_size < 0:
+            raise ValueError("'classifier-batch-size' must be >= 0 (0: automatic)")
+
+    def classifier_batch(self) -> int:
+        """Classifier batch size in effect.
+
+        A hospital holds a few dozen clusters, and FedAvg's averaged update moves about as
+        far as one hospital's local steps, so small batches (more steps per epoch) close
+        most of the gap to pooled training (see ``bench/bench_federated.py``). DP-SGD's
+        noise is relative to the batch, so with DP the default stays at 32.
+        """
+        if self.classifier_batch_size:
+            return self.classifier_batch_size
+        return 32 if self.dp else 4
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ class RoundSpec(LocalTraining):
             "classifier": TrainConfig(
                 epochs=self.classifier_epochs,
                 lr=self.classifier_lr,
-                batch_size=self.classifier_batch_size,
+                batch_size=self.classifier_batch(),
                 **common,
             ),  # fmt: skip
         }

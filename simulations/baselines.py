@@ -48,7 +48,7 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
                       lr=settings.lr, patience=settings.patience, seed=settings.seed,
                       progress=progress)  # fmt: skip
     cls = TrainConfig(epochs=r * settings.classifier_epochs, lr=settings.classifier_lr,
-                      batch_size=settings.classifier_batch_size, patience=settings.patience,
+                      batch_size=settings.classifier_batch(), patience=settings.patience,
                       seed=settings.seed, progress=progress)  # fmt: skip
     dp = None
     if settings.dp:
