@@ -356,6 +356,8 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
                                         privacy["noise_multiplier"], spec.run, server_round,
                                         results[t].steps, final=True)  # fmt: skip
     metrics = {"num-examples": len(site.train_images),
+               "det-examples": site.examples("detector"),
+               "cls-examples": site.examples("classifier"),
                "refused-inputs": len(_records(node, spec)[2]) + len(site.problems)}  # fmt: skip
     for t, short in (("detector", "det"), ("classifier", "cls")):
         m = results[t].metrics

@@ -40,6 +40,13 @@ class RunSettings(LocalTraining):
         ``fedavgm``: momentum of the server's update (Flower's FedAvgM, server learning
         rate 1): each round moves the global model by the averaged update plus momentum
         times the previous move.
+    per_model_weights : bool
+        FedAvg, FedProx, FedAvgM, FedAdam: average each model's weights by the examples
+        it trained on at each hospital (detector patches, classifier clusters; reported as
+        ``det-examples``/``cls-examples``) instead of by images (``num-examples``) for
+        both. A hospital with many images but few clusters then does not dominate the
+        classifier, and one without clusters does not pull it back. Not with central DP
+        (uniform weights).
     update_norm_bound, update_norm_median : float
         Server-side bounding of each hospital's update (its weights minus the global ones,
         L2 over both models) before aggregation: at most ``update_norm_bound`` (0: off)
@@ -94,6 +101,7 @@ class RunSettings(LocalTraining):
     proximal_mu: float = 0.01
     server_lr: float = 0.01
     server_momentum: float = 0.9
+    per_model_weights: bool = True
     trim_beta: float = 0.2
     num_malicious_nodes: int = 0
     out_dir: str = ""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import (
     Bulyan,
     DifferentialPrivacyClientSideFixedClipping,
@@ -21,6 +23,64 @@ from server.settings import RunSettings
 # Central DP averages hospitals uniformly (the noise is calibrated to one hospital's share
 # of the mean); the server sets this metric to 1 in every reply before aggregating
 UNIT_WEIGHT = "unit-weight"
+
+# each model's arrays (named "<model>.*") and the reply metric that weighs them
+MODEL_WEIGHTS = {"detector": "det-examples", "classifier": "cls-examples"}
+
+
+class PerModelWeights(FedAvg):
+    """FedAvg's weighted mean with each model weighted by the examples it trained on.
+
+    Flower weighs a whole reply by one metric; a hospital's images say little about how
+    many calcification clusters its classifier saw. Arrays of a model in
+    :data:`MODEL_WEIGHTS` are averaged with that model's metric when every reply carries
+    it and their sum is positive (a hospital that trained on none of a model's examples
+    then leaves that model out); the other arrays with ``weighted_by_key``. Strategies
+    that build on FedAvg's mean (FedProx, FedAvgM, FedAdam) inherit it when this class
+    comes after them in the bases.
+    """
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate the replies' arrays (per-model weights) and metrics."""
+        valid, _ = self._check_and_log_replies(replies, is_train=True)
+        if not valid:
+            return None, None
+        contents = [m.content for m in valid]
+        metrics = [next(iter(c.metric_records.values())) for c in contents]
+        records = [next(iter(c.array_records.values())) for c in contents]
+        default = _shares([float(m[self.weighted_by_key]) for m in metrics])
+        shares = {}
+        for model, key in MODEL_WEIGHTS.items():
+            if all(key in m for m in metrics):
+                shares[f"{model}."] = _shares([float(m[key]) for m in metrics]) or default
+        arrays = {}
+        for name in records[0].keys():
+            weights = next((w for p, w in shares.items() if name.startswith(p)), default)
+            total = None
+            for record, w in zip(records, weights, strict=True):
+                part = record[name].numpy() * w
+                total = part if total is None else total + part
+            arrays[name] = Array(np.asarray(total))
+        return ArrayRecord(arrays), self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+
+
+def _shares(weights: list[float]) -> list[float] | None:
+    total = sum(weights)
+    return [w / total for w in weights] if total > 0 else None
+
+
+class PerModelFedProx(FedProx, PerModelWeights):
+    """FedProx with per-model weights."""
+
+
+class PerModelFedAvgM(FedAvgM, PerModelWeights):
+    """FedAvgM with per-model weights."""
+
+
+class PerModelFedAdam(FedAdam, PerModelWeights):
+    """FedAdam with per-model weights."""
 
 
 def make_strategy(settings: RunSettings) -> Strategy:
@@ -56,14 +116,21 @@ def _base_strategy(settings: RunSettings) -> Strategy:
     if settings.central_dp:
         common["weighted_by_key"] = UNIT_WEIGHT
     name = settings.strategy
+    per_model = settings.per_model_weights and not settings.central_dp
     if name == "fedavg":
-        return FedAvg(**common)
+        return (PerModelWeights if per_model else FedAvg)(**common)
     if name == "fedavgm":  # server learning rate 1: momentum over the averaged updates
-        return FedAvgM(**common, server_momentum=settings.server_momentum)
+        return (PerModelFedAvgM if per_model else FedAvgM)(
+            **common, server_momentum=settings.server_momentum
+        )
     if name == "fedprox":
-        return FedProx(**common, proximal_mu=settings.proximal_mu)
+        return (PerModelFedProx if per_model else FedProx)(
+            **common, proximal_mu=settings.proximal_mu
+        )
     if name == "fedadam":
-        return FedAdam(**common, eta=settings.server_lr, eta_l=settings.lr)
+        return (PerModelFedAdam if per_model else FedAdam)(
+            **common, eta=settings.server_lr, eta_l=settings.lr
+        )
     if name == "fedtrimmedavg":
         return FedTrimmedAvg(**common, beta=settings.trim_beta)
     if name == "krum":

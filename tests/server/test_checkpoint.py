@@ -43,11 +43,17 @@ def test_fedadam_state_survives_a_checkpoint():
 
 
 def test_every_strategy_name_builds_flowers_strategy():
+    import flwr.serverapp.strategy as flower
+
     from server.settings import STRATEGIES
 
+    classes = {c.__name__.lower(): c for c in vars(flower).values() if isinstance(c, type)}
     for name in STRATEGIES:
         strategy = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1))
-        assert type(strategy).__name__.lower() == name, name
+        assert isinstance(strategy, classes[name]), name
+        plain = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1,
+                                          per_model_weights=False))  # fmt: skip
+        assert type(plain) is classes[name], name
 
 
 def test_fedavgm_momentum_survives_a_checkpoint(flower_task):
