@@ -142,8 +142,10 @@ class LocalTraining(KebabConfig):
 
         A hospital holds a few dozen clusters, and FedAvg's averaged update moves about as
         far as one hospital's local steps, so small batches (more steps per epoch) close
-        most of the gap to pooled training (see ``bench/bench_federated.py``). DP-SGD's
-        noise is relative to the batch, so with DP the default stays at 32.
+        most of the gap to pooled training: federated - centralised cluster AUC on the
+        default synthetic data, 3 hospitals x 3 rounds, 3 seeds, went from -0.10 at batch 32
+        to -0.02 at batch 4 (``bench/bench_federated.py --seeds 3``). DP-SGD's noise is
+        relative to the batch, so with DP the default stays at 32.
         """
         if self.classifier_batch_size:
             return self.classifier_batch_size

@@ -21,6 +21,7 @@ def test_round_trip_through_scalars():
         ({"lr": "fast"}, "'lr': expected float"),
         ({"dp": 1}, "'dp': expected bool"),
         ({"batch-size": 0}, "'batch-size' must be >= 1"),
+        ({"classifier-batch-size": -1}, "'classifier-batch-size' must be >= 0"),
         ({"num-rounds": 0}, "'num-rounds' must be >= 1"),
         ({"model-spec": "{}"}, "model-spec"),
     ],
@@ -55,3 +56,11 @@ def test_dp_config_carries_the_hospital_budget():
     assert RoundSpec(dp=False).dp_config(5.0) is None
     dp = RoundSpec(dp=True, dp_epsilon=4.0).dp_config(5.0)
     assert dp.target_epsilon == 4.0 and dp.budget_epsilon == 5.0 and dp.noise_multiplier is None
+
+
+def test_classifier_batch_is_small_without_dp_unless_set():
+    assert RoundSpec().train_configs(1, "h1")["classifier"].batch_size == 4
+    assert RoundSpec(dp=True).train_configs(1, "h1")["classifier"].batch_size == 32
+    spec = RoundSpec(dp=True, classifier_batch_size=16)
+    assert spec.train_configs(1, "h1")["classifier"].batch_size == 16
+    assert RoundSpec(classifier_batch_size=16).classifier_batch() == 16
