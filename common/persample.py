@@ -98,7 +98,7 @@ class PerSampleGradients(nn.Module):
         if not torch.is_grad_enabled():
             return self._module(x)
         weights = {n: p.detach() for n, p in self._module.named_parameters()}
-        self._called: set[nn.Module] = set()
+        self._called = set()
         x = x.detach().requires_grad_(True)
         x.register_hook(self._finish)  # the input's gradient comes last in backward
         return functional_call(self._module, weights, (x,))

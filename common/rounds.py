@@ -144,7 +144,8 @@ class LocalTraining(KebabConfig):
         far as one hospital's local steps, so small batches (more steps per epoch) close
         most of the gap to pooled training: federated - centralised cluster AUC on the
         default synthetic data, 3 hospitals x 3 rounds, 3 seeds, went from -0.10 at batch 32
-        to -0.02 at batch 4 (``bench/bench_federated.py --seeds 3``). DP-SGD's noise is
+        to -0.02 at batch 4 with per-model weights (``bench/bench_federated.py --seeds 3``;
+        batch 4 alone gave most of it in a classifier-only comparison). DP-SGD's noise is
         relative to the batch, so with DP the default stays at 32.
         """
         if self.classifier_batch_size:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
     Bulyan,
     DifferentialPrivacyClientSideFixedClipping,
@@ -17,6 +17,7 @@ from flwr.serverapp.strategy import (
     Krum,
     Strategy,
 )
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from server.settings import RunSettings
 
@@ -50,25 +51,22 @@ class PerModelWeights(FedAvg):
         contents = [m.content for m in valid]
         metrics = [next(iter(c.metric_records.values())) for c in contents]
         records = [next(iter(c.array_records.values())) for c in contents]
-        default = _shares([float(m[self.weighted_by_key]) for m in metrics])
-        shares = {}
-        for model, key in MODEL_WEIGHTS.items():
-            if all(key in m for m in metrics):
-                shares[f"{model}."] = _shares([float(m[key]) for m in metrics]) or default
-        arrays = {}
+        usable = {
+            f"{model}.": key
+            for model, key in MODEL_WEIGHTS.items()
+            if all(key in m for m in metrics) and sum(m[key] for m in metrics) > 0
+        }
+        names: dict[str, list[str]] = {}  # weighting metric -> array names it weighs
         for name in records[0].keys():
-            weights = next((w for p, w in shares.items() if name.startswith(p)), default)
-            total = None
-            for record, w in zip(records, weights, strict=True):
-                part = record[name].numpy() * w
-                total = part if total is None else total + part
-            arrays[name] = Array(np.asarray(total))
-        return ArrayRecord(arrays), self.train_metrics_aggr_fn(contents, self.weighted_by_key)
-
-
-def _shares(weights: list[float]) -> list[float] | None:
-    total = sum(weights)
-    return [w / total for w in weights] if total > 0 else None
+            key = next((k for p, k in usable.items() if name.startswith(p)), self.weighted_by_key)
+            names.setdefault(key, []).append(name)
+        merged: dict[str, Array] = {}
+        for key, own in names.items():  # Flower's weighted mean, one model at a time
+            parts = [RecordDict({"arrays": ArrayRecord({n: r[n] for n in own}), "metrics": m})
+                     for r, m in zip(records, metrics, strict=True)]  # fmt: skip
+            merged.update(aggregate_arrayrecords(parts, key).items())
+        arrays = ArrayRecord({n: merged[n] for n in records[0].keys()})
+        return arrays, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
 
 
 class PerModelFedProx(FedProx, PerModelWeights):

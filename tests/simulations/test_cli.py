@@ -5,6 +5,7 @@ import shutil
 import subprocess
 
 import pydicom
+import pytest
 
 from simulations.cli import build_parser, main
 
@@ -44,3 +45,13 @@ def test_console_script_runs(tmp_path):
     )
     assert result.returncode == 2 and "neither" in result.stderr
     assert subprocess.run([exe, "synth", "--help"], capture_output=True).returncode == 0
+
+
+def test_simulate_offers_exactly_the_servers_strategies():
+    from server.settings import STRATEGIES
+
+    parser = build_parser()
+    for name in STRATEGIES:
+        assert parser.parse_args(["simulate", "--out", "x", "--strategy", name]).strategy == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "--out", "x", "--strategy", "fedsgd"])
