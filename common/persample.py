@@ -50,7 +50,9 @@ class PerSampleGradients(nn.Module):
     ----------
     module : nn.Module
         A model whose trainable parameters all belong to ``Conv2d`` (groups 1, numeric
-        padding), ``GroupNorm`` or ``Linear`` layers (the detector and the classifier).
+        padding), ``GroupNorm`` or ``Linear`` layers (the detector and the classifiers).
+        A ``describe(x)`` method, if the model has one, is a fixed input transform: it
+        runs first, outside autograd, and the gradient starts at its output.
     loss_reduction : str
         ``"mean"`` (the loss averages over the batch; gradients are scaled by the batch
         size, as Opacus does) or ``"sum"``.
@@ -97,6 +99,9 @@ class PerSampleGradients(nn.Module):
         """Run the model on detached weights; the input carries the backward pass."""
         if not torch.is_grad_enabled():
             return self._module(x)
+        describe = getattr(self._module, "describe", None)
+        if describe is not None:  # a fixed input transform (no parameters) runs outside
+            x = describe(x)
         weights = {n: p.detach() for n, p in self._module.named_parameters()}
         self._called = set()
         x = x.detach().requires_grad_(True)

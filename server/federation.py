@@ -255,9 +255,9 @@ class Federation:
 
     def _check_compatible(self, saved: dict) -> None:
         now = self.settings.to_config()
-        keys = ("strategy", "seed", "detector-width", "classifier-width", "spacing-mm", "dp",
-                "federation", "central-dp", "central-dp-clip", "central-dp-noise",
-                "central-dp-epsilon", "central-dp-delta")  # fmt: skip
+        keys = ("strategy", "seed", "detector-width", "classifier-width", "classifier-arch",
+                "spacing-mm", "dp", "federation", "central-dp", "central-dp-clip",
+                "central-dp-noise", "central-dp-epsilon", "central-dp-delta")  # fmt: skip
         changed = [k for k in keys if k in saved and saved[k] != now[k]]
         if changed:
             raise ValueError(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from common.dicom import ReadOptions
-from common.models import ClassifierConfig, DetectorConfig
+from common.models import ClassifierConfig, DetectorConfig, classifier_arch
 from common.privacy import noise_for_target
 from common.rounds import LocalTraining, ModelSpec, RoundSpec
 from common.study import StudyConfig
@@ -55,6 +55,9 @@ class RunSettings(LocalTraining):
         Seconds to wait for replies in a round; late hospitals are counted as dropped.
     eval_every : int
         Federated evaluation every this many rounds (and always after the last one).
+    classifier_arch : str
+        ``auto`` (descriptors with DP-SGD, the CNN without), ``cnn`` or ``descriptors``
+        (:func:`common.models.classifier_arch`).
     out_dir : str
         Run directory (checkpoints, final models, report); empty: ``calcifl-runs/<run id>``.
     resume : bool
@@ -111,6 +114,7 @@ class RunSettings(LocalTraining):
     seed: int = 0
     detector_width: int = 12
     classifier_width: int = 12
+    classifier_arch: str = "auto"
     spacing_mm: float = 0.1
     reader_study: bool = False
     reader_study_config: str = ""
@@ -125,6 +129,7 @@ class RunSettings(LocalTraining):
         super().__post_init__()
         if self.reader_study_config:
             self.study_config()  # a bad study fails before round 1, naming the setting
+        classifier_arch(self.classifier_arch, self.dp)  # names the bad value
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy '{self.strategy}': choose one of {', '.join(STRATEGIES)}")
         if self.num_server_rounds < 1 or self.eval_every < 1:
@@ -164,7 +169,9 @@ class RunSettings(LocalTraining):
         """Architectures and reading options every hospital uses."""
         return ModelSpec(
             detector=DetectorConfig(width=self.detector_width),
-            classifier=ClassifierConfig(width=self.classifier_width),
+            classifier=ClassifierConfig(
+                width=self.classifier_width, arch=classifier_arch(self.classifier_arch, self.dp)
+            ),
             read=ReadOptions(target_spacing_mm=self.spacing_mm),
         )
 

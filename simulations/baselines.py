@@ -47,7 +47,8 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
     det = TrainConfig(epochs=r * settings.detector_epochs, batch_size=settings.batch_size,
                       lr=settings.lr, patience=settings.patience, seed=settings.seed,
                       progress=progress)  # fmt: skip
-    cls = TrainConfig(epochs=r * settings.classifier_epochs, lr=settings.classifier_lr,
+    cls = TrainConfig(epochs=r * settings.classifier_epochs,
+                      lr=settings.classifier_rate(spec.classifier.arch),
                       batch_size=settings.classifier_batch(), patience=settings.patience,
                       seed=settings.seed, progress=progress)  # fmt: skip
     dp = None

@@ -132,22 +132,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_train_central(args: argparse.Namespace) -> int:
     """Train the centralised baseline on pooled hospital data."""
+    from common.models import ClassifierConfig, classifier_arch
     from common.privacy import DPConfig
     from common.training import TrainConfig
-    from simulations.central import CentralConfig, train_central
+    from simulations.central import CentralConfig, dp_classifier_schedule, train_central
 
     dp = None
     if args.dp:
         dp = DPConfig(target_epsilon=args.epsilon, noise_multiplier=args.noise_multiplier,
                       max_grad_norm=args.max_grad_norm, delta=args.delta)  # fmt: skip
+    arch = classifier_arch(args.classifier_arch, args.dp)
+    classifier_train = TrainConfig(epochs=args.classifier_epochs, patience=10, seed=args.seed,
+                                   progress=not args.quiet)  # fmt: skip
     config = CentralConfig(
         detector_train=TrainConfig(epochs=args.detector_epochs, seed=args.seed,
                                    progress=not args.quiet),
-        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
-                                     seed=args.seed, progress=not args.quiet),
-        dp_classifier_train=TrainConfig(epochs=min(args.classifier_epochs, 30), batch_size=64,
-                                        lr=3e-3, patience=0, restore_best=False,
-                                        seed=args.seed, progress=not args.quiet),
+        classifier=ClassifierConfig(arch=arch),
+        classifier_train=classifier_train,
+        dp_classifier_train=dp_classifier_schedule(arch, classifier_train),
         read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
     )  # fmt: skip
     summary = train_central(args.data, args.out, config)
@@ -545,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--classifier-epochs", type=int, default=50,
         help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); default 50)",
+    )  # fmt: skip
+    p.add_argument(
+        "--classifier-arch", choices=("auto", "cnn", "descriptors"), default="auto",
+        help="malignancy classifier: a CNN on the crop, or a logistic model on fixed cluster "
+        "descriptors (fits DP-SGD on few clusters); auto: descriptors with --dp, else cnn",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")

@@ -4,12 +4,15 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
+from common.descriptors import NAMES, describe_batch, standardise
 from common.models import (
     Classifier,
     ClassifierConfig,
+    DescriptorClassifier,
     Detector,
     DetectorConfig,
     build,
+    classifier_arch,
     load_models,
     save_models,
 )
@@ -25,7 +28,9 @@ def test_classifier_outputs_one_logit_per_crop():
     assert Classifier()(torch.rand(5, 1, 96, 96)).shape == (5,)
 
 
-@pytest.mark.parametrize("model", [Detector(), Classifier(), Detector(DetectorConfig(width=32))])
+@pytest.mark.parametrize(
+    "model", [Detector(), Classifier(), Detector(DetectorConfig(width=32)), DescriptorClassifier()]
+)
 def test_models_are_opacus_valid(model):
     assert ModuleValidator.validate(model, strict=False) == []
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -71,3 +76,40 @@ def test_seeded_models_do_not_depend_on_the_global_rng():
     c = flat_state(seeded_models(configs, 4))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_descriptor_classifier_scores_crops_through_their_descriptors():
+    torch.manual_seed(0)
+    model = build("classifier", {"arch": "descriptors"})
+    assert isinstance(model, DescriptorClassifier)
+    assert sum(p.numel() for p in model.parameters()) == len(NAMES) + 1
+    torch.nn.init.normal_(model.head.weight)
+    crops = torch.rand(4, 1, 96, 96)
+    with torch.no_grad():
+        from_crops = model(crops)
+        from_descriptors = model(torch.from_numpy(standardise(describe_batch(crops.numpy()))))
+    assert from_crops.shape == (4,)
+    assert torch.equal(from_crops, from_descriptors)
+
+
+def test_descriptor_classifier_round_trips_through_a_run_folder(tmp_path):
+    cls = DescriptorClassifier(ClassifierConfig(arch="descriptors", crop=64))
+    torch.nn.init.normal_(cls.head.weight)
+    save_models(tmp_path, {"detector": Detector(DetectorConfig(width=4)), "classifier": cls}, {})
+    assert json.loads((tmp_path / "model.json").read_text())["models"]["classifier"]["arch"] == (
+        "descriptors"
+    )
+    loaded, _ = load_models(tmp_path)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded["classifier"](x), cls.eval()(x))
+
+
+def test_classifier_arch_resolution():
+    assert classifier_arch("auto", dp=True) == "descriptors"
+    assert classifier_arch("auto", dp=False) == "cnn"
+    assert classifier_arch("cnn", dp=True) == "cnn"
+    with pytest.raises(ValueError, match="resnet"):
+        classifier_arch("resnet", dp=False)
+    with pytest.raises(ValueError, match="arch"):
+        ClassifierConfig(arch="auto")  # a saved model names what it is

@@ -9,7 +9,7 @@ from opacus import GradSampleModule
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from common.models import Classifier, Detector, state_dict
+from common.models import Classifier, DescriptorClassifier, Detector, state_dict
 from common.persample import PerSampleGradients
 from common.privacy import DPConfig
 from common.training import LOSSES, TrainConfig, train
@@ -32,6 +32,12 @@ def _ours(model, x, loss_fn, reduction="mean"):
     assert all(p.grad is None for p in model.parameters())  # no batch gradient computed
     wrapped.remove_hooks()
     return out
+
+
+def _trained_descriptors():
+    model = DescriptorClassifier()
+    torch.nn.init.normal_(model.head.weight, std=0.3)  # away from the zero start
+    return model
 
 
 def _copy(model):
@@ -58,6 +64,7 @@ def test_detector_and_classifier_match_opacus(reduction):
     for model, loss_fn in (
         (Detector(), lambda out: LOSSES["detector"](out, heat)),
         (Classifier(), lambda out: LOSSES["classifier"](out, labels)),
+        (_trained_descriptors(), lambda out: LOSSES["classifier"](out, labels)),
     ):
         reference = _opacus_grad_samples(_copy(model), x, loss_fn, reduction)
         _assert_same(_ours(model, x, loss_fn, reduction), reference)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from common.models import Classifier, ClassifierConfig, state_dict
+from common.models import Classifier, ClassifierConfig, DescriptorClassifier, state_dict
 from common.privacy import DPConfig, PrivacyBudgetError, epsilon
 from common.training import TrainConfig, evaluate, focal_loss, train
 
@@ -160,3 +160,13 @@ def test_plan_predicts_what_training_spends():
     for _ in range(2):
         history = [*history, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
     assert epsilon(history, 1e-5) == pytest.approx(3.0, abs=0.01)
+
+
+def test_descriptor_classifier_learns_under_dp():
+    # 15 weights: DP-SGD's noise barely moves it where the CNN would need far more data
+    m = DescriptorClassifier(ClassifierConfig(arch="descriptors", crop=32))
+    cfg = TrainConfig(epochs=10, batch_size=32, lr=0.03, patience=0, restore_best=False, **QUIET)
+    result = train(m, toy(128), None, "classifier", cfg,
+                   dp=DPConfig(target_epsilon=2.0, delta=1e-5))  # fmt: skip
+    assert 0 < result.privacy["epsilon"] <= 2.0 + 1e-6
+    assert evaluate(m, toy(64, 2), "classifier")["auc"] > 0.95

@@ -24,6 +24,7 @@ def test_pyproject_run_config_is_valid():
         ({"strategy": "fedsgd"}, "choose one of"),
         ({"dp": "yes"}, "expected bool"),
         ({"eval-every": 0}, ">= 1"),
+        ({"classifier-arch": "resnet"}, "classifier arch 'resnet'"),
         ({"central-dp": True, "strategy": "krum", "central-dp-noise": 1.0}, "not 'krum'"),
         ({"central-dp": True}, "central-dp-noise or central-dp-epsilon"),
         ({"central-dp": True, "central-dp-noise": 1.0, "central-dp-clip": 0}, "positive"),
@@ -40,6 +41,10 @@ def test_round_spec_follows_settings():
     spec = s.round_spec("r1")
     assert spec.detector_epochs == 2 and spec.dp and spec.run == "r1"
     assert spec.models().detector.width == 8
+    # DP picks the descriptor classifier unless told otherwise
+    assert spec.models().classifier.arch == "descriptors"
+    assert RunSettings().model_spec().classifier.arch == "cnn"
+    assert RunSettings(dp=True, classifier_arch="cnn").model_spec().classifier.arch == "cnn"
 
 
 def test_run_dir_default_and_explicit(tmp_path):

@@ -25,6 +25,7 @@ def test_train_central_writes_a_loadable_run(run):
                                                   "train.json"}  # fmt: skip
     spec = json.loads((model / "model.json").read_text())
     assert spec["preprocessing"]["target_spacing_mm"] == 0.1 and spec["dp"] is None
+    assert spec["models"]["classifier"]["arch"] == "cnn"
     summary = json.loads((model / "train.json").read_text())
     assert summary["detector"]["history"] and summary["classifier"]["history"]
 
@@ -70,4 +71,6 @@ def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
         privacy = summary[part]["privacy"]
         assert 0 < privacy["epsilon"] <= 5.0 + 1e-6 and privacy["delta"] == 1e-5
         assert "accountant" not in privacy  # the history stays with the trainer
-    assert json.loads((out / "model.json").read_text())["dp"]["target_epsilon"] == 5.0
+    spec = json.loads((out / "model.json").read_text())
+    assert spec["dp"]["target_epsilon"] == 5.0
+    assert spec["models"]["classifier"]["arch"] == "descriptors"  # automatic with --dp
