@@ -61,6 +61,7 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
         )
     return CentralConfig(detector=spec.detector, classifier=spec.classifier,
                          detector_train=det, classifier_train=cls, dp_classifier_train=cls,
+                         dp_detector_train=det,
                          read=spec.read, cascade=spec.cascade, dp=dp,
                          val_fraction=settings.val_fraction, seed=settings.seed,
                          cache_dir=cache_dir)  # fmt: skip

@@ -31,8 +31,9 @@ class CentralConfig:
     """Settings of a centralised training run.
 
     ``classifier`` None picks the classifier by DP (:func:`common.models.classifier_arch`:
-    descriptors with DP-SGD, the CNN without); ``dp_classifier_train`` None picks the DP
-    schedule that suits that classifier (:func:`dp_classifier_schedule`).
+    descriptors with DP-SGD, the CNN without); ``dp_classifier_train`` and
+    ``dp_detector_train`` None pick the DP schedules (:func:`dp_classifier_schedule`,
+    :func:`dp_detector_schedule`).
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -42,6 +43,7 @@ class CentralConfig:
         default_factory=lambda: TrainConfig(epochs=50, patience=10)
     )
     dp_classifier_train: TrainConfig | None = None
+    dp_detector_train: TrainConfig | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     dp: DPConfig | None = None
@@ -55,6 +57,12 @@ class CentralConfig:
             return self.classifier
         return ClassifierConfig(arch=classifier_arch("auto", self.dp is not None))
 
+    def detector_schedule(self) -> TrainConfig:
+        """Return the detector's training settings in effect."""
+        if self.dp is None:
+            return self.detector_train
+        return self.dp_detector_train or dp_detector_schedule(self.detector_train)
+
     def classifier_schedule(self) -> TrainConfig:
         """Return the classifier's training settings in effect."""
         if self.dp is None:
@@ -63,6 +71,18 @@ class CentralConfig:
             return self.dp_classifier_train
         return dp_classifier_schedule(self.classifier_config().arch,
                                       self.classifier_train)  # fmt: skip
+
+
+def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:
+    """DP-SGD training settings of the detector (epochs, seed and progress from ``base``).
+
+    A fixed schedule keeping the last weights, in batches of 128 at lr 3e-3: with early
+    stopping (batch 32, lr 1e-3) the noisy validation loss stopped training after 6
+    epochs and held-out cluster sensitivity at 1 FP/image was 0.36; this schedule gave 0.71
+    (default synthetic consortium, 1348 training patches, ε = 8).
+    """
+    base = base or TrainConfig()
+    return replace(base, batch_size=128, lr=3e-3, patience=0, restore_best=False)
 
 
 def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainConfig:
@@ -122,7 +142,7 @@ def train_central(
         config.seed,
     )
     cls_config = config.classifier_schedule()
-    results = train_models(models, site, {"detector": config.detector_train,
+    results = train_models(models, site, {"detector": config.detector_schedule(),
                                           "classifier": cls_config}, dp=config.dp)  # fmt: skip
     det_result, cls_result = results["detector"], results["classifier"]
     summary = {

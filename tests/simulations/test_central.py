@@ -74,3 +74,22 @@ def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
     spec = json.loads((out / "model.json").read_text())
     assert spec["dp"]["target_epsilon"] == 5.0
     assert spec["models"]["classifier"]["arch"] == "descriptors"  # automatic with --dp
+
+
+def test_dp_picks_fixed_schedules_and_the_descriptor_classifier():
+    from common.privacy import DPConfig
+    from common.training import TrainConfig
+    from simulations.central import CentralConfig
+
+    plain = CentralConfig()
+    assert plain.classifier_config().arch == "cnn"
+    assert plain.detector_schedule() == plain.detector_train
+    assert plain.classifier_schedule() == plain.classifier_train
+    dp = CentralConfig(dp=DPConfig(target_epsilon=8.0), detector_train=TrainConfig(epochs=7))
+    assert dp.classifier_config().arch == "descriptors"
+    det, cls = dp.detector_schedule(), dp.classifier_schedule()
+    # noisy validation losses cannot rank DP epochs: fixed schedules, last weights
+    assert (det.epochs, det.patience, det.restore_best, det.batch_size) == (7, 0, False, 128)
+    assert (cls.patience, cls.restore_best, cls.lr) == (0, False, 0.03)
+    own = TrainConfig(epochs=2)
+    assert CentralConfig(dp=dp.dp, dp_detector_train=own).detector_schedule() is own
