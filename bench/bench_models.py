@@ -49,7 +49,13 @@ def held_out(sites, run_dir: Path, cache: Path) -> dict:
     return total.summary()
 
 
-def step_ratio(batch: int = 32, patch: int = 96, steps: int = 8) -> dict:
+def step_ratio(batch: int = 32, patch: int = 96, rounds: int = 12) -> dict:
+    """Median seconds per detector step: plain, Opacus hooks, functorch and one-pass.
+
+    The variants are timed in turn, one step each per round, so that each sees the same
+    machine state (on 2 shared cores a variant timed alone in its own minute drifted by
+    up to 20 % between runs).
+    """
     from opacus import GradSampleModule
 
     torch.manual_seed(0)
@@ -57,10 +63,10 @@ def step_ratio(batch: int = 32, patch: int = 96, steps: int = 8) -> dict:
     y = torch.zeros(batch, 1, patch // 2, patch // 2)
     y[:, :, 10, 10] = 1.0
 
-    def timed(model, per_sample: bool) -> float:
+    def stepper(model, per_sample: bool):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        times = []
-        for _ in range(steps + 2):
+
+        def step() -> float:
             t = time.perf_counter()
             opt.zero_grad()
             focal_loss(model(x), y).backward()
@@ -73,19 +79,27 @@ def step_ratio(batch: int = 32, patch: int = 96, steps: int = 8) -> dict:
                     p.grad = g + torch.randn_like(g) / batch
                     p.grad_sample = None
             opt.step()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times[2:]))
+            return time.perf_counter() - t
 
-    plain = timed(Detector(), False)
-    out = {"plain_s": plain}
-    for mode in ("hooks", "functorch"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            gsm = GradSampleModule(Detector(), force_functorch=mode == "functorch")
-            out[f"{mode}_s"] = timed(gsm, True)
-        out[f"{mode}_ratio"] = out[f"{mode}_s"] / plain
-    out["fast_s"] = timed(PerSampleGradients(Detector()), True)  # what training uses
-    out["fast_ratio"] = out["fast_s"] / plain
+        return step
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        steps = {
+            "plain": stepper(Detector(), False),
+            "hooks": stepper(GradSampleModule(Detector()), True),
+            "functorch": stepper(GradSampleModule(Detector(), force_functorch=True), True),
+            "fast": stepper(PerSampleGradients(Detector()), True),  # what training uses
+        }
+        times = {name: [] for name in steps}
+        for r in range(rounds + 2):
+            for name, step in steps.items():
+                elapsed = step()
+                if r >= 2:  # two warm-up rounds
+                    times[name].append(elapsed)
+    out = {f"{name}_s": float(np.median(t)) for name, t in times.items()}
+    for name in ("hooks", "functorch", "fast"):
+        out[f"{name}_ratio"] = out[f"{name}_s"] / out["plain_s"]
     return out
 
 
@@ -93,7 +107,8 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
     """Seconds per step of ``common.training.train`` on the detector, plain and DP.
 
     Two epochs of 32 steps, so the per-call set-up (Opacus wrappers, ε at the end) is
-    counted but spread as in real training calls.
+    counted but spread as in real training calls; each mode's figure is the mean of two
+    calls made in turn with the others.
     """
     from torch.utils.data import TensorDataset
 
@@ -105,14 +120,15 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
     y[:, :, 10, 10] = 1.0
     data = TensorDataset(torch.rand(n, 1, patch, patch), y)
     config = TrainConfig(epochs=2, batch_size=32, patience=0, progress=False)
-    out = {}
-    for mode in ("plain", "fast", "opacus", "plain"):  # plain twice: warm-up, then timed
+    times = {"plain": [], "fast": [], "opacus": []}
+    # a warm-up call, then the modes in turn, twice: each sees the same machine state
+    for mode in ["plain"] + list(times) * 2:
         dp = None if mode == "plain" else DPConfig(noise_multiplier=1.0, delta=1e-5,
                                                     per_sample=mode)  # fmt: skip
         t = time.perf_counter()
         result = train(Detector(), data, None, "detector", config, dp=dp)
-        out[mode] = (time.perf_counter() - t) / result.steps
-    return out
+        times[mode].append((time.perf_counter() - t) / result.steps)
+    return {mode: float(np.mean(t[-2:])) for mode, t in times.items()}
 
 
 def main() -> None:
