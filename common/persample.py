@@ -11,6 +11,11 @@ computed from its saved input and output gradient:
 - ``GroupNorm``: output gradient times the normalised input, summed over space;
 - ``Linear``: the outer product of output gradient and input.
 
+Backward needs one tensor that requires a gradient at the bottom of the graph: the input
+on the first call and, once that call has shown every other layer to lie downstream of the
+first layer, the first layer's weight, so the input's gradient (a full-resolution
+convolution backward for the detector) is never computed.
+
 The result is left in ``param.grad_sample`` exactly as Opacus' ``GradSampleModule``
 leaves it (per-sample gradients of a mean loss, scaled by the batch size), so Opacus'
 ``DPOptimizer`` clips, adds noise and accounts as usual (``grad_sample_mode="no_op"``).
@@ -78,7 +83,13 @@ class PerSampleGradients(nn.Module):
                                  f"({type(m).__name__}) is not supported")  # fmt: skip
             self._layers.append(m)
         self._saved: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._called: set[nn.Module] = set()
+        self._called: list[nn.Module] = []
+        # Name of the parameter that carries the backward pass instead of the input, once
+        # a first pass has shown that every other layer lies downstream of its layer
+        self._leaf: str | None = None
+        self._checked = False
+        self._first_fn = None
+        self._downstream = True
         self._handles = [m.register_forward_hook(self._capture) for m in self._layers]
 
     def _capture(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -87,7 +98,9 @@ class PerSampleGradients(nn.Module):
         if layer in self._called:  # its second gradient would overwrite the first
             raise ValueError(f"per-sample gradients: {type(layer).__name__} layer used twice "
                              "in one forward pass (shared weights) is not supported")  # fmt: skip
-        self._called.add(layer)
+        self._called.append(layer)
+        if not self._checked:
+            self._check_downstream(output)
         activation = inputs[0].detach()
 
         def keep(grad: torch.Tensor) -> None:
@@ -96,20 +109,64 @@ class PerSampleGradients(nn.Module):
         output.register_hook(keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model on detached weights; the input carries the backward pass."""
+        """Run the model on detached weights; the input carries the backward pass.
+
+        From the second call on, the first layer's weight carries it instead when the
+        first backward pass showed that every other layer lies downstream of that layer.
+        """
         if not torch.is_grad_enabled():
             return self._module(x)
         describe = getattr(self._module, "describe", None)
         if describe is not None:  # a fixed input transform (no parameters) runs outside
             x = describe(x)
         weights = {n: p.detach() for n, p in self._module.named_parameters()}
-        self._called = set()
-        x = x.detach().requires_grad_(True)
-        x.register_hook(self._finish)  # the input's gradient comes last in backward
+        self._called = []
+        if not self._checked:  # a pass whose backward never ran leaves nothing behind
+            self._first_fn, self._downstream = None, True
+        n = x.shape[0]
+        if self._leaf is None:
+            # the input's gradient comes last in backward
+            x = x.detach().requires_grad_(True)
+            x.register_hook(lambda _: self._finish(n))
+        else:
+            # Backward then stops at the first layer's weight: the input's gradient (a
+            # full-resolution convolution, and the fixed filters below it) is not computed
+            # (-7 % per DP step on the detector). Only that one small weight gets a batch
+            # gradient, which is discarded.
+            leaf = weights[self._leaf].requires_grad_(True)
+            leaf.register_hook(lambda _: self._finish(n))
         return functional_call(self._module, weights, (x,))
 
-    def _finish(self, grad: torch.Tensor) -> None:
-        n = grad.shape[0]
+    def _check_downstream(self, output: torch.Tensor) -> None:
+        # first pass only: is the first layer's output an ancestor of this layer's output?
+        if self._first_fn is None:
+            self._first_fn = output.grad_fn
+            return
+        seen, stack = set(), [output.grad_fn]
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in seen:
+                continue
+            if fn is self._first_fn:
+                return
+            seen.add(fn)
+            stack.extend(f for f, _ in fn.next_functions)
+        self._downstream = False
+
+    def _choose_leaf(self) -> None:
+        # graphs are fixed per model: what the first pass showed holds for the later ones
+        self._checked = True
+        if self._called and self._downstream:
+            first = self._called[0]
+            for name, m in self._module.named_modules():
+                if m is first:
+                    own = [k for k, p in m.named_parameters(recurse=False) if p.requires_grad]
+                    self._leaf = f"{name}.{own[0]}" if name else own[0]
+        self._first_fn = None
+
+    def _finish(self, n: int) -> None:
+        if not self._checked:
+            self._choose_leaf()
         scale = float(n) if self.loss_reduction == "mean" else 1.0
         for layer in self._layers:
             if layer not in self._saved:

@@ -151,3 +151,37 @@ def test_dp_training_equals_opacus_hooks_and_leaves_the_model_clean():
     assert moved > 1e-3
     for k, v in weights["opacus"].items():  # same seed: same batches, same noise
         np.testing.assert_allclose(weights["fast"][k].numpy(), v.numpy(), atol=2e-5, err_msg=k)
+
+
+class _Branches(nn.Module):
+    """Two layers that both read the input: neither is upstream of the other."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 3, 3, padding=1)
+        self.b = nn.Conv2d(1, 3, 3, padding=1)
+
+    def forward(self, x):
+        return (self.a(x) + self.b(x)).mean((1, 2, 3))
+
+
+@pytest.mark.parametrize("factory", [Detector, _Branches])
+def test_later_calls_match_opacus_whichever_tensor_carries_backward(factory):
+    torch.manual_seed(0)
+    model = factory()
+    heat = torch.zeros(4, 1, 32, 32)
+    heat[:, :, 3, 9] = 1.0
+    loss_fn = (lambda out: LOSSES["detector"](out, heat)) if factory is Detector else (
+        lambda out: (out**2).mean())  # fmt: skip
+    wrapped = PerSampleGradients(model)
+    for call in range(3):
+        x = torch.rand(4, 1, 64, 64)
+        reference = _opacus_grad_samples(_copy(model), x, loss_fn)
+        loss_fn(wrapped(x)).backward()
+        _assert_same([p.grad_sample.clone() for p in model.parameters()], reference)
+        for p in model.parameters():
+            p.grad_sample = None
+    # the detector's first convolution carries backward after the first call; with two
+    # input branches the input keeps carrying it
+    assert wrapped._leaf == ("stem.1.0.weight" if factory is Detector else None)
+    wrapped.remove_hooks()
