@@ -174,7 +174,7 @@ def test_later_calls_match_opacus_whichever_tensor_carries_backward(factory):
     loss_fn = (lambda out: LOSSES["detector"](out, heat)) if factory is Detector else (
         lambda out: (out**2).mean())  # fmt: skip
     wrapped = PerSampleGradients(model)
-    for call in range(3):
+    for _ in range(3):
         x = torch.rand(4, 1, 64, 64)
         reference = _opacus_grad_samples(_copy(model), x, loss_fn)
         loss_fn(wrapped(x)).backward()
