@@ -159,8 +159,9 @@ class LocalTraining(KebabConfig):
     def classifier_rate(self, arch: str) -> float:
         """Classifier learning rate in effect: 1e-3 for the CNN, 0.03 for descriptors.
 
-        The descriptor model has 15 weights on features of order one; at 1e-3 Adam would
-        need hundreds of epochs to move them (0.03 did best under DP-SGD at ε = 8).
+        The descriptor model has 15 weights on standardised features; under DP-SGD at
+        ε = 8 rates 0.01, 0.03 and 0.1 gave the same held-out AUC (0.856, 0.858, 0.860;
+        three data seeds, three runs each).
         """
         if self.classifier_lr:
             return self.classifier_lr

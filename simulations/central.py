@@ -91,8 +91,8 @@ def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainC
     A fixed schedule and the last weights: a ~20-cluster validation set cannot rank noisy
     DP epochs. The CNN did best with large batches at a low rate (AUC 0.69–0.71 vs 0.54 at
     batch 32 on the default synthetic data); the descriptor model's 15 weights take a
-    higher rate (ε = 8, 3 seeds: lr 0.03 batch 32 0.868, batch 64 0.863; lr 0.01 0.841,
-    lr 0.1 0.852).
+    higher rate (ε = 8, three data seeds × three runs: lr 0.03 batch 32 0.858, batch 64
+    0.860; lr 0.01 0.856; lr 0.1 0.860).
     """
     base = base or TrainConfig()
     epochs = min(base.epochs, 30)
