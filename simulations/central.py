@@ -67,10 +67,9 @@ class CentralConfig:
         """Return the classifier's training settings in effect."""
         if self.dp is None:
             return self.classifier_train
-        if self.dp_classifier_train is not None:
-            return self.dp_classifier_train
-        return dp_classifier_schedule(self.classifier_config().arch,
-                                      self.classifier_train)  # fmt: skip
+        return self.dp_classifier_train or dp_classifier_schedule(
+            self.classifier_config().arch, self.classifier_train
+        )
 
 
 def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:

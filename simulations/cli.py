@@ -135,21 +135,19 @@ def cmd_train_central(args: argparse.Namespace) -> int:
     from common.models import ClassifierConfig, classifier_arch
     from common.privacy import DPConfig
     from common.training import TrainConfig
-    from simulations.central import CentralConfig, dp_classifier_schedule, train_central
+    from simulations.central import CentralConfig, train_central
 
     dp = None
     if args.dp:
         dp = DPConfig(target_epsilon=args.epsilon, noise_multiplier=args.noise_multiplier,
                       max_grad_norm=args.max_grad_norm, delta=args.delta)  # fmt: skip
-    arch = classifier_arch(args.classifier_arch, args.dp)
-    classifier_train = TrainConfig(epochs=args.classifier_epochs, patience=10, seed=args.seed,
-                                   progress=not args.quiet)  # fmt: skip
+    # with --dp, CentralConfig derives both models' DP schedules from these
     config = CentralConfig(
         detector_train=TrainConfig(epochs=args.detector_epochs, seed=args.seed,
                                    progress=not args.quiet),
-        classifier=ClassifierConfig(arch=arch),
-        classifier_train=classifier_train,
-        dp_classifier_train=dp_classifier_schedule(arch, classifier_train),
+        classifier=ClassifierConfig(arch=classifier_arch(args.classifier_arch, args.dp)),
+        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
+                                     seed=args.seed, progress=not args.quiet),
         read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
     )  # fmt: skip
     summary = train_central(args.data, args.out, config)
@@ -542,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument(
         "--detector-epochs", type=int, default=15,
-        help="most detector epochs (early stopping, patience 3; default 15)",
+        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; "
+        "default 15)",
     )  # fmt: skip
     p.add_argument(
         "--classifier-epochs", type=int, default=50,
