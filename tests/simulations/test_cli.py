@@ -55,3 +55,8 @@ def test_simulate_offers_exactly_the_servers_strategies():
         assert parser.parse_args(["simulate", "--out", "x", "--strategy", name]).strategy == name
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "--out", "x", "--strategy", "fedsgd"])
+    # and nothing the server would refuse
+    simulate = next(a for a in parser._subparsers._group_actions[0].choices.values()
+                    if a.prog.endswith(" simulate"))  # fmt: skip
+    strategy = next(a for a in simulate._actions if "--strategy" in a.option_strings)
+    assert set(strategy.choices) == set(STRATEGIES)
