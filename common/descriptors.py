@@ -3,8 +3,10 @@
 What radiologists read from a cluster (BI-RADS): how many calcifications, how large and
 how varied, how elongated (fine linear), how bright, whether rims or lucent centres,
 and how they are laid out (spread, linear/segmental). Computed without learning from the
-background-subtracted crop: bright connected components above ``k`` robust noise
-sigmas inside a central disc.
+background-subtracted crop: bright connected components inside a central disc, found by
+hysteresis (grown through pixels above ``grow`` robust noise sigmas from seeds above ``k``),
+so a faint calcification keeps its whole outline instead of breaking into noise-sized
+pieces.
 
 Why fixed features: DP-SGD adds noise to every trainable parameter, so with a few
 hundred clusters a CNN's ~50k weights drown in it, while a linear model on a handful of
@@ -41,19 +43,24 @@ NAMES = (
 # built-in synthetic consortium (3 seeds, ~3000 crops; the seeds agree to ~0.1). Fixed
 # constants, not fitted per site: they only precondition the logistic model (on one data
 # seed, Adam on raw descriptors reached held-out AUC 0.79, on standardised ones 0.87).
+# Thresholds: a plain 3-sigma threshold gave a logistic model (no DP) held-out AUC 0.889
+# on ~370 clusters of another consortium; seeds at 3.5 sigmas grown through 1.5 gave
+# 0.922 (4/2: 0.917, 4.5/2: 0.922; Gaussian pre-smoothing instead: 0.862-0.903).
 TYPICAL_CENTRE = np.array(
-    [3.0, 1.96, 1.02, 3.2, 0.56, 0.18, 1.59, 0.34, 0.08, 1.19, 0.28, 1.89, 0.98, 1.47],
+    [2.47, 3.14, 0.55, 3.88, 0.64, 0.22, 1.75, 0.26, 0.09, 1.17, 0.36, 1.47, 1.1, 1.07],
     dtype=np.float32,
 )
 TYPICAL_SCALE = np.array(
-    [0.52, 0.65, 0.45, 0.81, 0.26, 0.19, 0.24, 0.16, 0.22, 0.13, 0.22, 0.48, 0.14, 0.94],
+    [0.63, 0.63, 0.26, 0.71, 0.32, 0.26, 0.26, 0.16, 0.2, 0.17, 0.32, 0.52, 0.14, 0.96],
     dtype=np.float32,
 )
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
-def cluster_descriptors(crop: np.ndarray, k: float = 3.0, background: int = 9) -> np.ndarray:
+def cluster_descriptors(
+    crop: np.ndarray, k: float = 3.5, grow: float = 1.5, background: int = 9
+) -> np.ndarray:
     """Return the :data:`NAMES` descriptors (float32) of one ROI crop.
 
     Parameters
@@ -61,7 +68,11 @@ def cluster_descriptors(crop: np.ndarray, k: float = 3.0, background: int = 9) -
     crop : ndarray
         (H, W) canonical intensities in [0, 1], centred on the cluster.
     k : float
-        Detection threshold in robust noise sigmas (median absolute deviation).
+        Seed threshold in robust noise sigmas (median absolute deviation): a component
+        must reach it somewhere.
+    grow : float
+        Threshold the components are grown through from their seeds (``k`` or more: no
+        growing).
     background : int
         Side of the box mean subtracted as background, in pixels.
     """
@@ -75,7 +86,10 @@ def cluster_descriptors(crop: np.ndarray, k: float = 3.0, background: int = 9) -
     yy, xx = np.mgrid[:h, :w].astype(np.float64)
     cy, cx = (h - 1) / 2, (w - 1) / 2
     inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= (0.45 * min(h, w)) ** 2
-    mask = (z > k) & inside
+    seeds = (z > k) & inside
+    low, _ = ndi.label((z > min(grow, k)) & inside, structure=_EIGHT)
+    seeded = np.unique(low[seeds])
+    mask = np.isin(low, seeded[seeded > 0])
     labels, n = ndi.label(mask, structure=_EIGHT)
     out = np.zeros(len(NAMES), dtype=np.float32)
     out[0] = np.log1p(n)
@@ -120,14 +134,14 @@ def cluster_descriptors(crop: np.ndarray, k: float = 3.0, background: int = 9) -
     return out
 
 
-def describe_batch(crops: np.ndarray, k: float = 3.0) -> np.ndarray:
+def describe_batch(crops: np.ndarray) -> np.ndarray:
     """Descriptors of a batch of crops (N, H, W) or (N, 1, H, W): (N, len(NAMES))."""
     crops = np.asarray(crops)
     if crops.ndim == 4:
         crops = crops[:, 0]
     if len(crops) == 0:
         return np.zeros((0, len(NAMES)), np.float32)
-    return np.stack([cluster_descriptors(c, k) for c in crops])
+    return np.stack([cluster_descriptors(c) for c in crops])
 
 
 def standardise(descriptors: np.ndarray) -> np.ndarray:

@@ -55,6 +55,18 @@ def test_counts_sizes_and_shapes():
     assert rd["elongated_fraction"] > 0.5 > d["elongated_fraction"]
 
 
+def test_faint_outlines_are_grown_from_bright_seeds():
+    # a rod bright at one end and faint (about 2.5 noise sigmas) along the rest: grown from
+    # its bright end it is one long component; thresholded alone it falls apart
+    img = _tissue()
+    img[40:42, 30:50] += 0.014
+    img[40:42, 30:33] += 0.05
+    grown = _named(cluster_descriptors(img))
+    assert grown["log_max_area"] >= np.log(30)  # most of the 40-pixel rod
+    alone = _named(cluster_descriptors(img, grow=3.5))
+    assert alone["log_max_area"] < np.log(10)  # the bright end and a few noise pixels
+
+
 def test_rings_and_layout():
     ring = _tissue()
     _disc(ring, 48, 48, 7)
