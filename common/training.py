@@ -53,6 +53,9 @@ class TrainConfig:
         FedProx: after each step, pull the weights towards their values at the start of
         the call by ``lr * mu * (w - w0)`` (the gradient of ``mu/2 |w - w0|^2`` applied
         outside the per-sample gradients, so it works unchanged under DP-SGD).
+    frozen : tuple of str
+        Parameter-name prefixes (e.g. ``("stem.",)``) kept at their current values in this
+        call: they get no gradient, no noise and no per-sample work.
     """
 
     epochs: int = 10
@@ -64,6 +67,7 @@ class TrainConfig:
     progress: bool = True
     restore_best: bool = True
     proximal_mu: float = 0.0
+    frozen: tuple[str, ...] = ()
 
 
 @dataclass
@@ -168,11 +172,36 @@ def train(
     """
     if len(train_set) == 0:
         raise ValueError("no training samples")
+    frozen = _freeze(model, config.frozen)
+    try:
+        return _train(model, train_set, val_set, task, config, dp, accountant)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
+    """Stop gradients of the parameters named by ``prefixes``; return those it stopped."""
+    if not prefixes:
+        return []
+    names = dict(model.named_parameters())
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            raise ValueError(f"frozen: no parameter of the model starts with {prefix!r}")
+    chosen = [p for n, p in names.items() if p.requires_grad and n.startswith(tuple(prefixes))]
+    if len(chosen) == sum(p.requires_grad for p in names.values()):
+        raise ValueError(f"frozen {list(prefixes)} leaves nothing to train")
+    for p in chosen:
+        p.requires_grad_(False)
+    return chosen
+
+
+def _train(model, train_set, val_set, task, config, dp, accountant) -> TrainResult:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)  # fmt: skip
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = LOSSES[task]
     privacy, engine = None, None
     if dp is not None:

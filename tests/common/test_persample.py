@@ -185,3 +185,31 @@ def test_later_calls_match_opacus_whichever_tensor_carries_backward(factory):
     # input branches the input keeps carrying it
     assert wrapped._leaf == ("stem.1.0.weight" if factory is Detector else None)
     wrapped.remove_hooks()
+
+
+def test_a_frozen_stem_gets_no_per_sample_work_and_the_rest_matches_opacus():
+    torch.manual_seed(0)
+    model = Detector()
+    for p in model.stem.parameters():
+        p.requires_grad_(False)
+    heat = torch.zeros(4, 1, 32, 32)
+    heat[:, :, 5, 7] = 1.0
+    wrapped = PerSampleGradients(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for _ in range(2):
+        x = torch.rand(4, 1, 64, 64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = GradSampleModule(_copy(model), loss_reduction="mean")
+            for p in reference._module.stem.parameters():
+                p.requires_grad_(False)
+            LOSSES["detector"](reference(x), heat).backward()
+        expected = [p.grad_sample for p in reference._module.parameters() if p.requires_grad]
+        reference._close()
+        LOSSES["detector"](wrapped(x), heat).backward()
+        _assert_same([p.grad_sample.clone() for p in trainable], expected)
+        assert all(getattr(p, "grad_sample", None) is None for p in model.stem.parameters())
+        for p in trainable:
+            p.grad_sample = None
+    assert wrapped._leaf == "down1.0.0.weight"  # backward stops below the frozen stem
+    wrapped.remove_hooks()

@@ -170,3 +170,27 @@ def test_descriptor_classifier_learns_under_dp():
                    dp=DPConfig(target_epsilon=2.0, delta=1e-5))  # fmt: skip
     assert 0 < result.privacy["epsilon"] <= 2.0 + 1e-6
     assert evaluate(m, toy(64, 2), "classifier")["auc"] > 0.95
+
+
+@pytest.mark.parametrize("dp", [False, True])
+def test_frozen_parameters_stay_and_the_rest_trains(dp):
+    m = model()
+    start = {k: v.clone() for k, v in state_dict(m).items()}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, patience=0, frozen=("features.1.",),
+                      **QUIET)  # fmt: skip
+    privacy = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5) if dp else None
+    train(m, toy(), None, "classifier", cfg, dp=privacy)
+    after = state_dict(m)
+    frozen = [k for k in start if k.startswith("features.1.")]
+    assert frozen and all(torch.equal(after[k], start[k]) for k in frozen)
+    assert not torch.equal(after["head.weight"], start["head.weight"])
+    assert not torch.equal(after["features.2.0.weight"], start["features.2.0.weight"])
+    assert all(p.requires_grad for p in m.parameters())  # restored for the next call
+
+
+def test_frozen_prefixes_are_checked():
+    with pytest.raises(ValueError, match="no parameter of the model starts with 'stem.'"):
+        train(model(), toy(), None, "classifier", TrainConfig(epochs=1, frozen=("stem.",),
+                                                              **QUIET))  # fmt: skip
+    with pytest.raises(ValueError, match="leaves nothing to train"):
+        train(model(), toy(), None, "classifier", TrainConfig(epochs=1, frozen=("",), **QUIET))
