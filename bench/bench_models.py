@@ -10,7 +10,8 @@ Prints, from one run on this machine:
 - DP-SGD step time / plain step time on the detector (target <= 1.3): Opacus hooks,
   functorch, and the one-pass per-sample gradients training uses (common/persample.py),
   with a hand-written clip + noise; then whole steps of common.training.train (Opacus
-  DPOptimizer, Poisson loader) with one-pass and with Opacus hooks;
+  DPOptimizer, Poisson loader) with one-pass and with Opacus hooks, and as DP training
+  runs the detector (stem frozen) against plain training with and without that stem;
 - seconds for the cascade on one full-field image (2400 x 3000 at 0.1 mm).
 """
 
@@ -108,10 +109,15 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
 
     Two epochs of 32 steps, so the per-call set-up (Opacus wrappers, ε at the end) is
     counted but spread as in real training calls; each mode's figure is the mean of two
-    calls made in turn with the others.
+    calls made in turn with the others. Modes: ``plain``, ``fast`` (one-pass per-sample
+    gradients), ``opacus`` (Opacus hooks), all training every weight; ``fast-stem`` and
+    ``plain-stem`` with the stem frozen as DP training does (``DP_FROZEN_DETECTOR``).
     """
+    from dataclasses import replace
+
     from torch.utils.data import TensorDataset
 
+    from common.models import DP_FROZEN_DETECTOR
     from common.privacy import DPConfig
     from common.training import TrainConfig, train
 
@@ -120,13 +126,15 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
     y[:, :, 10, 10] = 1.0
     data = TensorDataset(torch.rand(n, 1, patch, patch), y)
     config = TrainConfig(epochs=2, batch_size=32, patience=0, progress=False)
-    times = {"plain": [], "fast": [], "opacus": []}
+    times = {"plain": [], "fast": [], "opacus": [], "fast-stem": [], "plain-stem": []}
     # a warm-up call, then the modes in turn, twice: each sees the same machine state
     for mode in ["plain"] + list(times) * 2:
-        dp = None if mode == "plain" else DPConfig(noise_multiplier=1.0, delta=1e-5,
-                                                    per_sample=mode)  # fmt: skip
+        per_sample = mode.removesuffix("-stem")
+        dp = None if per_sample == "plain" else DPConfig(noise_multiplier=1.0, delta=1e-5,
+                                                          per_sample=per_sample)  # fmt: skip
+        frozen = DP_FROZEN_DETECTOR if mode.endswith("-stem") else ()
         t = time.perf_counter()
-        result = train(Detector(), data, None, "detector", config, dp=dp)
+        result = train(Detector(), data, None, "detector", replace(config, frozen=frozen), dp=dp)
         times[mode].append((time.perf_counter() - t) / result.steps)
     return {mode: float(np.mean(t[-2:])) for mode, t in times.items()}
 
@@ -177,6 +185,10 @@ def main() -> None:
               f"plain {t['plain'] * 1000:.0f} ms, DP (one-pass) {t['fast'] * 1000:.0f} ms "
               f"(ratio {t['fast'] / t['plain']:.2f}), DP (Opacus hooks) {t['opacus'] * 1000:.0f}"
               f" ms (ratio {t['opacus'] / t['plain']:.2f}); target <= 1.3")  # fmt: skip
+        print(f"detector train() per step as DP training runs it (stem frozen, one-pass): "
+              f"{t['fast-stem'] * 1000:.0f} ms, ratio {t['fast-stem'] / t['plain']:.2f} to plain "
+              f"training of every weight; {t['fast-stem'] / t['plain-stem']:.2f} to plain "
+              f"training with the same stem frozen ({t['plain-stem'] * 1000:.0f} ms)")  # fmt: skip
         from common.dicomio import mammogram_dataset, save
         from common.synth.phantom import render_breast
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from common.dicom import ReadOptions
 from common.inference import CascadeConfig
-from common.models import ClassifierConfig, DetectorConfig
+from common.models import DP_FROZEN_DETECTOR, ClassifierConfig, DetectorConfig
 from common.privacy import DPConfig
 from common.training import TrainConfig
 
@@ -114,6 +114,9 @@ class LocalTraining(KebabConfig):
         0: 4 without DP, 32 with DP (see :meth:`classifier_batch`).
     classifier_lr : float
         0: by architecture (see :meth:`classifier_rate`).
+    dp_freeze_stem : bool
+        With DP, leave the detector's full-resolution stem at the federation's initial
+        weights (:data:`common.models.DP_FROZEN_DETECTOR`); see :meth:`detector_frozen`.
     """
 
     detector_epochs: int = 5
@@ -130,6 +133,7 @@ class LocalTraining(KebabConfig):
     dp_noise: float = 0.0
     dp_max_grad_norm: float = 1.0
     dp_delta: float = 0.0
+    dp_freeze_stem: bool = True
 
     def __post_init__(self) -> None:
         """Validate counts."""
@@ -155,6 +159,10 @@ class LocalTraining(KebabConfig):
         if self.classifier_batch_size:
             return self.classifier_batch_size
         return 32 if self.dp else 4
+
+    def detector_frozen(self) -> tuple[str, ...]:
+        """Detector parameter prefixes kept fixed in local training (the stem, with DP)."""
+        return DP_FROZEN_DETECTOR if self.dp and self.dp_freeze_stem else ()
 
     def classifier_rate(self, arch: str) -> float:
         """Classifier learning rate in effect: 1e-3 for the CNN, 0.03 for descriptors.
@@ -215,7 +223,11 @@ class RoundSpec(LocalTraining):
                   "proximal_mu": self.proximal_mu, "restore_best": self.restore_best}  # fmt: skip
         return {
             "detector": TrainConfig(
-                epochs=self.detector_epochs, batch_size=self.batch_size, lr=self.lr, **common
+                epochs=self.detector_epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                frozen=self.detector_frozen(),
+                **common,
             ),  # fmt: skip
             "classifier": TrainConfig(
                 epochs=self.classifier_epochs,

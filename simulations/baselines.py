@@ -46,7 +46,7 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
     r = settings.num_server_rounds
     det = TrainConfig(epochs=r * settings.detector_epochs, batch_size=settings.batch_size,
                       lr=settings.lr, patience=settings.patience, seed=settings.seed,
-                      progress=progress)  # fmt: skip
+                      frozen=settings.detector_frozen(), progress=progress)  # fmt: skip
     cls = TrainConfig(epochs=r * settings.classifier_epochs,
                       lr=settings.classifier_rate(spec.classifier.arch),
                       batch_size=settings.classifier_batch(), patience=settings.patience,

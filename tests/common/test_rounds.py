@@ -76,3 +76,17 @@ def test_classifier_rate_follows_the_architecture_unless_set():
     assert RoundSpec(classifier_lr=0.1).classifier_rate("descriptors") == 0.1
     with pytest.raises(ValueError, match="classifier-lr"):
         RoundSpec(classifier_lr=-1.0)
+
+
+def test_dp_detector_keeps_its_stem_unless_told_otherwise():
+    assert RoundSpec().train_configs(1, "h1")["detector"].frozen == ()
+    assert RoundSpec(dp=True).train_configs(1, "h1")["detector"].frozen == ("stem.",)
+    assert RoundSpec(dp=True).train_configs(1, "h1")["classifier"].frozen == ()
+    assert RoundSpec(dp=True, dp_freeze_stem=False).train_configs(1, "h1")["detector"].frozen == ()
+    # the prefix names real detector parameters
+    from common.models import build
+
+    names = [n for n, _ in build("detector").named_parameters()]
+    assert any(n.startswith("stem.") for n in names) and not all(
+        n.startswith("stem.") for n in names
+    )
