@@ -91,6 +91,7 @@ def test_dp_picks_fixed_schedules_and_the_descriptor_classifier():
     # noisy validation losses cannot rank DP epochs: fixed schedules, last weights
     assert (det.epochs, det.patience, det.restore_best, det.batch_size) == (7, 0, False, 128)
     assert det.frozen == ("stem.",) and plain.detector_schedule().frozen == ()
+    assert det.lr > dp.detector_train.lr
     assert (cls.patience, cls.restore_best, cls.lr) == (0, False, 0.3)
     own = TrainConfig(epochs=2)
     assert CentralConfig(dp=dp.dp, dp_detector_train=own).detector_schedule() is own
