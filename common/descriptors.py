@@ -42,7 +42,8 @@ NAMES = (
 # Typical mean and spread of each descriptor over augmented training crops of the
 # built-in synthetic consortium (3 seeds, ~3000 crops; the seeds agree to ~0.1). Fixed
 # constants, not fitted per site: they only precondition the logistic model (on one data
-# seed, Adam on raw descriptors reached held-out AUC 0.79, on standardised ones 0.87).
+# seed, with the earlier plain 3-sigma components, Adam on raw descriptors reached
+# held-out AUC 0.79, on standardised ones 0.87).
 # Thresholds: a plain 3-sigma threshold gave a logistic model (no DP) held-out AUC 0.889
 # on ~370 clusters of another consortium; seeds at 3.5 sigmas grown through 1.5 gave
 # 0.922 (4/2: 0.917, 4.5/2: 0.922; Gaussian pre-smoothing instead: 0.862-0.903).
