@@ -12,15 +12,32 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+DATA = Path(__file__).resolve().parent / "data"
+# Reference data sets whose licence keeps them out of the repository (pROC's aSAH is GPL-3)
+# lie beside the checkout; CI has them, a user's clone may not
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    """The read-only shared fixtures beside the checkout."""
-    if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES}")
-    return FIXTURES
+def cbis_dir() -> Path:
+    """The real CBIS-DDSM calcification descriptor CSVs (CC BY 3.0, shipped as test data)."""
+    return DATA / "cbis-ddsm"
+
+
+def shared_fixture(name: str) -> Path:
+    """A reference data set beside the checkout: skipped where absent, required in CI."""
+    path = SHARED / name
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"reference data {path} missing: CI must have ../shared/fixtures")
+        pytest.skip(f"reference data '{name}' not beside this checkout (../shared/fixtures)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def asah_dir() -> Path:
+    """pROC's aSAH data set with its published DeLong results (GPL-3: not shipped)."""
+    return shared_fixture("proc-asah")
 
 
 @pytest.fixture(scope="session")

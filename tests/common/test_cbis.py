@@ -17,8 +17,8 @@ SWAPPED = ("P_00474", "LEFT", "MLO")  # the row whose crop and mask paths are sw
 
 
 @pytest.fixture(scope="module")
-def real(fixtures_dir):
-    d = fixtures_dir / "cbis-ddsm"
+def real(cbis_dir):
+    d = cbis_dir
     train = load_cbis(d, [d / TRAIN], resolve=False)
     test = load_cbis(d, [d / TEST], resolve=False)
     return train, test
@@ -71,9 +71,9 @@ def test_split_of_file_names():
 FULL = (64, 48)
 
 
-def _sample_rows(fixtures_dir: Path) -> tuple[list[str], list[dict]]:
+def _sample_rows(cbis_dir: Path) -> tuple[list[str], list[dict]]:
     """Rows of a few images, including the swapped row and a two-finding image."""
-    with (fixtures_dir / "cbis-ddsm" / TRAIN).open(newline="") as f:
+    with (cbis_dir / TRAIN).open(newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         header = reader.fieldnames
@@ -134,8 +134,8 @@ def _on_disk(rel: str, layout: str, description: str, n: int, index: int) -> str
 
 
 @pytest.mark.parametrize("layout", ["csv", "nbia"])
-def test_loads_tree_in_both_layouts(tmp_path, fixtures_dir, layout):
-    header, rows = _sample_rows(fixtures_dir)
+def test_loads_tree_in_both_layouts(tmp_path, cbis_dir, layout):
+    header, rows = _sample_rows(cbis_dir)
     root = tmp_path / "hospital"
     root.mkdir()
     with (root / TRAIN).open("w", newline="") as f:
@@ -161,8 +161,8 @@ def test_loads_tree_in_both_layouts(tmp_path, fixtures_dir, layout):
     assert swapped and swapped[0].findings[0].box is not None
 
 
-def test_missing_files_are_reported_and_the_rest_used(tmp_path, fixtures_dir):
-    header, rows = _sample_rows(fixtures_dir)
+def test_missing_files_are_reported_and_the_rest_used(tmp_path, cbis_dir):
+    header, rows = _sample_rows(cbis_dir)
     root = tmp_path / "h"
     (root / "CBIS-DDSM").mkdir(parents=True)
     _write_tree(root / "CBIS-DDSM", rows[1:], "csv")

@@ -43,8 +43,8 @@ def test_delong_equals_quadratic_reference_with_ties():
     assert auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
 
 
-def test_delong_reproduces_proc_asah(fixtures_dir):
-    rows = list(csv.DictReader((fixtures_dir / "proc-asah" / "asah.csv").open()))
+def test_delong_reproduces_proc_asah(asah_dir):
+    rows = list(csv.DictReader((asah_dir / "asah.csv").open()))
     y = np.array([r["outcome"] == "Poor" for r in rows])
     col = {k: np.array([float(r[k]) for r in rows]) for k in ("wfns", "s100b", "ndka")}
     expected = {  # pROC's test suite (see the fixture's README)

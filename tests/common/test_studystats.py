@@ -24,8 +24,8 @@ def _arm(scores, cut=0.5):
     return {"scores": scores, "calls": scores >= cut, "detected": scores >= cut / 2}
 
 
-def _asah(fixtures_dir):
-    path = fixtures_dir / "proc-asah" / "asah.csv"
+def _asah(asah_dir):
+    path = asah_dir / "asah.csv"
     rows = list(csv.DictReader(path.open()))
     y = np.array([r["outcome"] == "Poor" for r in rows])
     cols = {k: np.array([float(r[k]) for r in rows]) for k in ("wfns", "s100b", "ndka")}
@@ -43,8 +43,8 @@ def _asah(fixtures_dir):
          0.164295175223054),
     ],
 )  # fmt: skip
-def test_joint_histogram_delong_reproduces_proc(fixtures_dir, a, b, auc_a, auc_b, z, p):
-    y, cols = _asah(fixtures_dir)
+def test_joint_histogram_delong_reproduces_proc(asah_dir, a, b, auc_a, auc_b, z, p):
+    y, cols = _asah(asah_dir)
     pair = PairStats.from_cases(_arm(_rank_scores(cols[a])), _arm(_rank_scores(cols[b])), y,
                                 y, BINS)  # fmt: skip
     test = pair.delong_test()
@@ -84,8 +84,8 @@ def test_joint_histogram_delong_equals_quadratic_and_fast_raw():
     np.testing.assert_allclose(cov, fast_cov, atol=1e-12)
 
 
-def test_delong_variance_matches_bootstrap(fixtures_dir):
-    y, cols = _asah(fixtures_dir)
+def test_delong_variance_matches_bootstrap(asah_dir):
+    y, cols = _asah(asah_dir)
     a, b = cols["wfns"], cols["s100b"]
     var = PairStats.from_cases(_arm(_rank_scores(a)), _arm(_rank_scores(b)), y, y, BINS)
     test = var.delong_test()
