@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pydicom
 
-from common.cache import PreprocessCache
-from common.datasets import load_hospital
-from common.dicom import read_mammogram
+from common.data.cache import PreprocessCache
+from common.data.folders import load_hospital
+from common.imaging.reading import read_mammogram
 from common.synth.generate import SynthConfig, synthesize
 
 
@@ -71,8 +71,7 @@ def main() -> None:
         shape = pydicom.dcmread(paths[0]).pixel_array.shape
         print(f"{len(paths)} files, first is {shape[0]}x{shape[1]}")
 
-        print("\nread + normalise vs raw pydicom decode (images/s, best of "
-              f"{args.repeat}):")  # fmt: skip
+        print(f"\nread + normalise vs raw pydicom decode (images/s, best of {args.repeat}):")
         rows = []
         for label, group in sorted(groups.items()):
             raw = _time(_raw, group, args.repeat)
@@ -80,13 +79,15 @@ def main() -> None:
             rows.append((label, len(group), len(group) / raw, len(group) / ours, raw / ours))
         raw_all = _time(_raw, paths, args.repeat)
         ours_all = _time(read_mammogram, paths, args.repeat)
-        rows.append(("ALL", len(paths), len(paths) / raw_all, len(paths) / ours_all,
-                     raw_all / ours_all))  # fmt: skip
+        rows.append(
+            ("ALL", len(paths), len(paths) / raw_all, len(paths) / ours_all, raw_all / ours_all)
+        )
         print(f"  {'files':<52} {'n':>4} {'raw/s':>8} {'ours/s':>8} {'ratio':>6}")
         for label, n, r, o, ratio in rows:
             print(f"  {label:<52} {n:>4} {r:>8.1f} {o:>8.1f} {ratio:>6.2f}")
-        print(f"throughput ratio (ours / raw), all files: {raw_all / ours_all:.2f}  "
-              "(target >= 0.8)")  # fmt: skip
+        print(
+            f"throughput ratio (ours / raw), all files: {raw_all / ours_all:.2f}  (target >= 0.8)"
+        )
 
         cache = PreprocessCache(Path(tmp) / "cache")
         for p in paths:  # fill
@@ -94,8 +95,10 @@ def main() -> None:
         warm = [_time(cache.load, paths, 1) for _ in range(args.repeat)]
         decode = ours_all
         speedup = decode / min(warm)
-        print(f"\nepoch re-decoding: {decode:.3f} s; epoch from warm cache: {min(warm):.3f} s "
-              f"(median {statistics.median(warm):.3f} s)")  # fmt: skip
+        print(
+            f"\nepoch re-decoding: {decode:.3f} s; epoch from warm cache: {min(warm):.3f} s "
+            f"(median {statistics.median(warm):.3f} s)"
+        )
         print(f"cached-epoch speed-up: {speedup:.1f}x  (target >= 10)")
 
 

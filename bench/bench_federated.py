@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cache import PreprocessCache
-from common.datasets import load_hospital
-from common.dicom import ReadOptions
-from common.evaluation import EvalStats
-from common.samples import ImageStore, prepare
+from common.data.cache import PreprocessCache
+from common.data.folders import load_hospital
+from common.evaluation.images import EvalStats
+from common.imaging.reading import ReadOptions
+from common.learning.samples import ImageStore, prepare
 from common.synth.generate import SynthConfig, synthesize
 from server.settings import RunSettings
 from simulations.baselines import evaluate_sites, run_baselines, site_splits
@@ -104,18 +104,36 @@ def pooled_auc(per_site: dict) -> tuple[float, float]:
 def seed_gap(out: Path, sites: list[Path], cache: Path, seed: int, cpus: list[str]):
     """Federated and centralised pooled AUCs for one run seed; returns the differences."""
     run = out / f"fed-3x3-seed{seed}"
-    subprocess.run(simulate("--out", str(run), "--data", *map(str, sites), "--rounds", "3",
-                            "--cache", str(cache), "--seed", str(seed), "--set",
-                            "eval-every=3", *cpus), check=True)  # fmt: skip
+    subprocess.run(
+        simulate(
+            "--out",
+            str(run),
+            "--data",
+            *map(str, sites),
+            "--rounds",
+            "3",
+            "--cache",
+            str(cache),
+            "--seed",
+            str(seed),
+            "--set",
+            "eval-every=3",
+            *cpus,
+        ),
+        check=True,
+    )
     report = json.loads((run / "report.json").read_text())
     fed = {k: EvalStats.from_dict(v["statistics"]) for k, v in report["final"]["per_site"].items()}
     settings = RunSettings.from_config(report["settings"])
     nodes = hospital_nodes(sites, out / f"state-seed{seed}", cache)
-    central = run_baselines(settings, nodes, out / f"baselines-seed{seed}", ("centralised",),
-                            cache, progress=False)["centralised"]  # fmt: skip
+    central = run_baselines(
+        settings, nodes, out / f"baselines-seed{seed}", ("centralised",), cache, progress=False
+    )["centralised"]
     (fb, fc), (cb, cc) = pooled_auc(fed), pooled_auc(central["per_site"])
-    print(f"  seed {seed}: federated {fb:.3f} / {fc:.3f}, centralised {cb:.3f} / {cc:.3f} "
-          f"(breast / cluster; differences {fb - cb:+.3f} / {fc - cc:+.3f})")  # fmt: skip
+    print(
+        f"  seed {seed}: federated {fb:.3f} / {fc:.3f}, centralised {cb:.3f} / {cc:.3f} "
+        f"(breast / cluster; differences {fb - cb:+.3f} / {fc - cc:+.3f})"
+    )
     return fb - cb, fc - cc
 
 
@@ -136,69 +154,112 @@ def main() -> None:
         store = ImageStore(PreprocessCache(cache, ReadOptions()))
         prepare(load_hospital(site, echo=False).images, store)
     seconds, peak = timed(
-        simulate("--out", str(run), "--data", *map(str, sites), "--rounds", "3", "--cache",
-                 str(cache), "--set", "eval-every=3", *cpus)
-    )  # fmt: skip
+        simulate(
+            "--out",
+            str(run),
+            "--data",
+            *map(str, sites),
+            "--rounds",
+            "3",
+            "--cache",
+            str(cache),
+            "--set",
+            "eval-every=3",
+            *cpus,
+        )
+    )
     report = json.loads((run / "report.json").read_text())
     fed = {k: EvalStats.from_dict(v["statistics"]) for k, v in report["final"]["per_site"].items()}
     fed_breast, fed_cluster = pooled_auc(fed)
-    print(f"simulation 3 hospitals x 3 rounds: {seconds / 60:.1f} min (target <= 15), "
-          f"peak memory {peak / 2**30:.2f} GiB")  # fmt: skip
+    print(
+        f"simulation 3 hospitals x 3 rounds: {seconds / 60:.1f} min (target <= 15), "
+        f"peak memory {peak / 2**30:.2f} GiB"
+    )
     fp32 = report["parameter_bytes_fp32"]
     sent = max(r["bytes_sent_to_site"] for r in report["rounds"])
     received = max(b for r in report["rounds"] for b in r["bytes_received_per_site"].values())
-    print(f"bytes per hospital per round: sent {sent} / fp32 {fp32} = {sent / fp32:.4f}, "
-          f"received {received / fp32:.4f} (target <= 1.05)")  # fmt: skip
+    print(
+        f"bytes per hospital per round: sent {sent} / fp32 {fp32} = {sent / fp32:.4f}, "
+        f"received {received / fp32:.4f} (target <= 1.05)"
+    )
 
     settings = RunSettings.from_config(report["settings"])
     nodes = hospital_nodes(sites, out / "state", cache)
     t0 = time.perf_counter()
-    base = run_baselines(settings, nodes, out / "baselines", ("centralised",), cache,
-                         progress=False)  # fmt: skip
+    base = run_baselines(
+        settings, nodes, out / "baselines", ("centralised",), cache, progress=False
+    )
     central_wall = time.perf_counter() - t0
     central = base["centralised"]
     c_breast, c_cluster = pooled_auc(central["per_site"])
-    print(f"centralised: trained in {central['train_seconds']:.0f} s, train+evaluate "
-          f"{central_wall:.0f} s; overhead federated / centralised = "
-          f"{seconds / central_wall:.2f} (target <= 1.15)")  # fmt: skip
-    local = run_baselines(settings, nodes, out / "baselines", ("local-only",), cache,
-                          progress=False)["local-only"]  # fmt: skip
+    print(
+        f"centralised: trained in {central['train_seconds']:.0f} s, train+evaluate "
+        f"{central_wall:.0f} s; overhead federated / centralised = "
+        f"{seconds / central_wall:.2f} (target <= 1.15)"
+    )
+    local = run_baselines(
+        settings, nodes, out / "baselines", ("local-only",), cache, progress=False
+    )["local-only"]
     print("pooled AUC          breast   cluster")
     print(f"  federated         {fed_breast:.3f}    {fed_cluster:.3f}")
-    print(f"  centralised       {c_breast:.3f}    {c_cluster:.3f}   "
-          f"(federated - centralised: {fed_breast - c_breast:+.3f} / "
-          f"{fed_cluster - c_cluster:+.3f}; target >= -0.03)")  # fmt: skip
+    print(
+        f"  centralised       {c_breast:.3f}    {c_cluster:.3f}   "
+        f"(federated - centralised: {fed_breast - c_breast:+.3f} / "
+        f"{fed_cluster - c_cluster:+.3f}; target >= -0.03)"
+    )
     for site, stats in sorted(local["per_site"].items()):
         f = fed[site]
-        print(f"  {site} own held-out: local-only {stats.breast_roc.auc():.3f} / "
-              f"{stats.finding_roc.auc():.3f}, federated {f.breast_roc.auc():.3f} / "
-              f"{f.finding_roc.auc():.3f} ({stats.breast_roc.n_pos} malignant)")  # fmt: skip
+        print(
+            f"  {site} own held-out: local-only {stats.breast_roc.auc():.3f} / "
+            f"{stats.finding_roc.auc():.3f}, federated {f.breast_roc.auc():.3f} / "
+            f"{f.finding_roc.auc():.3f} ({stats.breast_roc.n_pos} malignant)"
+        )
     sizes = report["rounds"][0]["per_site"]
     smallest = min(sizes, key=lambda s: sizes[s]["num-examples"])
     splits = site_splits(nodes, settings.seed)
     small_all = evaluate_sites(out / "baselines" / "local-only" / smallest, splits, cache)
     s_breast, s_cluster = pooled_auc(small_all)
-    print(f"  smallest hospital ({smallest}) local-only model on all held-out sets: "
-          f"{s_breast:.3f} / {s_cluster:.3f} (federated - it: {fed_breast - s_breast:+.3f} / "
-          f"{fed_cluster - s_cluster:+.3f}; target >= 0)")  # fmt: skip
+    print(
+        f"  smallest hospital ({smallest}) local-only model on all held-out sets: "
+        f"{s_breast:.3f} / {s_cluster:.3f} (federated - it: {fed_breast - s_breast:+.3f} / "
+        f"{fed_cluster - s_cluster:+.3f}; target >= 0)"
+    )
 
     gaps = [(fed_breast - c_breast, fed_cluster - c_cluster)]
     for seed in range(1, args.seeds):
         gaps.append(seed_gap(out, sites, cache, seed, cpus))
     if args.seeds > 1:
         g = np.array(gaps)
-        print(f"federated - centralised over {len(gaps)} seeds: breast {g[:, 0].mean():+.3f} "
-              f"(sd {g[:, 0].std(ddof=1):.3f}), cluster {g[:, 1].mean():+.3f} "
-              f"(sd {g[:, 1].std(ddof=1):.3f}); target >= -0.03")  # fmt: skip
+        print(
+            f"federated - centralised over {len(gaps)} seeds: breast {g[:, 0].mean():+.3f} "
+            f"(sd {g[:, 0].std(ddof=1):.3f}), cluster {g[:, 1].mean():+.3f} "
+            f"(sd {g[:, 1].std(ddof=1):.3f}); target >= -0.03"
+        )
 
     if not args.skip_scale:
-        seconds, peak = timed(simulate("--out", str(out / "fed-20"), "--hospitals", "20",
-                                       "--exams", "6", "--rounds", "1", "--detector-epochs",
-                                       "1", "--classifier-epochs", "1", *cpus))  # fmt: skip
+        seconds, peak = timed(
+            simulate(
+                "--out",
+                str(out / "fed-20"),
+                "--hospitals",
+                "20",
+                "--exams",
+                "6",
+                "--rounds",
+                "1",
+                "--detector-epochs",
+                "1",
+                "--classifier-epochs",
+                "1",
+                *cpus,
+            )
+        )
         r20 = json.loads((out / "fed-20" / "report.json").read_text())
         trained = len(r20["rounds"][0]["trained"])
-        print(f"20 hospitals, 1 round: {trained} trained, {seconds:.0f} s, peak memory "
-              f"{peak / 2**30:.2f} GiB (process tree)")  # fmt: skip
+        print(
+            f"20 hospitals, 1 round: {trained} trained, {seconds:.0f} s, peak memory "
+            f"{peak / 2**30:.2f} GiB (process tree)"
+        )
     print(f"outputs in {out}")
 
 

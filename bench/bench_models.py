@@ -8,8 +8,8 @@ Prints, from one run on this machine:
   malignancy AUC (targets >= 0.85, training <= 15 min);
 - the same with DP-SGD at ε = 8, δ = 1e-5 (target: AUC within 0.07 of non-DP);
 - DP-SGD step time / plain step time on the detector (target <= 1.3): Opacus hooks,
-  functorch, and the one-pass per-sample gradients training uses (common/persample.py),
-  with a hand-written clip + noise; then whole steps of common.training.train (Opacus
+  functorch, and the one-pass per-sample gradients training uses (common/learning/persample.py),
+  with a hand-written clip + noise; then whole steps of common.learning.training.train (Opacus
   DPOptimizer, Poisson loader) with one-pass and with Opacus hooks, and as DP training
   runs the detector (stem frozen) against plain training with and without that stem;
 - seconds for the cascade on one full-field image (2400 x 3000 at 0.1 mm).
@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.cache import PreprocessCache
-from common.datasets import load_hospital
-from common.evaluation import EvalStats, evaluate_images
-from common.inference import CascadeConfig, run_cascade
-from common.models import Detector, load_run
-from common.persample import PerSampleGradients
-from common.privacy import DPConfig
-from common.samples import ImageStore
+from common.data.cache import PreprocessCache
+from common.data.folders import load_hospital
+from common.evaluation.images import EvalStats, evaluate_images
+from common.learning.dp import DPConfig
+from common.learning.inference import CascadeConfig, run_cascade
+from common.learning.models import Detector, load_run
+from common.learning.persample import PerSampleGradients
+from common.learning.samples import ImageStore
+from common.learning.training import focal_loss
 from common.synth.generate import SynthConfig, synthesize
-from common.training import focal_loss
 from simulations.central import CentralConfig, train_central
 
 
@@ -72,8 +72,9 @@ def step_ratio(batch: int = 32, patch: int = 96, rounds: int = 12) -> dict:
             opt.zero_grad()
             focal_loss(model(x), y).backward()
             if per_sample:  # clip + noise as DPOptimizer does
-                norms = torch.stack([p.grad_sample.flatten(1).norm(dim=1)
-                                     for p in model.parameters()]).norm(dim=0)  # fmt: skip
+                norms = torch.stack(
+                    [p.grad_sample.flatten(1).norm(dim=1) for p in model.parameters()]
+                ).norm(dim=0)
                 scale = (1.0 / (norms + 1e-6)).clamp(max=1.0)
                 for p in model.parameters():
                     g = torch.einsum("i,i...->...", scale, p.grad_sample)
@@ -105,7 +106,7 @@ def step_ratio(batch: int = 32, patch: int = 96, rounds: int = 12) -> dict:
 
 
 def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
-    """Seconds per step of ``common.training.train`` on the detector, plain and DP.
+    """Seconds per step of ``common.learning.training.train`` on the detector, plain and DP.
 
     Two epochs of 32 steps, so the per-call set-up (Opacus wrappers, ε at the end) is
     counted but spread as in real training calls; each mode's figure is the mean of two
@@ -117,9 +118,9 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
 
     from torch.utils.data import TensorDataset
 
-    from common.models import DP_FROZEN_DETECTOR
-    from common.privacy import DPConfig
-    from common.training import TrainConfig, train
+    from common.learning.dp import DPConfig
+    from common.learning.models import DP_FROZEN_DETECTOR
+    from common.learning.training import TrainConfig, train
 
     torch.manual_seed(0)
     y = torch.zeros(n, 1, patch // 2, patch // 2)
@@ -130,8 +131,11 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
     # a warm-up call, then the modes in turn, twice: each sees the same machine state
     for mode in ["plain"] + list(times) * 2:
         per_sample = mode.removesuffix("-stem")
-        dp = None if per_sample == "plain" else DPConfig(noise_multiplier=1.0, delta=1e-5,
-                                                          per_sample=per_sample)  # fmt: skip
+        dp = (
+            None
+            if per_sample == "plain"
+            else DPConfig(noise_multiplier=1.0, delta=1e-5, per_sample=per_sample)
+        )
         frozen = DP_FROZEN_DETECTOR if mode.endswith("-stem") else ()
         t = time.perf_counter()
         result = train(Detector(), data, None, "detector", replace(config, frozen=frozen), dp=dp)
@@ -163,51 +167,62 @@ def main() -> None:
                 minutes = (time.perf_counter() - t) / 60
                 s = held_out(sites, tmp / name, cache)
                 results[name] = s
-                print(f"[{name}] training {minutes:.1f} min (target <= 15); held-out: "
-                      f"cluster sens@1FP {s['detection']['sens@1fp']:.3f} (target >= 0.85), "
-                      f"mean FROC sens {s['detection']['mean_sensitivity']:.3f}; malignancy AUC "
-                      f"clusters {s['classification']['auc']:.3f} "
-                      f"[{s['classification']['auc_ci95'][0]:.3f}, "
-                      f"{s['classification']['auc_ci95'][1]:.3f}], breasts "
-                      f"{s['breast']['auc']:.3f} (target >= 0.85)")  # fmt: skip
+                print(
+                    f"[{name}] training {minutes:.1f} min (target <= 15); held-out: "
+                    f"cluster sens@1FP {s['detection']['sens@1fp']:.3f} (target >= 0.85), "
+                    f"mean FROC sens {s['detection']['mean_sensitivity']:.3f}; malignancy AUC "
+                    f"clusters {s['classification']['auc']:.3f} "
+                    f"[{s['classification']['auc_ci95'][0]:.3f}, "
+                    f"{s['classification']['auc_ci95'][1]:.3f}], breasts "
+                    f"{s['breast']['auc']:.3f} (target >= 0.85)"
+                )
             if "dp eps=8" in results:
                 for level in ("classification", "breast"):
                     gap = results["plain"][level]["auc"] - results["dp eps=8"][level]["auc"]
                     print(f"DP AUC gap ({level}): {gap:+.3f} (target <= 0.07)")
         r = step_ratio()
-        print(f"detector step: plain {r['plain_s'] * 1000:.0f} ms; DP hooks "
-              f"{r['hooks_s'] * 1000:.0f} ms (ratio {r['hooks_ratio']:.2f}); DP functorch "
-              f"{r['functorch_s'] * 1000:.0f} ms (ratio {r['functorch_ratio']:.2f}); DP "
-              f"one-pass per-sample gradients {r['fast_s'] * 1000:.0f} ms (ratio "
-              f"{r['fast_ratio']:.2f}); target <= 1.3")  # fmt: skip
+        print(
+            f"detector step: plain {r['plain_s'] * 1000:.0f} ms; DP hooks "
+            f"{r['hooks_s'] * 1000:.0f} ms (ratio {r['hooks_ratio']:.2f}); DP functorch "
+            f"{r['functorch_s'] * 1000:.0f} ms (ratio {r['functorch_ratio']:.2f}); DP "
+            f"one-pass per-sample gradients {r['fast_s'] * 1000:.0f} ms (ratio "
+            f"{r['fast_ratio']:.2f}); target <= 1.3"
+        )
         t = train_step_ratio()
-        print(f"detector train() per step, Opacus DPOptimizer and Poisson loader included: "
-              f"plain {t['plain'] * 1000:.0f} ms, DP (one-pass) {t['fast'] * 1000:.0f} ms "
-              f"(ratio {t['fast'] / t['plain']:.2f}), DP (Opacus hooks) {t['opacus'] * 1000:.0f}"
-              f" ms (ratio {t['opacus'] / t['plain']:.2f}); target <= 1.3")  # fmt: skip
-        print(f"detector train() per step as DP training runs it (stem frozen, one-pass): "
-              f"{t['fast-stem'] * 1000:.0f} ms, ratio {t['fast-stem'] / t['plain']:.2f} to plain "
-              f"training of every weight; {t['fast-stem'] / t['plain-stem']:.2f} to plain "
-              f"training with the same stem frozen ({t['plain-stem'] * 1000:.0f} ms)")  # fmt: skip
-        from common.dicomio import mammogram_dataset, save
+        print(
+            f"detector train() per step, Opacus DPOptimizer and Poisson loader included: "
+            f"plain {t['plain'] * 1000:.0f} ms, DP (one-pass) {t['fast'] * 1000:.0f} ms "
+            f"(ratio {t['fast'] / t['plain']:.2f}), DP (Opacus hooks) {t['opacus'] * 1000:.0f}"
+            f" ms (ratio {t['opacus'] / t['plain']:.2f}); target <= 1.3"
+        )
+        print(
+            f"detector train() per step as DP training runs it (stem frozen, one-pass): "
+            f"{t['fast-stem'] * 1000:.0f} ms, ratio {t['fast-stem'] / t['plain']:.2f} to plain "
+            f"training of every weight; {t['fast-stem'] / t['plain-stem']:.2f} to plain "
+            f"training with the same stem frozen ({t['plain-stem'] * 1000:.0f} ms)"
+        )
+        from common.imaging.writing import mammogram_dataset, save
         from common.synth.phantom import render_breast
 
         phantom = render_breast((3000, 2400), "CC", 2, np.random.default_rng(0))
         stored = (np.clip(phantom.attenuation, 0, 1) * 4000).astype(np.uint16)
-        path = save(mammogram_dataset(stored, WindowCenter=2000, WindowWidth=4000),
-                    tmp / "full.dcm")  # fmt: skip
-        from common.dicom import read_mammogram
+        path = save(
+            mammogram_dataset(stored, WindowCenter=2000, WindowWidth=4000), tmp / "full.dcm"
+        )
+        from common.imaging.reading import read_mammogram
 
         image = read_mammogram(path)
         models = {
             "detector": Detector().eval(),
-            "classifier": __import__("common.models").models.Classifier().eval(),
+            "classifier": __import__("common.learning.models").models.Classifier().eval(),
         }
         t = time.perf_counter()
         result = run_cascade(models, image, CascadeConfig())
-        print(f"cascade on one {image.pixels.shape[1]}x{image.pixels.shape[0]} image: "
-              f"{time.perf_counter() - t:.1f} s ({len(result.points)} points, "
-              f"untrained weights)")  # fmt: skip
+        print(
+            f"cascade on one {image.pixels.shape[1]}x{image.pixels.shape[0]} image: "
+            f"{time.perf_counter() - t:.1f} s ({len(result.points)} points, "
+            f"untrained weights)"
+        )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import time
 import numpy as np
 from scipy.stats import norm
 
-from common.evaluation import BreastScore
-from common.records import ReaderRead
-from common.study import Case, StudyConfig, StudyStats, study_stats
+from common.data.records import ReaderRead
+from common.evaluation.images import BreastScore
+from common.study.arms import Case, StudyConfig, StudyStats, study_stats
 from common.synth.readers import DEFAULT_CAD, DEFAULT_READERS, read_breast
 
 
@@ -37,18 +37,32 @@ def simulate_site(h: int, breasts: int, seed: int, model_d: float = 2.2) -> dict
         if rng.uniform() < finding_rate:
             truth = "malignant" if rng.uniform() < malignant_share else "benign"
             subtlety = int(rng.choice([1, 2, 3, 4, 5], p=[0.08, 0.15, 0.3, 0.25, 0.22]))
-        case = Case(truth, {"pathology": truth, "density": "ABCD"[density - 1],
-                            "calc_type": "none" if truth == "normal" else "unknown"})  # fmt: skip
+        case = Case(
+            truth,
+            {
+                "pathology": truth,
+                "density": "ABCD"[density - 1],
+                "calc_type": "none" if truth == "normal" else "unknown",
+            },
+        )
         for reader in DEFAULT_READERS:
             alone, aided = read_breast(reader, truth, subtlety, density, rng, DEFAULT_CAD)
             for flag, (birads, suspicion) in ((False, alone), (True, aided)):
                 case.reads[(reader.reader_id, flag)] = ReaderRead(
-                    f"p{h}-{b}", f"p{h}-{b}", "L", reader.reader_id, reader.role, birads,
-                    suspicion, flag)  # fmt: skip
+                    f"p{h}-{b}",
+                    f"p{h}-{b}",
+                    "L",
+                    reader.reader_id,
+                    reader.role,
+                    birads,
+                    suspicion,
+                    flag,
+                )
         shift = {"normal": 0.0, "benign": 0.6, "malignant": model_d}[truth]
         score = float(norm.cdf(shift + rng.standard_normal() - model_d / 2))
-        case.model = BreastScore(score, float(truth != "normal") * rng.uniform(0.4, 1.0),
-                                 truth == "malignant")  # fmt: skip
+        case.model = BreastScore(
+            score, float(truth != "normal") * rng.uniform(0.4, 1.0), truth == "malignant"
+        )
         cases[(f"p{h}-{b}", f"p{h}-{b}", "L")] = case
     return cases
 
@@ -87,16 +101,21 @@ def main() -> None:
     print(f"pooled == union of cases (exactly, serialised): {same}")
     print("\narm                         miss rate  sensitivity  specificity  det. miss  AUC")
     for name, arm in everyone["arms"].items():
-        print(f"{name:27s} {arm['miss_rate']['value']:9.3f} {arm['sensitivity']['value']:12.3f} "
-              f"{arm['specificity']['value']:12.3f} {arm['detection_miss_rate']['value']:10.3f}"
-              f" {arm['auc']['value']:6.3f}")  # fmt: skip
+        print(
+            f"{name:27s} {arm['miss_rate']['value']:9.3f} {arm['sensitivity']['value']:12.3f} "
+            f"{arm['specificity']['value']:12.3f} {arm['detection_miss_rate']['value']:10.3f}"
+            f" {arm['auc']['value']:6.3f}"
+        )
     print("\ncomparison (A - B)                               Δmiss    P      Δdet.miss(benign) P")
     benign = summary.get("pathology=benign", {"comparisons": {}})["comparisons"]
     for name, c in everyone["comparisons"].items():
-        b = benign.get(name, {}).get("detection_miss_rate", {"difference": float("nan"),
-                                                             "p": float("nan")})  # fmt: skip
-        print(f"{name:48s} {c['miss_rate']['difference']:+.3f} {c['miss_rate']['p']:.1e} "
-              f"{b['difference']:+.3f} {b['p']:.1e}")  # fmt: skip
+        b = benign.get(name, {}).get(
+            "detection_miss_rate", {"difference": float("nan"), "p": float("nan")}
+        )
+        print(
+            f"{name:48s} {c['miss_rate']['difference']:+.3f} {c['miss_rate']['p']:.1e} "
+            f"{b['difference']:+.3f} {b['p']:.1e}"
+        )
 
 
 if __name__ == "__main__":

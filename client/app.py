@@ -2,8 +2,8 @@
 
 Thin over ``common/``: the message's configuration is read as a :class:`RoundSpec`, the
 arrays are loaded into the detector and classifier, and the work is done by
-:func:`common.site.train_models` / :func:`common.evaluation.evaluate_images`. What goes
-back is the models' weights, ``num-examples`` and training metrics (train) or summable
+:func:`common.learning.material.train_models` /
+:func:`common.evaluation.images.evaluate_images`. What goes back is the models' weights, ``num-examples`` and training metrics (train) or summable
 evaluation statistics (evaluate) — counts and histograms, never a case. Every message
 handled is written to the hospital's audit log; DP spending to its privacy ledger.
 """
@@ -34,19 +34,17 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
-from client.settings import NodeSettings
-from common.audit import AuditLog
-from common.cache import PreprocessCache
+from common.data.cache import PreprocessCache
+from common.data.problems import ProblemLog
 from common.errors import CalciflInputError
-from common.evaluation import EvalStats, evaluate_images
-from common.ledger import PrivacyLedger
-from common.metrics import RocStats
-from common.models import build, flat_state, load_flat_state
-from common.privacy import PrivacyBudgetError
-from common.problems import ProblemLog
-from common.rounds import RoundSpec
-from common.samples import ImageStore
-from common.site import (
+from common.evaluation.images import EvalStats, evaluate_images
+from common.evaluation.metrics import RocStats
+from common.federation.rounds import RoundSpec
+from common.hospital.audit import AuditLog
+from common.hospital.ledger import PrivacyLedger
+from common.hospital.settings import NodeSettings
+from common.learning.dp import PrivacyBudgetError
+from common.learning.material import (
     TASKS,
     SiteData,
     SiteSettings,
@@ -55,8 +53,10 @@ from common.site import (
     train_models,
     validation_split,
 )
-from common.study import StudyConfig
-from common.studysite import breast_scores, scores_roc, site_study
+from common.learning.models import build, flat_state, load_flat_state
+from common.learning.samples import ImageStore
+from common.study.arms import StudyConfig
+from common.study.local import breast_scores, scores_roc, site_study
 
 logger = logging.getLogger("calcifl")
 
@@ -113,12 +113,14 @@ def _records(node: NodeSettings, spec: RoundSpec):
 
     def load():
         problems = ProblemLog(echo=False)
-        train, test, reads = site_study_data(node.data_dir, node.partition, node.test_fraction,
-                                             spec.seed, problems)  # fmt: skip
+        train, test, reads = site_study_data(
+            node.data_dir, node.partition, node.test_fraction, spec.seed, problems
+        )
         if problems:
             # the detail (file names) stays in this hospital's log; counts may leave
-            logger.warning("%s: %d input(s) refused: %s", node.hospital_id, len(problems),
-                           problems.counts())  # fmt: skip
+            logger.warning(
+                "%s: %d input(s) refused: %s", node.hospital_id, len(problems), problems.counts()
+            )
         return train, test, problems, reads
 
     key = ("records", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed)
@@ -127,19 +129,35 @@ def _records(node: NodeSettings, spec: RoundSpec):
 
 def _site(node: NodeSettings, spec: RoundSpec) -> SiteData:
     models = spec.models()
-    key = ("site", str(node.data_dir), repr(node.partition), node.test_fraction, spec.seed,
-           spec.model_spec, spec.dp, spec.val_fraction, str(node.cache_dir))  # fmt: skip
+    key = (
+        "site",
+        str(node.data_dir),
+        repr(node.partition),
+        node.test_fraction,
+        spec.seed,
+        spec.model_spec,
+        spec.dp,
+        spec.val_fraction,
+        str(node.cache_dir),
+    )
     settings = SiteSettings(
-        detector=models.detector, classifier=models.classifier, read=models.read,
-        val_fraction=spec.val_fraction, seed=spec.seed, cache_dir=node.cache_dir, dp=spec.dp,
-    )  # fmt: skip
+        detector=models.detector,
+        classifier=models.classifier,
+        read=models.read,
+        val_fraction=spec.val_fraction,
+        seed=spec.seed,
+        cache_dir=node.cache_dir,
+        dp=spec.dp,
+    )
     return _cached(key, lambda: SiteData(_records(node, spec)[0], settings))
 
 
 def _models(spec: RoundSpec, msg: Message) -> dict:
     m = spec.models()
-    models = {"detector": build("detector", vars(m.detector)),
-              "classifier": build("classifier", vars(m.classifier))}  # fmt: skip
+    models = {
+        "detector": build("detector", vars(m.detector)),
+        "classifier": build("classifier", vars(m.classifier)),
+    }
     records = list(msg.content.array_records.values())
     if len(records) != 1:
         raise Refusal(BAD_REQUEST, f"expected one ArrayRecord, got {len(records)}")
@@ -238,9 +256,10 @@ def _poison(reply: Message, received: Message, factor: float) -> Message:
         return reply
     sent = next(iter(received.content.array_records.values()))
     local = reply.content["arrays"]
-    poisoned = {k: Array(np.asarray(sent[k].numpy() + factor * (local[k].numpy()
-                                                                  - sent[k].numpy())))
-                for k in local}  # fmt: skip
+    poisoned = {
+        k: Array(np.asarray(sent[k].numpy() + factor * (local[k].numpy() - sent[k].numpy())))
+        for k in local
+    }
     reply.content["arrays"] = ArrayRecord(poisoned)
     return reply
 
@@ -289,8 +308,12 @@ def _serve(kind: str, msg: Message, node_config: dict, run_config: dict, work) -
         node = _node(node_config, run_config)
         site, audit = node.hospital_id, AuditLog(node.audit_path)
         spec, server_round = _round(msg)
-        event.update(round=server_round, run=spec.run, federation=spec.federation,
-                     config_received=spec.to_config())  # fmt: skip
+        event.update(
+            round=server_round,
+            run=spec.run,
+            federation=spec.federation,
+            config_received=spec.to_config(),
+        )
         reply, sent = work(msg, node, spec, server_round)
         event.update(sent)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
@@ -334,31 +357,51 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
     plans, histories = None, None
     if dp is not None:
         histories = {t: ledger.history(t) for t in TASKS}
-        noise = {t: ledger.entry(t)["noise_multiplier"] for t in TASKS
-                 if ledger.entry(t)["noise_multiplier"] and not spec.dp_noise}  # fmt: skip
+        noise = {
+            t: ledger.entry(t)["noise_multiplier"]
+            for t in TASKS
+            if ledger.entry(t)["noise_multiplier"] and not spec.dp_noise
+        }
         remaining = max(1, spec.num_rounds - server_round + 1)
         try:
             plans = plan_models(site, configs, dp, histories, remaining, noise)
         except PrivacyBudgetError as exc:
-            raise Refusal(BUDGET_EXCEEDED,
-                          f"round {server_round} refused: {exc.task} {exc}"
-                          ) from exc  # fmt: skip
+            raise Refusal(
+                BUDGET_EXCEEDED, f"round {server_round} refused: {exc.task} {exc}"
+            ) from exc
         for t, plan in plans.items():  # count the planned spending before any step
             planned = [*histories[t], (plan.noise_multiplier, plan.sample_rate, plan.steps)]
-            ledger.record(t, planned, plan.delta, plan.noise_multiplier, spec.run, server_round,
-                          plan.steps, final=False)  # fmt: skip
+            ledger.record(
+                t,
+                planned,
+                plan.delta,
+                plan.noise_multiplier,
+                spec.run,
+                server_round,
+                plan.steps,
+                final=False,
+            )
     results = train_models(models, site, configs, dp=dp, plans=plans, histories=histories)
     epsilons = {}
     for t in TASKS:
         privacy = results[t].privacy
         if privacy is not None:
-            epsilons[t] = ledger.record(t, privacy["accountant"], privacy["delta"],
-                                        privacy["noise_multiplier"], spec.run, server_round,
-                                        results[t].steps, final=True)  # fmt: skip
-    metrics = {"num-examples": len(site.train_images),
-               "det-examples": site.examples("detector"),
-               "cls-examples": site.examples("classifier"),
-               "refused-inputs": len(_records(node, spec)[2]) + len(site.problems)}  # fmt: skip
+            epsilons[t] = ledger.record(
+                t,
+                privacy["accountant"],
+                privacy["delta"],
+                privacy["noise_multiplier"],
+                spec.run,
+                server_round,
+                results[t].steps,
+                final=True,
+            )
+    metrics = {
+        "num-examples": len(site.train_images),
+        "det-examples": site.examples("detector"),
+        "cls-examples": site.examples("classifier"),
+        "refused-inputs": len(_records(node, spec)[2]) + len(site.problems),
+    }
     for t, short in (("detector", "det"), ("classifier", "cls")):
         m = results[t].metrics
         metrics[f"{short}-train-loss"] = float(m.get("train_loss", 0.0))
@@ -366,10 +409,19 @@ def _train(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int)
         metrics[f"{short}-steps"] = results[t].steps
         metrics[f"{short}-epsilon"] = float(epsilons.get(t, 0.0))
     arrays = ArrayRecord(flat_state(models))
-    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics),
-                          "site": ConfigRecord({"hospital-id": node.hospital_id})})  # fmt: skip
-    sent = {"status": "trained", "arrays_sent": _arrays_summary(arrays),
-            "metrics_sent": metrics, "epsilon": epsilons}  # fmt: skip
+    content = RecordDict(
+        {
+            "arrays": arrays,
+            "metrics": MetricRecord(metrics),
+            "site": ConfigRecord({"hospital-id": node.hospital_id}),
+        }
+    )
+    sent = {
+        "status": "trained",
+        "arrays_sent": _arrays_summary(arrays),
+        "metrics_sent": metrics,
+        "epsilon": epsilons,
+    }
     clip = next(iter(msg.content.config_records.values())).get(KEY_CLIPPING_NORM)
     if clip is not None:  # the mod around this handler clips the weights on their way out
         sent["central_dp_clip"] = float(clip)
@@ -385,27 +437,35 @@ def _evaluate(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: i
     _cached(_scores_key(msg, node, spec, "test"), lambda: breasts)
     stats, withheld = _release(stats, node.min_cell)
     metrics = {"num-examples": len(test), "withheld": len(withheld.split(",")) if withheld else 0}
-    return _statistics_reply(msg, node, metrics, "eval-stats", stats.to_dict(), withheld,
-                             "evaluated")  # fmt: skip
+    return _statistics_reply(
+        msg, node, metrics, "eval-stats", stats.to_dict(), withheld, "evaluated"
+    )
 
 
-def _statistics_reply(msg: Message, node: NodeSettings, metrics: dict, key: str, stats: dict,
-                      withheld, status: str) -> tuple[Message, dict]:  # fmt: skip
+def _statistics_reply(
+    msg: Message, node: NodeSettings, metrics: dict, key: str, stats: dict, withheld, status: str
+) -> tuple[Message, dict]:
     """Reply with counts-only statistics (JSON in the "site" ConfigRecord) and audit them."""
     payload = json.dumps(stats)
     site = {"hospital-id": node.hospital_id, key: payload}
     if isinstance(withheld, str):
         site["withheld"] = withheld
     content = RecordDict({"metrics": MetricRecord(metrics), "site": ConfigRecord(site)})
-    sent = {"status": status, "metrics_sent": metrics, "withheld": withheld,
-            "stats_bytes": len(payload)}  # fmt: skip
+    sent = {
+        "status": status,
+        "metrics_sent": metrics,
+        "withheld": withheld,
+        "stats_bytes": len(payload),
+    }
     return Message(content=content, reply_to=msg), sent
 
 
 def _store(node: NodeSettings, spec: RoundSpec) -> ImageStore:
     m = spec.models()
-    return _cached(("store", str(node.cache_dir), m.read.cache_token()),
-                   lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)))  # fmt: skip
+    return _cached(
+        ("store", str(node.cache_dir), m.read.cache_token()),
+        lambda: ImageStore(PreprocessCache(node.cache_dir, m.read)),
+    )
 
 
 def _study(msg: Message, node: NodeSettings) -> tuple[StudyConfig, ConfigRecord]:
@@ -427,8 +487,17 @@ def _scores_key(msg: Message, node: NodeSettings, spec: RoundSpec, which: str) -
     for record in msg.content.array_records.values():
         for name, array in record.items():
             digest.update(name.encode() + array.data)
-    return ("scores", which, str(node.data_dir), repr(node.partition), node.test_fraction,
-            spec.seed, spec.val_fraction, spec.model_spec, digest.hexdigest())  # fmt: skip
+    return (
+        "scores",
+        which,
+        str(node.data_dir),
+        repr(node.partition),
+        node.test_fraction,
+        spec.seed,
+        spec.val_fraction,
+        spec.model_spec,
+        digest.hexdigest(),
+    )
 
 
 def _scores(models: dict, msg: Message, node: NodeSettings, spec: RoundSpec, which: str):
@@ -455,8 +524,9 @@ def _reader_calibrate(msg: Message, node: NodeSettings, spec: RoundSpec, server_
     if any(0 < n < study.min_cell for n in (roc.n_pos, roc.n_neg)):
         roc, withheld = RocStats.empty(study.bins), "validation"
     metrics = {"num-examples": roc.n_pos + roc.n_neg}
-    return _statistics_reply(msg, node, metrics, "validation-roc", roc.to_dict(), withheld,
-                             "calibrated")  # fmt: skip
+    return _statistics_reply(
+        msg, node, metrics, "validation-roc", roc.to_dict(), withheld, "calibrated"
+    )
 
 
 def _reader_study(msg: Message, node: NodeSettings, spec: RoundSpec, server_round: int):
@@ -475,10 +545,14 @@ def _reader_study(msg: Message, node: NodeSettings, spec: RoundSpec, server_roun
     except ValueError as exc:
         raise Refusal(NO_DATA, str(exc)) from exc
     cases = stats.strata["all"]["cases"] if "all" in stats.strata else 0
-    metrics = {"num-examples": cases, "withheld": len(stats.withheld),
-               "excluded": sum(stats.excluded.values())}  # fmt: skip
-    return _statistics_reply(msg, node, metrics, "study-stats", stats.to_dict(), stats.withheld,
-                             "reader-study")  # fmt: skip
+    metrics = {
+        "num-examples": cases,
+        "withheld": len(stats.withheld),
+        "excluded": sum(stats.excluded.values()),
+    }
+    return _statistics_reply(
+        msg, node, metrics, "study-stats", stats.to_dict(), stats.withheld, "reader-study"
+    )
 
 
 def _release(stats: EvalStats, min_cell: int) -> tuple[EvalStats, str]:

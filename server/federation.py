@@ -22,9 +22,15 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
-from common.evaluation import EvalStats
-from common.models import flat_state, load_flat_state, parameter_bytes, save_models, seeded_models
-from common.privacy import epsilon
+from common.evaluation.images import EvalStats
+from common.learning.dp import epsilon
+from common.learning.models import (
+    flat_state,
+    load_flat_state,
+    parameter_bytes,
+    save_models,
+    seeded_models,
+)
 from server import checkpoint
 from server.report import write_report
 from server.settings import RunSettings
@@ -42,8 +48,9 @@ logger = logging.getLogger("calcifl")
 RoundCallback = Callable[[int, int, dict], None]
 
 
-def bound_updates(replies: list[Message], global_arrays: dict[str, np.ndarray],
-                  bound: float, median_factor: float) -> dict:  # fmt: skip
+def bound_updates(
+    replies: list[Message], global_arrays: dict[str, np.ndarray], bound: float, median_factor: float
+) -> dict:
     """Scale down each reply's update (weights - global) whose L2 norm is too large.
 
     The limit is ``bound`` and/or ``median_factor`` times the median norm of the round's
@@ -53,11 +60,24 @@ def bound_updates(replies: list[Message], global_arrays: dict[str, np.ndarray],
     norms = {}
     for m in replies:
         local = from_record(m.content["arrays"])
-        norms[_site(m)] = float(np.sqrt(sum(
-            float(np.sum((local[k].astype(np.float64) - global_arrays[k]) ** 2)) for k in local
-        )))  # fmt: skip
-    limits = [x for x in (bound, median_factor * float(np.median(list(norms.values())))
-                          if median_factor > 0 and norms else 0.0) if x > 0]  # fmt: skip
+        norms[_site(m)] = float(
+            np.sqrt(
+                sum(
+                    float(np.sum((local[k].astype(np.float64) - global_arrays[k]) ** 2))
+                    for k in local
+                )
+            )
+        )
+    limits = [
+        x
+        for x in (
+            bound,
+            median_factor * float(np.median(list(norms.values())))
+            if median_factor > 0 and norms
+            else 0.0,
+        )
+        if x > 0
+    ]
     if not limits:
         return {"update_norms": norms}
     limit = min(limits)
@@ -67,10 +87,12 @@ def bound_updates(replies: list[Message], global_arrays: dict[str, np.ndarray],
         if norm > limit:
             scale = limit / norm
             local = from_record(m.content["arrays"])
-            m.content["arrays"] = to_record({
-                k: (global_arrays[k] + scale * (v - global_arrays[k])).astype(v.dtype)
-                for k, v in local.items()
-            })  # fmt: skip
+            m.content["arrays"] = to_record(
+                {
+                    k: (global_arrays[k] + scale * (v - global_arrays[k])).astype(v.dtype)
+                    for k, v in local.items()
+                }
+            )
             if norm > limit * 1.001:  # not float rounding of an update clipped at the limit
                 bounded.append(_site(m))
     return {"update_norms": norms, "update_norm_limit": limit, "bounded": bounded}
@@ -91,8 +113,9 @@ class CentralBudgetSpent(RunStopped):
 def initial_models(settings: RunSettings) -> dict[str, torch.nn.Module]:
     """Return the seeded starting models of a run."""
     spec = settings.model_spec()
-    return seeded_models({"detector": vars(spec.detector), "classifier": vars(spec.classifier)},
-                         settings.seed)  # fmt: skip
+    return seeded_models(
+        {"detector": vars(spec.detector), "classifier": vars(spec.classifier)}, settings.seed
+    )
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -135,8 +158,11 @@ def _refused_by_hospital(msg: Message) -> bool:
     return re.match(r"\[([^\]]+)\] ", msg.error.reason or "") is not None
 
 
-def _error_site(msg: Message, known: dict[int, str], origins: dict[str, int] | None = None,
-                ) -> str:  # fmt: skip
+def _error_site(
+    msg: Message,
+    known: dict[int, str],
+    origins: dict[str, int] | None = None,
+) -> str:
     match = re.match(r"\[([^\]]+)\] ", msg.error.reason or "")
     if match:
         return match.group(1)
@@ -170,8 +196,9 @@ class Federation:
         Called as ``on_round(round, num_rounds, record)`` after each round (progress).
     """
 
-    def __init__(self, grid: Grid, settings: RunSettings, run_id: str,
-                 on_round: RoundCallback | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, grid: Grid, settings: RunSettings, run_id: str, on_round: RoundCallback | None = None
+    ) -> None:
         self.grid = grid
         self.settings = settings
         self.run_id = run_id
@@ -192,8 +219,9 @@ class Federation:
         if s.resume:
             ckpt = checkpoint.load_latest(self.run_dir)
             if ckpt is None:
-                logger.warning("%s: no checkpoint to resume from; starting at round 1",
-                               self.run_dir)  # fmt: skip
+                logger.warning(
+                    "%s: no checkpoint to resume from; starting at round 1", self.run_dir
+                )
             else:
                 self._check_compatible(ckpt.state.get("settings", {}))
                 arrays, history = ckpt.arrays, ckpt.state.get("history", [])
@@ -223,21 +251,33 @@ class Federation:
                 break
             record["seconds"] = round(time.perf_counter() - t0, 2)
             history.append(record)
-            checkpoint.save(self.run_dir, checkpoint.Checkpoint(
-                r, arrays, strategy_state(self.strategy),
-                {"settings": s.to_config(), "history": history, "run": self.run_id},
-            ))  # fmt: skip
+            checkpoint.save(
+                self.run_dir,
+                checkpoint.Checkpoint(
+                    r,
+                    arrays,
+                    strategy_state(self.strategy),
+                    {"settings": s.to_config(), "history": history, "run": self.run_id},
+                ),
+            )
             if self.on_round:
                 self.on_round(r, s.num_server_rounds, record)
         load_flat_state(models, {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
-        meta = {**s.model_spec().meta(), "trained_by": "federated", "strategy": s.strategy,
-                "rounds": s.num_server_rounds, "dp": s.dp, "seed": s.seed,
-                "val_fraction": s.val_fraction}  # fmt: skip
+        meta = {
+            **s.model_spec().meta(),
+            "trained_by": "federated",
+            "strategy": s.strategy,
+            "rounds": s.num_server_rounds,
+            "dp": s.dp,
+            "seed": s.seed,
+            "val_fraction": s.val_fraction,
+        }
         save_models(self.run_dir, models, meta)  # loadable by calcifl evaluate/predict
         if s.reader_study and not stopped:
             logger.info("reader study on the final models")
-            study = run_study(self.grid, to_record(arrays), spec, s.study_config(), self.run_dir,
-                              s.round_timeout)  # fmt: skip
+            study = run_study(
+                self.grid, to_record(arrays), spec, s.study_config(), self.run_dir, s.round_timeout
+            )
         report = {
             "run": self.run_id,
             "settings": s.to_config(),
@@ -255,9 +295,21 @@ class Federation:
 
     def _check_compatible(self, saved: dict) -> None:
         now = self.settings.to_config()
-        keys = ("strategy", "seed", "detector-width", "classifier-width", "classifier-arch",
-                "spacing-mm", "dp", "federation", "central-dp", "central-dp-clip",
-                "central-dp-noise", "central-dp-epsilon", "central-dp-delta")  # fmt: skip
+        keys = (
+            "strategy",
+            "seed",
+            "detector-width",
+            "classifier-width",
+            "classifier-arch",
+            "spacing-mm",
+            "dp",
+            "federation",
+            "central-dp",
+            "central-dp-clip",
+            "central-dp-noise",
+            "central-dp-epsilon",
+            "central-dp-delta",
+        )
         changed = [k for k in keys if k in saved and saved[k] != now[k]]
         if changed:
             raise ValueError(
@@ -281,12 +333,19 @@ class Federation:
                 break
             time.sleep(1.0)
         if count < floor:
-            raise NotEnoughNodes(f"round {r}: {count} hospital(s) connected after "
-                                 f"{s.node_wait_timeout:.0f} s; {floor} needed")  # fmt: skip
+            raise NotEnoughNodes(
+                f"round {r}: {count} hospital(s) connected after "
+                f"{s.node_wait_timeout:.0f} s; {floor} needed"
+            )
         base_strategy(self.strategy).min_available_nodes = min(s.min_available_nodes, count)
         if count < needed:
-            logger.warning("round %d: %d of %d hospitals connected after %.0f s; going on",
-                           r, count, needed, s.node_wait_timeout)  # fmt: skip
+            logger.warning(
+                "round %d: %d of %d hospitals connected after %.0f s; going on",
+                r,
+                count,
+                needed,
+                s.node_wait_timeout,
+            )
         return count
 
     def _central_epsilon(self, releases: int) -> float:
@@ -317,8 +376,9 @@ class Federation:
         for m in ok:
             m.content["metrics"][UNIT_WEIGHT] = 1.0
         self.strategy.num_sampled_clients = len(ok)  # noise for the mean of these replies
-        info["unclipped"] = [k for k, v in info["update_norms"].items()
-                             if v > s.central_dp_clip * 1.001]  # fmt: skip
+        info["unclipped"] = [
+            k for k, v in info["update_norms"].items() if v > s.central_dp_clip * 1.001
+        ]
         return info
 
     def _train_round(self, r: int, arrays: dict, spec) -> tuple[dict, dict]:
@@ -326,8 +386,9 @@ class Federation:
         record = to_record(arrays)
         self._check_central_budget(r)
         connected = self._available(s.min_train_nodes, r)
-        messages = list(self.strategy.configure_train(r, record, ConfigRecord(spec.to_config()),
-                                                      self.grid))  # fmt: skip
+        messages = list(
+            self.strategy.configure_train(r, record, ConfigRecord(spec.to_config()), self.grid)
+        )
         sent_to = [m.metadata.dst_node_id for m in messages]
         replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
         origins = _origins(messages)
@@ -342,18 +403,31 @@ class Federation:
             "connected": connected,
             "sampled": len(sent_to),
             "trained": [_site(m) for m in ok],
-            "refused": [{"site": _error_site(m, self.node_sites, origins),
-                         "code": m.error.code, "reason": m.error.reason} for m in refused],
+            "refused": [
+                {
+                    "site": _error_site(m, self.node_sites, origins),
+                    "code": m.error.code,
+                    "reason": m.error.reason,
+                }
+                for m in refused
+            ],
             "dropped": [self.node_sites.get(n, f"node-{n}") for n in sent_to if n not in answered],
-            "lost": [{"site": _error_site(m, self.node_sites, origins), "code": m.error.code,
-                      "reason": m.error.reason} for m in lost],
+            "lost": [
+                {
+                    "site": _error_site(m, self.node_sites, origins),
+                    "code": m.error.code,
+                    "reason": m.error.reason,
+                }
+                for m in lost
+            ],
             "per_site": {_site(m): dict(m.content["metrics"]) for m in ok},
             "bytes_sent_to_site": _payload_bytes(record),
             "bytes_received_per_site": {_site(m): _payload_bytes(m.content["arrays"]) for m in ok},
-        }  # fmt: skip
+        }
         for item in info["refused"]:
-            logger.warning("round %d: %s refused (%s): %s", r, item["site"], item["code"],
-                           item["reason"])  # fmt: skip
+            logger.warning(
+                "round %d: %s refused (%s): %s", r, item["site"], item["code"], item["reason"]
+            )
         for site in info["dropped"]:
             logger.warning("round %d: no reply from %s (dropped)", r, site)
         if not ok:
@@ -371,23 +445,32 @@ class Federation:
             self.central_releases += 1
             z = self.strategy.noise_multiplier
             info["central_dp"] = {
-                "hospitals": len(ok), "clip": s.central_dp_clip, "noise_multiplier": z,
-                "noise_stdev": z * s.central_dp_clip / len(ok), "releases": self.central_releases,
+                "hospitals": len(ok),
+                "clip": s.central_dp_clip,
+                "noise_multiplier": z,
+                "noise_stdev": z * s.central_dp_clip / len(ok),
+                "releases": self.central_releases,
                 "epsilon": self._central_epsilon(self.central_releases),
                 "delta": s.central_dp_delta,
-            }  # fmt: skip
-            logger.info("round %d: central DP ε %.3f (δ %g) after %d noised aggregate(s)", r,
-                        info["central_dp"]["epsilon"], s.central_dp_delta,
-                        self.central_releases)  # fmt: skip
+            }
+            logger.info(
+                "round %d: central DP ε %.3f (δ %g) after %d noised aggregate(s)",
+                r,
+                info["central_dp"]["epsilon"],
+                s.central_dp_delta,
+                self.central_releases,
+            )
         info["aggregated_train_metrics"] = dict(metrics) if metrics is not None else {}
         return from_record(new), info
 
     def _evaluate_round(self, r: int, arrays: dict, spec) -> dict:
         s = self.settings
         self._available(s.min_evaluate_nodes, r)
-        messages = list(self.strategy.configure_evaluate(r, to_record(arrays),
-                                                         ConfigRecord(spec.to_config()),
-                                                         self.grid))  # fmt: skip
+        messages = list(
+            self.strategy.configure_evaluate(
+                r, to_record(arrays), ConfigRecord(spec.to_config()), self.grid
+            )
+        )
         replies = self.grid.send_and_receive(messages, timeout=s.round_timeout)
         origins = _origins(messages)
         ok, failed = _split(replies)
@@ -404,12 +487,15 @@ class Federation:
             "pooled": {"statistics": pooled.to_dict(), "summary": pooled.summary()},
             "per_site": per_site,
             "withheld": withheld,
-            "failed": [{"site": _error_site(m, self.node_sites, origins),
-                        "reason": m.error.reason} for m in failed],
-        }  # fmt: skip
+            "failed": [
+                {"site": _error_site(m, self.node_sites, origins), "reason": m.error.reason}
+                for m in failed
+            ],
+        }
 
 
-def run_federation(grid: Grid, settings: RunSettings, run_id: str,
-                   on_round: RoundCallback | None = None) -> dict:  # fmt: skip
+def run_federation(
+    grid: Grid, settings: RunSettings, run_id: str, on_round: RoundCallback | None = None
+) -> dict:
     """Run a federation and return its report (see :class:`Federation`)."""
     return Federation(grid, settings, run_id, on_round).run()

@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.evaluation import EvalStats
-from common.report import clean_json, federated_markdown, plot_froc, plot_roc, plot_rounds
-from common.studyreport import arms_table, comparisons_table
+from common.evaluation.images import EvalStats
+from common.evaluation.report import (
+    clean_json,
+    federated_markdown,
+    plot_froc,
+    plot_roc,
+    plot_rounds,
+)
+from common.study.report import arms_table, comparisons_table
 
 
 def write_report(run_dir: Path, report: dict) -> Path:
@@ -36,14 +42,19 @@ def _study_section(report: dict) -> str:
         lines += [f"Not computed: {reason}.", ""]
     else:
         setup = study["setup"]
-        lines += [f"{study['all']['cases']} breasts from {len(study['sites'])} hospitals; model "
-                  f"operating point {setup['model_threshold']:.3f} "
-                  f"({setup['threshold_source']}).", ""]  # fmt: skip
+        lines += [
+            f"{study['all']['cases']} breasts from {len(study['sites'])} hospitals; model "
+            f"operating point {setup['model_threshold']:.3f} "
+            f"({setup['threshold_source']}).",
+            "",
+        ]
         lines += arms_table(study["all"]["arms"]) + [""]
         if study["all"]["comparisons"]:
             lines += comparisons_table(study["all"]["comparisons"]) + [""]
-        lines += ["Full table (strata, hospitals): `reader_study.md`; figure: "
-                  "`reader_study_roc.png`.", ""]  # fmt: skip
+        lines += [
+            "Full table (strata, hospitals): `reader_study.md`; figure: `reader_study_roc.png`.",
+            "",
+        ]
     for f in study.get("failed", []):
         lines.append(f"- refused ({f['code']}): {f['reason']}")
     return "\n".join(lines) + "\n"

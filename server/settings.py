@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from common.dicom import ReadOptions
-from common.models import ClassifierConfig, DetectorConfig, classifier_arch
-from common.privacy import noise_for_target
-from common.rounds import LocalTraining, ModelSpec, RoundSpec
-from common.study import StudyConfig
+from common.federation.rounds import LocalTraining, ModelSpec, RoundSpec
+from common.imaging.reading import ReadOptions
+from common.learning.dp import noise_for_target
+from common.learning.models import ClassifierConfig, DetectorConfig, classifier_arch
+from common.study.arms import StudyConfig
 
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox")
@@ -57,7 +57,7 @@ class RunSettings(LocalTraining):
         Federated evaluation every this many rounds (and always after the last one).
     classifier_arch : str
         ``auto`` (descriptors with DP-SGD, the CNN without), ``cnn`` or ``descriptors``
-        (:func:`common.models.classifier_arch`).
+        (:func:`common.learning.models.classifier_arch`).
     out_dir : str
         Run directory (checkpoints, final models, report); empty: ``calcifl-runs/<run id>``.
     resume : bool
@@ -70,7 +70,7 @@ class RunSettings(LocalTraining):
         After the last round, run the reader-assist study on the hospitals' held-out
         breasts (``reader_study.md``/``.json``/``_roc.png`` in the run folder).
     reader_study_config : str
-        The study's :class:`~common.study.StudyConfig` as JSON; empty: default arms.
+        The study's :class:`~common.study.arms.StudyConfig` as JSON; empty: default arms.
     central_dp : bool
         Central (hospital-level) DP: each hospital clips its update to L2 norm
         ``central_dp_clip`` (Flower's ``fixedclipping_mod``), the server averages the
@@ -139,8 +139,10 @@ class RunSettings(LocalTraining):
 
     def _check_central_dp(self) -> None:
         if self.strategy not in CENTRAL_DP_STRATEGIES:
-            raise ValueError(f"central-dp works with {' or '.join(CENTRAL_DP_STRATEGIES)} "
-                             f"(uniform averaging), not '{self.strategy}'")  # fmt: skip
+            raise ValueError(
+                f"central-dp works with {' or '.join(CENTRAL_DP_STRATEGIES)} "
+                f"(uniform averaging), not '{self.strategy}'"
+            )
         if self.central_dp_clip <= 0:
             raise ValueError("central-dp-clip must be positive")
         if self.central_dp_noise < 0 or self.central_dp_epsilon < 0:
@@ -154,8 +156,9 @@ class RunSettings(LocalTraining):
         """Noise multiplier of central DP (given, or derived from the ε budget)."""
         if self.central_dp_noise > 0:
             return self.central_dp_noise
-        return noise_for_target([], 1.0, self.num_server_rounds, self.central_dp_delta,
-                                self.central_dp_epsilon)  # fmt: skip
+        return noise_for_target(
+            [], 1.0, self.num_server_rounds, self.central_dp_delta, self.central_dp_epsilon
+        )
 
     @classmethod
     def from_config(cls, config: dict, strict: bool = True, complete: bool = False):
@@ -178,9 +181,14 @@ class RunSettings(LocalTraining):
     def round_spec(self, run: str) -> RoundSpec:
         """Return what each hospital is asked to do per round."""
         local = {f.name: getattr(self, f.name) for f in fields(LocalTraining)}
-        return RoundSpec(**local, federation=self.federation, run=run,
-                         num_rounds=self.num_server_rounds, seed=self.seed,
-                         model_spec=self.model_spec().to_json())  # fmt: skip
+        return RoundSpec(
+            **local,
+            federation=self.federation,
+            run=run,
+            num_rounds=self.num_server_rounds,
+            seed=self.seed,
+            model_spec=self.model_spec().to_json(),
+        )
 
     def study_config(self) -> StudyConfig:
         """Return the reader study's definition."""
@@ -193,6 +201,8 @@ class RunSettings(LocalTraining):
 
     def run_dir(self, run_id: int | str) -> Path:
         """Return the run directory."""
-        return Path(self.out_dir).expanduser() if self.out_dir else (
-            Path.cwd() / "calcifl-runs" / f"run-{run_id}"
-        )  # fmt: skip
+        return (
+            Path(self.out_dir).expanduser()
+            if self.out_dir
+            else (Path.cwd() / "calcifl-runs" / f"run-{run_id}")
+        )

@@ -62,8 +62,10 @@ class PerModelWeights(FedAvg):
             names.setdefault(key, []).append(name)
         merged: dict[str, Array] = {}
         for key, own in names.items():  # Flower's weighted mean, one model at a time
-            parts = [RecordDict({"arrays": ArrayRecord({n: r[n] for n in own}), "metrics": m})
-                     for r, m in zip(records, metrics, strict=True)]  # fmt: skip
+            parts = [
+                RecordDict({"arrays": ArrayRecord({n: r[n] for n in own}), "metrics": m})
+                for r, m in zip(records, metrics, strict=True)
+            ]
             merged.update(aggregate_arrayrecords(parts, key).items())
         arrays = ArrayRecord({n: merged[n] for n in records[0].keys()})
         return arrays, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
@@ -148,9 +150,11 @@ def strategy_state(strategy: Strategy) -> dict[str, np.ndarray]:
     for name, value in vars(strategy).items():
         if isinstance(value, ArrayRecord):
             out.update({f"{name}/record/{k}": a.numpy() for k, a in value.items()})
-        elif isinstance(value, dict) and value and all(
-            isinstance(v, np.ndarray) for v in value.values()
-        ):  # fmt: skip
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, np.ndarray) for v in value.values())
+        ):
             out.update({f"{name}/dict/{k}": v for k, v in value.items()})
         elif isinstance(value, np.ndarray):
             out[f"{name}/array/"] = value

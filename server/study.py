@@ -5,7 +5,7 @@ Two exchanges with every connected hospital, after the last round:
 1. ``evaluate.reader_calibrate`` — each hospital's model scores on its validation
    patients as ROC histograms; the server sums them and picks the model's operating point
    (skipped when the study gives one).
-2. ``evaluate.reader_study`` — each hospital's :class:`~common.study.StudyStats` (counts,
+2. ``evaluate.reader_study`` — each hospital's :class:`~common.study.arms.StudyStats` (counts,
    joint histograms, paired tables) after its release policy; the server sums them into the
    pooled table, which equals the table of the union of the hospitals' cases.
 """
@@ -19,16 +19,17 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from common.metrics import RocStats
-from common.rounds import RoundSpec
-from common.study import StudyConfig, StudyStats, model_threshold
-from common.studyreport import study_result, study_setup, write_study
+from common.evaluation.metrics import RocStats
+from common.federation.rounds import RoundSpec
+from common.study.arms import StudyConfig, StudyStats, model_threshold
+from common.study.report import study_result, study_setup, write_study
 
 logger = logging.getLogger("calcifl")
 
 
-def _send(grid: Grid, action: str, arrays: ArrayRecord, spec: RoundSpec,
-          study: dict, timeout: float) -> tuple[list[Message], list[Message]]:  # fmt: skip
+def _send(
+    grid: Grid, action: str, arrays: ArrayRecord, spec: RoundSpec, study: dict, timeout: float
+) -> tuple[list[Message], list[Message]]:
     nodes = sorted(grid.get_node_ids())
     messages = [
         Message(
@@ -38,7 +39,7 @@ def _send(grid: Grid, action: str, arrays: ArrayRecord, spec: RoundSpec,
                     "config": ConfigRecord(spec.to_config()),
                     "study": ConfigRecord(study),
                 }
-            ),  # fmt: skip
+            ),
             dst_node_id=node,
             message_type=f"evaluate.{action}",
         )
@@ -61,8 +62,14 @@ def _failures(failed: list[Message]) -> list[dict]:
     return out
 
 
-def run_study(grid: Grid, arrays: ArrayRecord, spec: RoundSpec, config: StudyConfig,
-              run_dir: Path, timeout: float) -> dict:  # fmt: skip
+def run_study(
+    grid: Grid,
+    arrays: ArrayRecord,
+    spec: RoundSpec,
+    config: StudyConfig,
+    run_dir: Path,
+    timeout: float,
+) -> dict:
     """Run the federated reader study; write its table and figure; return its summary."""
     study = {"study-config": config.to_json()}
     failed: list[dict] = []

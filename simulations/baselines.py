@@ -15,15 +15,15 @@ import logging
 import time
 from pathlib import Path
 
-from client.settings import NodeSettings
-from common.cache import PreprocessCache
-from common.evaluation import EvalStats, evaluate_images
-from common.models import load_run
-from common.privacy import DPConfig
-from common.records import ImageRecord
-from common.samples import ImageStore
-from common.site import site_records
-from common.training import TrainConfig
+from common.data.cache import PreprocessCache
+from common.data.records import ImageRecord
+from common.evaluation.images import EvalStats, evaluate_images
+from common.hospital.settings import NodeSettings
+from common.learning.dp import DPConfig
+from common.learning.material import site_records
+from common.learning.models import load_run
+from common.learning.samples import ImageStore
+from common.learning.training import TrainConfig
 from server.settings import RunSettings
 from simulations.central import CentralConfig, train_central
 
@@ -35,8 +35,9 @@ def site_splits(node_configs: list[dict], seed: int) -> dict[str, tuple[list, li
     out = {}
     for config in node_configs:
         node = NodeSettings.from_config(config)
-        out[node.hospital_id] = site_records(node.data_dir, node.partition, node.test_fraction,
-                                             seed)  # fmt: skip
+        out[node.hospital_id] = site_records(
+            node.data_dir, node.partition, node.test_fraction, seed
+        )
     return out
 
 
@@ -44,13 +45,23 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
     """Training settings matching a federated run's total epochs and optimiser."""
     spec = settings.model_spec()
     r = settings.num_server_rounds
-    det = TrainConfig(epochs=r * settings.detector_epochs, batch_size=settings.batch_size,
-                      lr=settings.lr, patience=settings.patience, seed=settings.seed,
-                      frozen=settings.detector_frozen(), progress=progress)  # fmt: skip
-    cls = TrainConfig(epochs=r * settings.classifier_epochs,
-                      lr=settings.classifier_rate(spec.classifier.arch),
-                      batch_size=settings.classifier_batch(), patience=settings.patience,
-                      seed=settings.seed, progress=progress)  # fmt: skip
+    det = TrainConfig(
+        epochs=r * settings.detector_epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        patience=settings.patience,
+        seed=settings.seed,
+        frozen=settings.detector_frozen(),
+        progress=progress,
+    )
+    cls = TrainConfig(
+        epochs=r * settings.classifier_epochs,
+        lr=settings.classifier_rate(spec.classifier.arch),
+        batch_size=settings.classifier_batch(),
+        patience=settings.patience,
+        seed=settings.seed,
+        progress=progress,
+    )
     dp = None
     if settings.dp:
         dp = DPConfig(
@@ -59,18 +70,28 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
             max_grad_norm=settings.dp_max_grad_norm,
             delta=settings.dp_delta or None,
         )
-    return CentralConfig(detector=spec.detector, classifier=spec.classifier,
-                         detector_train=det, classifier_train=cls, dp_classifier_train=cls,
-                         dp_detector_train=det,
-                         read=spec.read, cascade=spec.cascade, dp=dp,
-                         val_fraction=settings.val_fraction, seed=settings.seed,
-                         cache_dir=cache_dir)  # fmt: skip
+    return CentralConfig(
+        detector=spec.detector,
+        classifier=spec.classifier,
+        detector_train=det,
+        classifier_train=cls,
+        dp_classifier_train=cls,
+        dp_detector_train=det,
+        read=spec.read,
+        cascade=spec.cascade,
+        dp=dp,
+        val_fraction=settings.val_fraction,
+        seed=settings.seed,
+        cache_dir=cache_dir,
+    )
 
 
 def evaluate_sites(
-    model_dir: Path, splits: dict[str, tuple[list, list]], cache_dir: Path | None,
+    model_dir: Path,
+    splits: dict[str, tuple[list, list]],
+    cache_dir: Path | None,
     only: str | None = None,
-) -> dict[str, EvalStats]:  # fmt: skip
+) -> dict[str, EvalStats]:
     """Statistics of a saved model on each hospital's held-out images."""
     models, read, cascade, _ = load_run(model_dir)
     store = ImageStore(PreprocessCache(cache_dir, read))
@@ -83,10 +104,13 @@ def evaluate_sites(
 
 
 def run_baselines(
-    settings: RunSettings, node_configs: list[dict], out_dir: Path,
+    settings: RunSettings,
+    node_configs: list[dict],
+    out_dir: Path,
     which: tuple[str, ...] = ("centralised", "local-only"),
-    cache_dir: Path | None = None, progress: bool = True,
-) -> dict:  # fmt: skip
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Train and evaluate the baselines; return per-site statistics and timings."""
     splits = site_splits(node_configs, settings.seed)
     config = central_config(settings, cache_dir, progress)
@@ -97,8 +121,11 @@ def run_baselines(
         summary = train_central([], out_dir / "centralised", config, records=pooled)
         seconds = time.perf_counter() - t0
         stats = evaluate_sites(out_dir / "centralised", splits, cache_dir)
-        results["centralised"] = {"train_seconds": round(seconds, 1), "train": summary,
-                                  "per_site": stats}  # fmt: skip
+        results["centralised"] = {
+            "train_seconds": round(seconds, 1),
+            "train": summary,
+            "per_site": stats,
+        }
         logger.info("centralised baseline trained in %.0f s", seconds)
     if "local-only" in which:
         per_site, seconds = {}, {}
@@ -110,7 +137,8 @@ def run_baselines(
                 logger.warning("local-only baseline of %s not trained: %s", site, exc)
                 continue
             seconds[site] = round(time.perf_counter() - t0, 1)
-            per_site.update(evaluate_sites(out_dir / "local-only" / site, splits, cache_dir,
-                                           only=site))  # fmt: skip
+            per_site.update(
+                evaluate_sites(out_dir / "local-only" / site, splits, cache_dir, only=site)
+            )
         results["local-only"] = {"train_seconds": seconds, "per_site": per_site}
     return results

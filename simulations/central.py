@@ -8,10 +8,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from common.datasets import load_hospital
-from common.dicom import ReadOptions
-from common.inference import CascadeConfig
-from common.models import (
+from common.data.folders import load_hospital
+from common.data.records import ImageRecord
+from common.imaging.reading import ReadOptions
+from common.learning.dp import DPConfig
+from common.learning.inference import CascadeConfig
+from common.learning.material import SiteData, SiteSettings, train_models
+from common.learning.models import (
     DP_FROZEN_DETECTOR,
     ClassifierConfig,
     DetectorConfig,
@@ -19,10 +22,7 @@ from common.models import (
     save_models,
     seeded_models,
 )
-from common.privacy import DPConfig
-from common.records import ImageRecord
-from common.site import SiteData, SiteSettings, train_models
-from common.training import TrainConfig
+from common.learning.training import TrainConfig
 
 logger = logging.getLogger("calcifl")
 
@@ -31,7 +31,7 @@ logger = logging.getLogger("calcifl")
 class CentralConfig:
     """Settings of a centralised training run.
 
-    ``classifier`` None picks the classifier by DP (:func:`common.models.classifier_arch`:
+    ``classifier`` None picks the classifier by DP (:func:`common.learning.models.classifier_arch`:
     descriptors with DP-SGD, the CNN without); ``dp_classifier_train`` and
     ``dp_detector_train`` None pick the DP schedules (:func:`dp_classifier_schedule`,
     :func:`dp_detector_schedule`).
@@ -77,7 +77,7 @@ def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:
     """DP-SGD training settings of the detector (epochs, seed and progress from ``base``).
 
     A fixed schedule keeping the last weights, in batches of 128 at lr 1e-2, with the
-    full-resolution stem frozen (:data:`common.models.DP_FROZEN_DETECTOR`). With early
+    full-resolution stem frozen (:data:`common.learning.models.DP_FROZEN_DETECTOR`). With early
     stopping (batch 32, lr 1e-3) the noisy validation loss stopped training after 6
     epochs and held-out cluster sensitivity at 1 FP/image was 0.36; batch 128 at lr 3e-3
     gave 0.71 (default synthetic consortium, 1348 training patches, ε = 8). Three
@@ -87,8 +87,9 @@ def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:
     (30 epochs at 3e-3: breast AUC 0.767 and 0.858 on the first two).
     """
     base = base or TrainConfig()
-    return replace(base, batch_size=128, lr=1e-2, patience=0, restore_best=False,
-                   frozen=DP_FROZEN_DETECTOR)  # fmt: skip
+    return replace(
+        base, batch_size=128, lr=1e-2, patience=0, restore_best=False, frozen=DP_FROZEN_DETECTOR
+    )
 
 
 def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainConfig:
@@ -104,8 +105,7 @@ def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainC
     base = base or TrainConfig()
     epochs = min(base.epochs, 30)
     if arch == "descriptors":
-        return replace(base, epochs=epochs, batch_size=64, lr=0.3, patience=0,
-                       restore_best=False)  # fmt: skip
+        return replace(base, epochs=epochs, batch_size=64, lr=0.3, patience=0, restore_best=False)
     return replace(base, epochs=epochs, batch_size=64, lr=3e-3, patience=0, restore_best=False)
 
 
@@ -121,10 +121,14 @@ def training_records(data_dirs: list[Path]) -> list[ImageRecord]:
 def site_settings(config: CentralConfig) -> SiteSettings:
     """Return the sample-building settings of a training configuration."""
     return SiteSettings(
-        detector=config.detector, classifier=config.classifier_config(), read=config.read,
-        val_fraction=config.val_fraction, seed=config.seed, cache_dir=config.cache_dir,
+        detector=config.detector,
+        classifier=config.classifier_config(),
+        read=config.read,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        cache_dir=config.cache_dir,
         dp=config.dp is not None,
-    )  # fmt: skip
+    )
 
 
 def train_central(
@@ -141,25 +145,37 @@ def train_central(
     counts = site.counts()
     logger.info(
         "training on %d images (%d patches, %d clusters); validating on %d images",
-        counts["train_images"], counts["detector_patches"], counts["classifier_clusters"],
+        counts["train_images"],
+        counts["detector_patches"],
+        counts["classifier_clusters"],
         counts["val_images"],
-    )  # fmt: skip
+    )
     models = seeded_models(
         {"detector": asdict(config.detector), "classifier": asdict(config.classifier_config())},
         config.seed,
     )
     cls_config = config.classifier_schedule()
-    results = train_models(models, site, {"detector": config.detector_schedule(),
-                                          "classifier": cls_config}, dp=config.dp)  # fmt: skip
+    results = train_models(
+        models,
+        site,
+        {"detector": config.detector_schedule(), "classifier": cls_config},
+        dp=config.dp,
+    )
     det_result, cls_result = results["detector"], results["classifier"]
     summary = {
         "images": {"train": counts["train_images"], "val": counts["val_images"]},
-        "detector": {"best_epoch": det_result.best_epoch, "history": det_result.history,
-                     "privacy": _public(det_result.privacy)},
-        "classifier": {"best_epoch": cls_result.best_epoch, "history": cls_result.history,
-                       "privacy": _public(cls_result.privacy)},
+        "detector": {
+            "best_epoch": det_result.best_epoch,
+            "history": det_result.history,
+            "privacy": _public(det_result.privacy),
+        },
+        "classifier": {
+            "best_epoch": cls_result.best_epoch,
+            "history": cls_result.history,
+            "privacy": _public(cls_result.privacy),
+        },
         "seconds": round(time.perf_counter() - start, 1),
-    }  # fmt: skip
+    }
     meta = {
         "preprocessing": asdict(config.read),
         "cascade": asdict(config.cascade),

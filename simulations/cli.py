@@ -14,8 +14,8 @@ from rich.logging import RichHandler
 from rich.progress import Progress
 from rich.table import Table
 
-from common.dicom import ReadOptions
 from common.errors import CalciflInputError
+from common.imaging.reading import ReadOptions
 
 logger = logging.getLogger("calcifl")
 
@@ -38,17 +38,25 @@ def _read_options(args: argparse.Namespace) -> ReadOptions:
 def _add_read_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("image reading")
     g.add_argument(
-        "--spacing", type=float, default=0.1, metavar="MM",
+        "--spacing",
+        type=float,
+        default=0.1,
+        metavar="MM",
         help="target pixel spacing of the canonical image (default: 0.1 mm)",
-    )  # fmt: skip
+    )
     g.add_argument(
-        "--fallback-spacing", type=float, default=None, metavar="MM",
+        "--fallback-spacing",
+        type=float,
+        default=None,
+        metavar="MM",
         help="spacing to assume for files that give none (default: refuse them)",
-    )  # fmt: skip
+    )
     g.add_argument(
-        "--for-processing", choices=("refuse", "normalize"), default="refuse",
+        "--for-processing",
+        choices=("refuse", "normalize"),
+        default="refuse",
         help="FOR PROCESSING (raw) images: refuse (default) or window to percentiles",
-    )  # fmt: skip
+    )
     g.add_argument("--any-modality", action="store_true", help="accept modalities other than MG")
 
 
@@ -75,9 +83,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     console = Console()
     table = Table(title=f"synthetic consortium in {args.out}")
     for col in (
-        "hospital", "vendor", "images", "normal images", "benign findings",
-        "malignant findings", "JPEG 2000",
-    ):  # fmt: skip
+        "hospital",
+        "vendor",
+        "images",
+        "normal images",
+        "benign findings",
+        "malignant findings",
+        "JPEG 2000",
+    ):
         table.add_column(col)
     for d in dirs:
         info = json.loads((d / "synth.json").read_text())
@@ -97,8 +110,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Summarise a hospital folder without revealing patients."""
-    from common.datasets import load_hospital
-    from common.summary import summarize, to_markdown
+    from common.data.folders import load_hospital
+    from common.data.summary import summarize, to_markdown
 
     options = _read_options(args)
     status = 0
@@ -112,9 +125,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
             task = bar.add_task(f"checking {len(data.images)} images", total=len(data.images))
             summary = summarize(
-                data, options, deep=args.deep, min_cell=args.min_cell,
+                data,
+                options,
+                deep=args.deep,
+                min_cell=args.min_cell,
                 tick=lambda task=task, bar=bar: bar.advance(task),
-            )  # fmt: skip
+            )
         markdown = to_markdown(summary, title=f"Data summary ({Path(folder).name})")
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))
@@ -132,44 +148,57 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_train_central(args: argparse.Namespace) -> int:
     """Train the centralised baseline on pooled hospital data."""
-    from common.models import ClassifierConfig, classifier_arch
-    from common.privacy import DPConfig
-    from common.training import TrainConfig
+    from common.learning.dp import DPConfig
+    from common.learning.models import ClassifierConfig, classifier_arch
+    from common.learning.training import TrainConfig
     from simulations.central import CentralConfig, train_central
 
     dp = None
     if args.dp:
-        dp = DPConfig(target_epsilon=args.epsilon, noise_multiplier=args.noise_multiplier,
-                      max_grad_norm=args.max_grad_norm, delta=args.delta)  # fmt: skip
+        dp = DPConfig(
+            target_epsilon=args.epsilon,
+            noise_multiplier=args.noise_multiplier,
+            max_grad_norm=args.max_grad_norm,
+            delta=args.delta,
+        )
     # with --dp, CentralConfig derives both models' DP schedules from these
     config = CentralConfig(
-        detector_train=TrainConfig(epochs=args.detector_epochs, seed=args.seed,
-                                   progress=not args.quiet),
+        detector_train=TrainConfig(
+            epochs=args.detector_epochs, seed=args.seed, progress=not args.quiet
+        ),
         classifier=ClassifierConfig(arch=classifier_arch(args.classifier_arch, args.dp)),
-        classifier_train=TrainConfig(epochs=args.classifier_epochs, patience=10,
-                                     seed=args.seed, progress=not args.quiet),
-        read=_read_options(args), dp=dp, seed=args.seed, cache_dir=args.cache,
-    )  # fmt: skip
+        classifier_train=TrainConfig(
+            epochs=args.classifier_epochs, patience=10, seed=args.seed, progress=not args.quiet
+        ),
+        read=_read_options(args),
+        dp=dp,
+        seed=args.seed,
+        cache_dir=args.cache,
+    )
     summary = train_central(args.data, args.out, config)
     det, cls = summary["detector"], summary["classifier"]
-    print(f"trained in {summary['seconds']} s on {summary['images']['train']} images; "
-          f"models in {args.out}")  # fmt: skip
+    print(
+        f"trained in {summary['seconds']} s on {summary['images']['train']} images; "
+        f"models in {args.out}"
+    )
     for name, part in (("detector", det), ("classifier", cls)):
         best = part["history"][part["best_epoch"] - 1] if part["best_epoch"] else {}
         eps = f", ε={part['privacy']['epsilon']:.2f}" if part["privacy"] else ""
-        print(f"  {name}: best epoch {part['best_epoch']}, val loss "
-              f"{best.get('val_loss', float('nan')):.4f}{eps}")  # fmt: skip
+        print(
+            f"  {name}: best epoch {part['best_epoch']}, val loss "
+            f"{best.get('val_loss', float('nan')):.4f}{eps}"
+        )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained model folder on a hospital folder's split."""
-    from common.cache import PreprocessCache
-    from common.datasets import load_hospital
-    from common.evaluation import evaluate_images
-    from common.models import load_run
-    from common.report import metrics_markdown, plot_froc, plot_roc
-    from common.samples import ImageStore
+    from common.data.cache import PreprocessCache
+    from common.data.folders import load_hospital
+    from common.evaluation.images import evaluate_images
+    from common.evaluation.report import metrics_markdown, plot_froc, plot_roc
+    from common.learning.models import load_run
+    from common.learning.samples import ImageStore
 
     models, options, cascade, _ = load_run(args.model)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
@@ -182,12 +211,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     store = ImageStore(PreprocessCache(args.cache, options))
     with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"evaluating {len(records)} images", total=len(records))
-        stats, _ = evaluate_images(models, records, store, cascade,
-                                   tick=lambda: bar.advance(task))  # fmt: skip
+        stats, _ = evaluate_images(models, records, store, cascade, tick=lambda: bar.advance(task))
     summary = stats.summary(operating_point=args.threshold)
     title = f"Evaluation on {Path(args.data).name} ({args.split})"
-    (out / "metrics.json").write_text(json.dumps(
-        {"summary": summary, "statistics": stats.to_dict()}, indent=2))  # fmt: skip
+    (out / "metrics.json").write_text(
+        json.dumps({"summary": summary, "statistics": stats.to_dict()}, indent=2)
+    )
     markdown = metrics_markdown(summary, title)
     (out / "metrics.md").write_text(markdown)
     plot_roc(stats, out / "roc.png")
@@ -201,7 +230,7 @@ def _study_config(args: argparse.Namespace):
     """Build the StudyConfig of ``--study FILE`` overridden by the command line."""
     from dataclasses import replace
 
-    from common.study import StudyConfig
+    from common.study.arms import StudyConfig
 
     config = StudyConfig.load(args.study) if args.study else StudyConfig()
     changes = {
@@ -220,16 +249,29 @@ def _study_config(args: argparse.Namespace):
 
 def _add_study_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reader study")
-    g.add_argument("--study", type=Path, default=None, metavar="JSON",
-                   help="study definition (arms, comparisons, settings) as JSON")  # fmt: skip
     g.add_argument(
-        "--arms", nargs="+", default=None, metavar="ARM",
+        "--study",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="study definition (arms, comparisons, settings) as JSON",
+    )
+    g.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        metavar="ARM",
         help="arms, e.g. model senior-1 junior-1:aided senior-1+junior-1 junior-1+model "
-             "(default: every reader alone, aided, in pairs and with the model)",
-    )  # fmt: skip
-    g.add_argument("--compare", nargs="+", default=None, metavar="'A vs B'",
-                   help="paired comparisons (default: each reading vs its aided and "
-                        "model-as-second-reader versions, the model vs each reader)")  # fmt: skip
+        "(default: every reader alone, aided, in pairs and with the model)",
+    )
+    g.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="'A vs B'",
+        help="paired comparisons (default: each reading vs its aided and "
+        "model-as-second-reader versions, the model vs each reader)",
+    )
     g.add_argument(
         "--model-threshold",
         type=float,
@@ -271,7 +313,7 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Make the certificates and keys of a real federation (offline)."""
-    from common.pki import init_ca, node_key, server_cert
+    from common.federation.pki import init_ca, node_key, server_cert
 
     try:
         if args.action == "init-ca":
@@ -290,7 +332,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_reader_study(args: argparse.Namespace) -> int:
     """Run a reader-assist study of a model with the hospitals' readers."""
-    from common.studyreport import study_markdown
+    from common.study.report import study_markdown
     from simulations.readerstudy import run_reader_study
 
     try:
@@ -300,8 +342,9 @@ def cmd_reader_study(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path(args.model) / "reader-study"
     try:
-        result = run_reader_study(args.model, args.data, out, config, cache_dir=args.cache,
-                                  progress=not args.quiet)  # fmt: skip
+        result = run_reader_study(
+            args.model, args.data, out, config, cache_dir=args.cache, progress=not args.quiet
+        )
     except ValueError as exc:
         logger.error("%s", exc)
         return 2
@@ -313,10 +356,10 @@ def cmd_reader_study(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
-    from common.dicom import read_mammogram
-    from common.inference import result_to_json, run_cascade
-    from common.models import load_run
-    from simulations.overlay import draw_overlay
+    from common.evaluation.overlay import draw_overlay
+    from common.imaging.reading import read_mammogram
+    from common.learning.inference import result_to_json, run_cascade
+    from common.learning.models import load_run
 
     models, options, cascade, _ = load_run(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -335,8 +378,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         (args.out / f"{stem}.json").write_text(json.dumps(result_to_json(result, image), indent=2))
         draw_overlay(image, result, args.out / f"{stem}.png")
         index.append((str(path), stem, f"{result.score:.4f}"))
-        print(f"{path}: score {result.score:.3f}, {len(result.clusters)} cluster(s), "
-              f"{len(result.points)} point(s) -> {stem}.json/.png")  # fmt: skip
+        print(
+            f"{path}: score {result.score:.3f}, {len(result.clusters)} cluster(s), "
+            f"{len(result.points)} point(s) -> {stem}.json/.png"
+        )
     # which output belongs to which input file: local to the site, like the inputs
     with (args.out / "index.csv").open("w", newline="") as f:
         csv.writer(f).writerows([("file", "output", "image_score"), *index])
@@ -481,19 +526,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exams", type=int, default=40, help="mean exams per site (default: 40)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     p.add_argument(
-        "--size", choices=("small", "medium", "full"), default="small",
+        "--size",
+        choices=("small", "medium", "full"),
+        default="small",
         help="field of view: small (CI, ~48x38 mm), medium, full (~300x240 mm)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--vendor-spacing", type=float, default=None, metavar="MM",
+        "--vendor-spacing",
+        type=float,
+        default=None,
+        metavar="MM",
         help="override every vendor's pixel spacing",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--readers", type=Path, default=None, metavar="JSON",
+        "--readers",
+        type=Path,
+        default=None,
+        metavar="JSON",
         help="simulated readers' skill: a JSON list of profiles (reader_id, role, d_prime, "
-             "benign_shift, miss_base, miss_per_subtlety, miss_per_density, recovery, "
-             "reliance); default: one senior and two juniors",
-    )  # fmt: skip
+        "benign_shift, miss_base, miss_per_subtlety, miss_per_density, recovery, "
+        "reliance); default: one senior and two juniors",
+    )
     p.add_argument(
         "--no-aided",
         action="store_true",
@@ -513,14 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", nargs="+", type=Path, help="hospital data folder(s)")
     p.add_argument(
-        "--format", choices=("auto", "manifest", "cbis-ddsm"), default="auto",
+        "--format",
+        choices=("auto", "manifest", "cbis-ddsm"),
+        default="auto",
         help="data format (default: detect)",
-    )  # fmt: skip
+    )
     p.add_argument("--deep", action="store_true", help="decode every image (slower)")
     p.add_argument(
-        "--min-cell", type=int, default=1, metavar="K",
+        "--min-cell",
+        type=int,
+        default=1,
+        metavar="K",
         help="hide counts below K (default: 1, nothing hidden)",
-    )  # fmt: skip
+    )
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON ('-': stdout)")
     p.add_argument("--md", metavar="FILE", help="also write the summary as Markdown")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -539,31 +597,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument(
-        "--detector-epochs", type=int, default=15,
-        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; "
-        "default 15)",
-    )  # fmt: skip
+        "--detector-epochs",
+        type=int,
+        default=15,
+        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; default 15)",
+    )
     p.add_argument(
-        "--classifier-epochs", type=int, default=50,
+        "--classifier-epochs",
+        type=int,
+        default=50,
         help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); default 50)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--classifier-arch", choices=("auto", "cnn", "descriptors"), default="auto",
+        "--classifier-arch",
+        choices=("auto", "cnn", "descriptors"),
+        default="auto",
         help="malignancy classifier: a CNN on the crop, or a logistic model on fixed cluster "
         "descriptors (fits DP-SGD on few clusters); auto: descriptors with --dp, else cnn",
-    )  # fmt: skip
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
     g.add_argument(
-        "--epsilon", type=float, default=8.0,
+        "--epsilon",
+        type=float,
+        default=8.0,
         help="target ε per model (default 8; unused with --noise-multiplier)",
-    )  # fmt: skip
-    g.add_argument("--noise-multiplier", type=float, default=None,
-                   help="fixed noise multiplier instead of a target ε")  # fmt: skip
-    g.add_argument("--max-grad-norm", type=float, default=1.0,
-                   help="per-example gradient clipping bound (default 1.0)")  # fmt: skip
+    )
+    g.add_argument(
+        "--noise-multiplier",
+        type=float,
+        default=None,
+        help="fixed noise multiplier instead of a target ε",
+    )
+    g.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=1.0,
+        help="per-example gradient clipping bound (default 1.0)",
+    )
     g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_read_options(p)
@@ -615,8 +688,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("server-cert", help="create the SuperLink's TLS certificate")
     d.add_argument("--ca", type=Path, required=True, help="folder holding ca.crt and ca.key")
     d.add_argument("--out", type=Path, required=True, help="folder for server.pem/.key")
-    d.add_argument("--host", action="append", required=True,
-                   help="host name or IP address clients use (repeat for several)")  # fmt: skip
+    d.add_argument(
+        "--host",
+        action="append",
+        required=True,
+        help="host name or IP address clients use (repeat for several)",
+    )
     d = dsub.add_parser("node-key", help="create a hospital's SuperNode key pair")
     d.add_argument("--out", type=Path, required=True, help="private key file (FILE.pub too)")
     p.set_defaults(func=cmd_deploy)
@@ -633,12 +710,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
-    p.add_argument("--data", type=Path, nargs="+", required=True,
-                   help="hospital folder(s), with reader reads")  # fmt: skip
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: MODEL/reader-study)")  # fmt: skip
-    p.add_argument("--min-cell", type=int, default=None,
-                   help="withhold strata with fewer breasts of a class than this")  # fmt: skip
+    p.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="hospital folder(s), with reader reads"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: MODEL/reader-study)"
+    )
+    p.add_argument(
+        "--min-cell",
+        type=int,
+        default=None,
+        help="withhold strata with fewer breasts of a class than this",
+    )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or table")
     _add_study_args(p)
@@ -731,10 +814,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(Flower's client-side fixed clipping; fedavg/fedprox)",
     )
     g.add_argument("--central-dp-clip", type=float, default=1.0, help="update clipping norm")
-    g.add_argument("--central-dp-noise", type=float, default=0.0,
-                   help="noise multiplier (0: derived from --central-dp-epsilon)")  # fmt: skip
-    g.add_argument("--central-dp-epsilon", type=float, default=0.0,
-                   help="ε budget of the run (0: none; needs --central-dp-noise)")  # fmt: skip
+    g.add_argument(
+        "--central-dp-noise",
+        type=float,
+        default=0.0,
+        help="noise multiplier (0: derived from --central-dp-epsilon)",
+    )
+    g.add_argument(
+        "--central-dp-epsilon",
+        type=float,
+        default=0.0,
+        help="ε budget of the run (0: none; needs --central-dp-noise)",
+    )
     g.add_argument("--central-dp-delta", type=float, default=1e-5, help="δ (default 1e-5)")
     p.add_argument(
         "--min-cell",

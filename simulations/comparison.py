@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common.evaluation import EvalStats  # noqa: E402
-from common.report import clean_json, save_figure  # noqa: E402
+from common.evaluation.images import EvalStats  # noqa: E402
+from common.evaluation.report import clean_json, save_figure  # noqa: E402
 
 ARMS = ("federated", "centralised", "local-only")
 METRICS = {
@@ -27,8 +27,9 @@ def compare(report: dict, baselines: dict) -> dict:
     """Per-site and pooled metrics of each arm (statistics summed for the pooled rows)."""
     per_arm: dict[str, dict[str, EvalStats]] = {}
     final = report.get("final") or {"per_site": {}}
-    per_arm["federated"] = {k: EvalStats.from_dict(v["statistics"])
-                            for k, v in final["per_site"].items()}  # fmt: skip
+    per_arm["federated"] = {
+        k: EvalStats.from_dict(v["statistics"]) for k, v in final["per_site"].items()
+    }
     for arm in ("centralised", "local-only"):
         if arm in baselines:
             per_arm[arm] = baselines[arm]["per_site"]
@@ -59,16 +60,27 @@ def comparison_markdown(table: dict) -> str:
     arms = [a for a in ARMS if a in table["pooled"]]
     lines = ["## Federated vs centralised vs local-only", ""]
     for key, (label, _) in METRICS.items():
-        lines += [f"### {label}", "", "| site | " + " | ".join(arms) + " |",
-                  "|---|" + "---|" * len(arms)]  # fmt: skip
+        lines += [
+            f"### {label}",
+            "",
+            "| site | " + " | ".join(arms) + " |",
+            "|---|" + "---|" * len(arms),
+        ]
         for site, row in sorted(table["sites"].items()):
-            lines.append(f"| {site} | " + " | ".join(_cell(row.get(a, {}).get(key))
-                                                    for a in arms) + " |")  # fmt: skip
-        lines.append("| **pooled** | " + " | ".join(_cell(table["pooled"][a][key])
-                                                    for a in arms) + " |")  # fmt: skip
+            lines.append(
+                f"| {site} | " + " | ".join(_cell(row.get(a, {}).get(key)) for a in arms) + " |"
+            )
+        lines.append(
+            "| **pooled** | " + " | ".join(_cell(table["pooled"][a][key]) for a in arms) + " |"
+        )
         lines.append("")
-    lines += ["Local-only: each hospital's own model on its own held-out images; pooled rows "
-              "sum the per-site statistics.", "", "Figure: `comparison.png`.", ""]  # fmt: skip
+    lines += [
+        "Local-only: each hospital's own model on its own held-out images; pooled rows "
+        "sum the per-site statistics.",
+        "",
+        "Figure: `comparison.png`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -81,8 +93,10 @@ def plot_comparison(table: dict, path: Path) -> Path:
     for ax, key in zip(axes, ("breast_auc", "cluster_auc"), strict=True):
         x = np.arange(len(rows))
         for i, arm in enumerate(arms):
-            vals = [(table["pooled"] if r == "pooled" else table["sites"][r]).get(arm, {})
-                    .get(key) for r in rows]  # fmt: skip
+            vals = [
+                (table["pooled"] if r == "pooled" else table["sites"][r]).get(arm, {}).get(key)
+                for r in rows
+            ]
             vals = [np.nan if v is None else v for v in vals]
             ax.bar(x + (i - (len(arms) - 1) / 2) * width, vals, width, label=arm)
         ax.set_xticks(x, rows, rotation=20)

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.pki import init_ca, node_key, server_cert
-from common.quiet import PRIVATE_ENV
+from common.federation.environment import PRIVATE_ENV
+from common.federation.pki import init_ca, node_key, server_cert
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,26 +141,49 @@ class LocalFederation:
 
     def _start(self, args: list[str], log: Path) -> subprocess.Popen:
         handle = log.open("ab")
-        return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=self.env,
-                                cwd=self.root, start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.root,
+            start_new_session=True,
+        )
 
     def start_superlink(self, timeout: float = 60) -> None:
         """Start ``flower-superlink`` with TLS and SuperNode authentication."""
-        self.superlink = self._start([
-            "flower-superlink",
-            "--ssl-ca-certfile", str(self.pki / "ca.crt"),
-            "--ssl-certfile", str(self.pki / "server.pem"),
-            "--ssl-keyfile", str(self.pki / "server.key"),
-            "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--database", str(self.root / "superlink.db"),
-        ], self.root / "superlink.log")  # fmt: skip
+        self.superlink = self._start(
+            [
+                "flower-superlink",
+                "--ssl-ca-certfile",
+                str(self.pki / "ca.crt"),
+                "--ssl-certfile",
+                str(self.pki / "server.pem"),
+                "--ssl-keyfile",
+                str(self.pki / "server.key"),
+                "--enable-supernode-auth",
+                "--disable-runtime-dependency-installation",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--database",
+                str(self.root / "superlink.db"),
+            ],
+            self.root / "superlink.log",
+        )
         wait_for_port(self.port, timeout, self.superlink)
 
     def flwr(self, *args: str, timeout: float = 120, cwd: Path | None = None):
         """Run the ``flwr`` CLI against this SuperLink; return the completed process."""
-        return subprocess.run(["flwr", *args], capture_output=True, text=True, env=self.env,
-                              cwd=cwd or self.root, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            ["flwr", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=cwd or self.root,
+            timeout=timeout,
+        )
 
     def add_hospital(self, name: str, data_dir: Path, register: bool = True) -> Hospital:
         """Make a hospital's key pair and (unless told not to) register its public key."""
@@ -175,21 +198,39 @@ class LocalFederation:
         self.hospitals[name] = hospital
         return hospital
 
-    def start_supernode(self, name: str, ca: bool = True, extra: dict | None = None,
-                        trusted: Path | None = None) -> subprocess.Popen:  # fmt: skip
+    def start_supernode(
+        self, name: str, ca: bool = True, extra: dict | None = None, trusted: Path | None = None
+    ) -> subprocess.Popen:
         """Start a hospital's ``flower-supernode`` (its own runtime port, key and data).
 
         ``trusted``: a YAML file of trusted entities (``--trusted-entities``); the SuperNode
         then runs only apps that one of them signed.
         """
         h = self.hospitals[name]
-        config = {"data-dir": str(h.data_dir), "hospital-id": name,
-                  "state-dir": str(self.root / "state" / name),
-                  "cache-dir": str(self.root / "cache" / name), **(extra or {})}  # fmt: skip
-        args = ["flower-supernode", "--superlink", f"127.0.0.1:{self.port}",
-                "--auth-supernode-private-key", str(h.key), "--node-config",
-                node_config(config), "--host", "127.0.0.1", "--port", str(h.port),
-                "--max-retries", "3", "--max-wait-time", "30"]  # fmt: skip
+        config = {
+            "data-dir": str(h.data_dir),
+            "hospital-id": name,
+            "state-dir": str(self.root / "state" / name),
+            "cache-dir": str(self.root / "cache" / name),
+            **(extra or {}),
+        }
+        args = [
+            "flower-supernode",
+            "--superlink",
+            f"127.0.0.1:{self.port}",
+            "--auth-supernode-private-key",
+            str(h.key),
+            "--node-config",
+            node_config(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(h.port),
+            "--max-retries",
+            "3",
+            "--max-wait-time",
+            "30",
+        ]
         if ca:
             args[3:3] = ["--root-certificates", str(self.pki / "ca.crt")]
         if trusted is not None:
@@ -219,10 +260,21 @@ class LocalFederation:
     def launch(self, run_config: dict, app: Path = ROOT) -> subprocess.Popen:
         """Start ``flwr run <app> deploy --stream`` in the background (see :meth:`finish`)."""
         return subprocess.Popen(
-            ["flwr", "run", str(app), "deploy", "--stream", "--run-config",
-             node_config(run_config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=app,
-        )  # fmt: skip
+            [
+                "flwr",
+                "run",
+                str(app),
+                "deploy",
+                "--stream",
+                "--run-config",
+                node_config(run_config),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=app,
+        )
 
     def finish(self, launched: subprocess.Popen, timeout: float = 900) -> dict:
         """Wait for a launched run; return {"run_id", "status", "output"}.
@@ -235,8 +287,9 @@ class LocalFederation:
         except subprocess.TimeoutExpired:
             launched.kill()
             output, _ = launched.communicate()
-            raise TimeoutError(f"flwr run still running after {timeout:.0f} s:\n"
-                               f"{output[-3000:]}") from None  # fmt: skip
+            raise TimeoutError(
+                f"flwr run still running after {timeout:.0f} s:\n{output[-3000:]}"
+            ) from None
         match = re.search(r"Successfully started run (\d+)", output)
         if not match:
             raise RuntimeError(f"flwr run did not start a run:\n{output[-3000:]}")

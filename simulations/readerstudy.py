@@ -14,15 +14,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from common.cache import PreprocessCache
-from common.metrics import RocStats
-from common.models import load_run
-from common.problems import ProblemLog
-from common.samples import ImageStore
-from common.site import site_study_data
-from common.study import StudyConfig, model_threshold
-from common.studyreport import study_result, study_setup, write_study
-from common.studysite import breast_scores, site_study, validation_roc
+from common.data.cache import PreprocessCache
+from common.data.problems import ProblemLog
+from common.evaluation.metrics import RocStats
+from common.learning.material import site_study_data
+from common.learning.models import load_run
+from common.learning.samples import ImageStore
+from common.study.arms import StudyConfig, model_threshold
+from common.study.local import breast_scores, site_study, validation_roc
+from common.study.report import study_result, study_setup, write_study
 
 logger = logging.getLogger("calcifl")
 
@@ -66,13 +66,21 @@ def run_reader_study(
     with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
         for name, (train, test, _) in sites.items():
             task = bar.add_task(f"{name}: model on study images", total=len(test))
-            scores[name] = breast_scores(models, test, store, cascade,
-                                         lambda t=task: bar.advance(t))  # fmt: skip
+            scores[name] = breast_scores(
+                models, test, store, cascade, lambda t=task: bar.advance(t)
+            )
             if config.model_threshold is None:
                 task = bar.add_task(f"{name}: model on validation images", total=None)
                 validation = validation + validation_roc(
-                    models, train, store, cascade, val_fraction, seed, config.bins,
-                    lambda t=task: bar.advance(t))  # fmt: skip
+                    models,
+                    train,
+                    store,
+                    cascade,
+                    val_fraction,
+                    seed,
+                    config.bins,
+                    lambda t=task: bar.advance(t),
+                )
     threshold = model_threshold(validation, config)
     per_site = {}
     for name, (_, test, reads) in sites.items():

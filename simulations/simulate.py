@@ -1,7 +1,7 @@
 """A consortium in one process: Flower's simulation engine over per-hospital data folders.
 
 Each simulated hospital is a Flower SuperNode whose ClientApp reads its own folder (real
-DICOM files) — or its share of one pooled folder split by :mod:`common.partition` — and
+DICOM files) — or its share of one pooled folder split by :mod:`common.data.partition` — and
 the ServerApp runs :class:`server.federation.Federation`, exactly as in a deployment.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from common.quiet import private_env
+from common.federation.environment import private_env
 from server.settings import RunSettings
 
 logger = logging.getLogger("calcifl")
@@ -30,7 +30,7 @@ class SimulationSetup:
     Attributes
     ----------
     node_configs : list of dict
-        One node configuration per hospital (see :mod:`client.settings`).
+        One node configuration per hospital (see :mod:`common.hospital.settings`).
     cpus_per_client : float or None
         Ray CPUs (and torch threads) per ClientApp; None: :func:`auto_cpus`.
     ray_address : str or None
@@ -59,16 +59,26 @@ def hospital_nodes(
 
 
 def partition_nodes(
-    data_dir: Path, hospitals: int, scheme: str, seed: int, state_root: Path,
-    cache_dir: Path | None = None, **extra,
-) -> list[dict]:  # fmt: skip
+    data_dir: Path,
+    hospitals: int,
+    scheme: str,
+    seed: int,
+    state_root: Path,
+    cache_dir: Path | None = None,
+    **extra,
+) -> list[dict]:
     """Node configurations of ``hospitals`` simulated sites sharing one pooled folder."""
     nodes = []
     for i in range(hospitals):
         name = f"site-{i + 1}"
-        node = {"data-dir": str(Path(data_dir).resolve()), "hospital-id": name,
-                "state-dir": str(state_root / name), "partition": f"{i}/{hospitals}",
-                "partition-scheme": scheme, "partition-seed": seed}  # fmt: skip
+        node = {
+            "data-dir": str(Path(data_dir).resolve()),
+            "hospital-id": name,
+            "state-dir": str(state_root / name),
+            "partition": f"{i}/{hospitals}",
+            "partition-scheme": scheme,
+            "partition-seed": seed,
+        }
         if cache_dir:
             node["cache-dir"] = str(cache_dir)
         nodes.append({**node, **extra})
@@ -94,8 +104,7 @@ def backend_config(setup: SimulationSetup) -> dict:
         # a local cluster on loopback only
         init.setdefault("_node_ip_address", "127.0.0.1")
     cpus = setup.cpus_per_client or auto_cpus(len(setup.node_configs))
-    return {"client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
-            "init_args": init}  # fmt: skip
+    return {"client_resources": {"num_cpus": cpus, "num_gpus": 0.0}, "init_args": init}
 
 
 class _BelowWarning(logging.Filter):
@@ -125,8 +134,12 @@ def run_simulation(
         flwr_logger.addFilter(quiet)
     run_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console(stderr=True)
-    columns = (TextColumn("[bold]federated rounds"), BarColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("[bold]federated rounds"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, disable=not progress) as bar:
         task = bar.add_task("rounds", total=settings.num_server_rounds, info="round 1 training…")
 
@@ -134,16 +147,21 @@ def run_simulation(
             ev = (record.get("evaluation") or {}).get("pooled", {}).get("summary")
             info = f"round {r}/{total} done in {record['seconds']:.0f} s"
             if ev:
-                info += (f" · breast AUC {ev['breast']['auc']:.3f}"
-                         f" · cluster AUC {ev['classification']['auc']:.3f}")  # fmt: skip
+                info += (
+                    f" · breast AUC {ev['breast']['auc']:.3f}"
+                    f" · cluster AUC {ev['classification']['auc']:.3f}"
+                )
             bar.update(task, completed=r, info=info)
 
         server = make_server_app(settings, run_id, on_round)
         client = make_client_app(setup.node_configs)
         try:
-            flwr_run_simulation(server_app=server, client_app=client,
-                                num_supernodes=len(setup.node_configs),
-                                backend_config=backend_config(setup))  # fmt: skip
+            flwr_run_simulation(
+                server_app=server,
+                client_app=client,
+                num_supernodes=len(setup.node_configs),
+                backend_config=backend_config(setup),
+            )
         finally:
             flwr_logger.removeFilter(quiet)
     report_file = run_dir / "report.json"

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from common.cbis import CALC_COLUMNS
-from common.dicomio import mammogram_dataset, mask_dataset, new_uid, save
-from common.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
+from common.data.cbis import CALC_COLUMNS
+from common.data.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
+from common.imaging.writing import mammogram_dataset, mask_dataset, new_uid, save
 from common.synth.calcs import Cluster, draw_cluster, make_cluster
 from common.synth.phantom import render_breast
 from common.synth.readers import (

@@ -94,8 +94,11 @@ class ReaderProfile:
         """Return the probability that this reader misses a lesion outright."""
         s = 5 - int(subtlety or 3)
         d = int(density or 2) - 1
-        return float(np.clip(self.miss_base + self.miss_per_subtlety * s
-                             + self.miss_per_density * d, 0.0, 0.95))  # fmt: skip
+        return float(
+            np.clip(
+                self.miss_base + self.miss_per_subtlety * s + self.miss_per_density * d, 0.0, 0.95
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -119,12 +122,15 @@ class CadProfile:
         return asdict(self)
 
 
-SENIOR = ReaderProfile("senior-1", "senior", 2.4, 0.9, 0.03, 0.04, 0.03,
-                       recovery=0.5, reliance=0.15)  # fmt: skip
-JUNIOR = ReaderProfile("junior-1", "junior", 1.5, 1.1, 0.08, 0.07, 0.05,
-                       recovery=0.75, reliance=0.35)  # fmt: skip
-JUNIOR_2 = ReaderProfile("junior-2", "junior", 1.6, 1.1, 0.07, 0.07, 0.05,
-                         recovery=0.75, reliance=0.35)  # fmt: skip
+SENIOR = ReaderProfile(
+    "senior-1", "senior", 2.4, 0.9, 0.03, 0.04, 0.03, recovery=0.5, reliance=0.15
+)
+JUNIOR = ReaderProfile(
+    "junior-1", "junior", 1.5, 1.1, 0.08, 0.07, 0.05, recovery=0.75, reliance=0.35
+)
+JUNIOR_2 = ReaderProfile(
+    "junior-2", "junior", 1.6, 1.1, 0.07, 0.07, 0.05, recovery=0.75, reliance=0.35
+)
 DEFAULT_READERS = (SENIOR, JUNIOR, JUNIOR_2)
 DEFAULT_CAD = CadProfile()
 

@@ -16,8 +16,8 @@ from client.app import (
     handle_train,
     make_client_app,
 )
-from common.evaluation import EvalStats
-from common.models import flat_state
+from common.evaluation.images import EvalStats
+from common.learning.models import flat_state
 from server.federation import initial_models, to_record
 from server.settings import RunSettings
 
@@ -37,8 +37,11 @@ def _message(settings=SETTINGS, kind=MessageType.TRAIN, arrays=None, server_roun
 
 @pytest.fixture
 def node(tmp_path, consortium):
-    return {"data-dir": str(consortium / "hospital-1"), "hospital-id": "h1",
-            "state-dir": str(tmp_path / "state")}  # fmt: skip
+    return {
+        "data-dir": str(consortium / "hospital-1"),
+        "hospital-id": "h1",
+        "state-dir": str(tmp_path / "state"),
+    }
 
 
 def _audit(node):
@@ -76,8 +79,9 @@ def _update_norm(reply, sent):
 
 def test_central_dp_round_clips_the_update_in_both_client_apps(flower_task, node):
     sent = {k: v.numpy() for k, v in flat_state(initial_models(SETTINGS)).items()}
-    plain = make_client_app([node])(_message(), Context(1, 7, {"partition-id": 0},
-                                                        RecordDict(), {}))  # fmt: skip
+    plain = make_client_app([node])(
+        _message(), Context(1, 7, {"partition-id": 0}, RecordDict(), {})
+    )
     norm = _update_norm(plain, sent)
     assert norm > 0.05  # an unclipped update is larger than the clip used below
     clipped_message = _message()
@@ -94,14 +98,16 @@ def test_central_dp_round_clips_the_update_in_both_client_apps(flower_task, node
 
 
 def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):
-    dp = RunSettings(detector_epochs=1, classifier_epochs=1, num_server_rounds=2, dp=True,
-                     dp_epsilon=6.0)  # fmt: skip
+    dp = RunSettings(
+        detector_epochs=1, classifier_epochs=1, num_server_rounds=2, dp=True, dp_epsilon=6.0
+    )
     first = handle_train(_message(dp, server_round=1), node, {})
     second = handle_train(_message(dp, server_round=2), node, {})
     e1, e2 = first.content["metrics"]["det-epsilon"], second.content["metrics"]["det-epsilon"]
     assert 0 < e1 < e2 <= 6.0 + 1e-6
-    ledger = json.loads((__import__("pathlib").Path(node["state-dir"]) /
-                         "privacy_ledger.json").read_text())  # fmt: skip
+    ledger = json.loads(
+        (__import__("pathlib").Path(node["state-dir"]) / "privacy_ledger.json").read_text()
+    )
     entry = ledger["federations"]["calcifl"]["detector"]
     assert [r["status"] for r in entry["rounds"]] == ["done", "done"]
     assert len(entry["history"]) == 1  # same noise and rate each round: merged by Opacus
@@ -110,8 +116,9 @@ def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):
     third = handle_train(_message(dp, server_round=3), {**node, "privacy-budget": 6.0}, {})
     assert third.has_error() and third.error.code == BUDGET_EXCEEDED
     assert third.error.reason.startswith("[h1] ")
-    after = json.loads((__import__("pathlib").Path(node["state-dir"]) /
-                        "privacy_ledger.json").read_text())  # fmt: skip
+    after = json.loads(
+        (__import__("pathlib").Path(node["state-dir"]) / "privacy_ledger.json").read_text()
+    )
     assert after["federations"]["calcifl"]["detector"]["history"] == entry["history"]
 
 
@@ -153,8 +160,10 @@ def test_evaluate_replies_with_summable_statistics(flower_task, node):
     strict = handle_evaluate(_message(kind=MessageType.EVALUATE), {**node, "min-cell": 1000}, {})
     withheld = str(strict.content["site"]["withheld"]).split(",")
     assert "breast_roc" in withheld
-    assert EvalStats.from_dict(json.loads(str(strict.content["site"]["eval-stats"]))
-                               ).breast_roc.n_pos == 0  # fmt: skip
+    assert (
+        EvalStats.from_dict(json.loads(str(strict.content["site"]["eval-stats"]))).breast_roc.n_pos
+        == 0
+    )
 
 
 def test_unreadable_images_are_counted_and_the_rest_used(flower_task, node, tmp_path, consortium):
@@ -173,7 +182,7 @@ def test_unreadable_images_are_counted_and_the_rest_used(flower_task, node, tmp_
 
 
 def _study_message(study=None, threshold=0.5, kind="evaluate.reader_study"):
-    from common.study import StudyConfig
+    from common.study.arms import StudyConfig
 
     message = _message(kind=MessageType.EVALUATE)
     record = {"study-config": (study or StudyConfig()).to_json()}
@@ -185,8 +194,8 @@ def _study_message(study=None, threshold=0.5, kind="evaluate.reader_study"):
 
 def test_reader_study_replies_with_released_statistics(flower_task, node, consortium):
     from client.app import handle_reader_calibrate, handle_reader_study
-    from common.metrics import RocStats
-    from common.study import StudyStats
+    from common.evaluation.metrics import RocStats
+    from common.study.arms import StudyStats
 
     calibrate = handle_reader_calibrate(
         _study_message(threshold=None, kind="evaluate.reader_calibrate"), node, {}

@@ -11,10 +11,15 @@ from server.strategies import make_strategy, restore_strategy_state, strategy_st
 def test_latest_checkpoint_round_trip(tmp_path):
     assert checkpoint.load_latest(tmp_path) is None
     for r in (1, 2):
-        checkpoint.save(tmp_path, checkpoint.Checkpoint(
-            r, {"detector.w": np.full(3, r, np.float32)}, {"m_t/dict/x": np.ones(2)},
-            {"history": [{"round": i} for i in range(1, r + 1)]},
-        ))  # fmt: skip
+        checkpoint.save(
+            tmp_path,
+            checkpoint.Checkpoint(
+                r,
+                {"detector.w": np.full(3, r, np.float32)},
+                {"m_t/dict/x": np.ones(2)},
+                {"history": [{"round": i} for i in range(1, r + 1)]},
+            ),
+        )
     ckpt = checkpoint.load_latest(tmp_path)
     assert ckpt.round == 2 and ckpt.arrays["detector.w"].tolist() == [2, 2, 2]
     assert ckpt.strategy["m_t/dict/x"].tolist() == [1, 1]
@@ -23,8 +28,12 @@ def test_latest_checkpoint_round_trip(tmp_path):
 
 
 def _reply(value: float) -> RecordDict:
-    return RecordDict({"arrays": ArrayRecord({"w": Array(np.full(4, value, np.float32))}),
-                       "metrics": MetricRecord({"num-examples": 1})})  # fmt: skip
+    return RecordDict(
+        {
+            "arrays": ArrayRecord({"w": Array(np.full(4, value, np.float32))}),
+            "metrics": MetricRecord({"num-examples": 1}),
+        }
+    )
 
 
 def test_fedadam_state_survives_a_checkpoint():
@@ -51,8 +60,9 @@ def test_every_strategy_name_builds_flowers_strategy():
     for name in STRATEGIES:
         strategy = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1))
         assert isinstance(strategy, classes[name]), name
-        plain = make_strategy(RunSettings(strategy=name, num_malicious_nodes=1,
-                                          per_model_weights=False))  # fmt: skip
+        plain = make_strategy(
+            RunSettings(strategy=name, num_malicious_nodes=1, per_model_weights=False)
+        )
         assert type(plain) is classes[name], name
 
 

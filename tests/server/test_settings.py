@@ -55,11 +55,16 @@ def test_run_dir_default_and_explicit(tmp_path):
 def test_central_dp_wraps_the_strategy_and_derives_noise_from_the_budget():
     from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedProx
 
-    from common.privacy import epsilon
+    from common.learning.dp import epsilon
     from server.strategies import base_strategy, make_strategy
 
-    s = RunSettings(strategy="fedprox", central_dp=True, central_dp_epsilon=6.0,
-                    central_dp_clip=0.5, num_server_rounds=4)  # fmt: skip
+    s = RunSettings(
+        strategy="fedprox",
+        central_dp=True,
+        central_dp_epsilon=6.0,
+        central_dp_clip=0.5,
+        num_server_rounds=4,
+    )
     z = s.central_dp_noise_multiplier()
     assert epsilon([(z, 1.0, 4)], 1e-5) == pytest.approx(6.0, abs=1e-6)
     assert epsilon([(z * 0.99, 1.0, 4)], 1e-5) > 6.0  # the smallest noise within budget

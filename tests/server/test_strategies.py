@@ -12,16 +12,22 @@ RNG = np.random.default_rng(0)
 
 
 def _reply(det: float, cls: float, images: int, patches: int | None, clusters: int | None):
-    arrays = {"detector.conv": det + RNG.normal(size=(2, 3)).astype(np.float32),
-              "detector.bias": np.full(2, det, np.float32),
-              "classifier.fc": cls + RNG.normal(size=(4,)).astype(np.float32)}  # fmt: skip
+    arrays = {
+        "detector.conv": det + RNG.normal(size=(2, 3)).astype(np.float32),
+        "detector.bias": np.full(2, det, np.float32),
+        "classifier.fc": cls + RNG.normal(size=(4,)).astype(np.float32),
+    }
     metrics = {"num-examples": images, "cls-train-loss": float(cls)}
     if patches is not None:
         metrics["det-examples"] = patches
     if clusters is not None:
         metrics["cls-examples"] = clusters
-    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                          "metrics": MetricRecord(metrics)})  # fmt: skip
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+            "metrics": MetricRecord(metrics),
+        }
+    )
     return Message(content=content, dst_node_id=1, message_type="train")
 
 
@@ -31,8 +37,13 @@ def _flower_mean(replies: list[Message], prefix: str, key: str) -> dict[str, np.
     for m in replies:
         arrays = m.content["arrays"]
         own = ArrayRecord({k: arrays[k] for k in arrays.keys() if k.startswith(prefix)})
-        sub.append(Message(content=RecordDict({"arrays": own, "metrics": m.content["metrics"]}),
-                           dst_node_id=1, message_type="train"))  # fmt: skip
+        sub.append(
+            Message(
+                content=RecordDict({"arrays": own, "metrics": m.content["metrics"]}),
+                dst_node_id=1,
+                message_type="train",
+            )
+        )
     out, _ = FedAvg(weighted_by_key=key).aggregate_train(1, sub)
     return {k: a.numpy() for k, a in out.items()}
 
@@ -42,13 +53,18 @@ def _numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
 
 
 def test_each_model_is_averaged_by_its_own_examples(flower_task):
-    replies = [_reply(1.0, 1.0, 10, 300, 4), _reply(5.0, 5.0, 30, 100, 40),
-               _reply(9.0, 9.0, 20, 200, 16)]  # fmt: skip
+    replies = [
+        _reply(1.0, 1.0, 10, 300, 4),
+        _reply(5.0, 5.0, 30, 100, 40),
+        _reply(9.0, 9.0, 20, 200, 16),
+    ]
     out, metrics = PerModelWeights().aggregate_train(1, replies)
     got = _numpy(out)
     assert list(got) == ["detector.conv", "detector.bias", "classifier.fc"]
-    expected = {**_flower_mean(replies, "detector.", "det-examples"),
-                **_flower_mean(replies, "classifier.", "cls-examples")}  # fmt: skip
+    expected = {
+        **_flower_mean(replies, "detector.", "det-examples"),
+        **_flower_mean(replies, "classifier.", "cls-examples"),
+    }
     for k, v in expected.items():
         np.testing.assert_allclose(got[k], v, rtol=1e-6)
         assert got[k].dtype == np.float32

@@ -12,17 +12,34 @@ from simulations.cli import main
 def run(tmp_path_factory, consortium):
     out = tmp_path_factory.mktemp("run")
     sites = [str(consortium / f"hospital-{h}") for h in (1, 3)]
-    code = main(["train-central", "--data", *sites, "--out", str(out / "model"),
-                 "--detector-epochs", "1", "--classifier-epochs", "2", "-q",
-                 "--cache", str(out / "cache")])  # fmt: skip
+    code = main(
+        [
+            "train-central",
+            "--data",
+            *sites,
+            "--out",
+            str(out / "model"),
+            "--detector-epochs",
+            "1",
+            "--classifier-epochs",
+            "2",
+            "-q",
+            "--cache",
+            str(out / "cache"),
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_train_central_writes_a_loadable_run(run):
     model = run / "model"
-    assert {p.name for p in model.iterdir()} >= {"detector.pt", "classifier.pt", "model.json",
-                                                  "train.json"}  # fmt: skip
+    assert {p.name for p in model.iterdir()} >= {
+        "detector.pt",
+        "classifier.pt",
+        "model.json",
+        "train.json",
+    }
     spec = json.loads((model / "model.json").read_text())
     assert spec["preprocessing"]["target_spacing_mm"] == 0.1 and spec["dp"] is None
     assert spec["models"]["classifier"]["arch"] == "cnn"
@@ -32,9 +49,25 @@ def test_train_central_writes_a_loadable_run(run):
 
 def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
     out = run / "eval"
-    assert main(["evaluate", "--model", str(run / "model"), "--data",
-                 str(consortium / "hospital-1"), "--split", "all", "--out", str(out), "-q",
-                 "--cache", str(run / "cache")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run / "model"),
+                "--data",
+                str(consortium / "hospital-1"),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+                "-q",
+                "--cache",
+                str(run / "cache"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     det = metrics["summary"]["detection"]
     assert 0 <= det["sens@1fp"] <= 1 and det["lesions"] > 0
@@ -49,8 +82,7 @@ def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
     bad = tmp_path / "bad.dcm"
     bad.write_text("not dicom")
     out = tmp_path / "pred"
-    code = main(["predict", "--model", str(run / "model"), str(image), str(bad),
-                 "--out", str(out)])  # fmt: skip
+    code = main(["predict", "--model", str(run / "model"), str(image), str(bad), "--out", str(out)])
     assert code == 1  # one file refused, the other processed
     rows = list(csv.DictReader((out / "index.csv").open()))
     assert len(rows) == 1 and rows[0]["file"] == str(image)
@@ -62,9 +94,27 @@ def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
 
 def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
     out = tmp_path / "dp"
-    code = main(["train-central", "--data", str(consortium / "hospital-4"), "--out", str(out),
-                 "--detector-epochs", "1", "--classifier-epochs", "2", "--dp", "--epsilon",
-                 "5", "--delta", "1e-5", "-q", "--cache", str(tmp_path / "cache")])  # fmt: skip
+    code = main(
+        [
+            "train-central",
+            "--data",
+            str(consortium / "hospital-4"),
+            "--out",
+            str(out),
+            "--detector-epochs",
+            "1",
+            "--classifier-epochs",
+            "2",
+            "--dp",
+            "--epsilon",
+            "5",
+            "--delta",
+            "1e-5",
+            "-q",
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "train.json").read_text())
     for part in ("detector", "classifier"):
@@ -77,8 +127,8 @@ def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
 
 
 def test_dp_picks_fixed_schedules_and_the_descriptor_classifier():
-    from common.privacy import DPConfig
-    from common.training import TrainConfig
+    from common.learning.dp import DPConfig
+    from common.learning.training import TrainConfig
     from simulations.central import CentralConfig
 
     plain = CentralConfig()

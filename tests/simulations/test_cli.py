@@ -17,16 +17,20 @@ def test_help_lists_commands():
 
 def test_synth_then_inspect(tmp_path, capsys):
     out = tmp_path / "s"
-    assert main(["synth", "--out", str(out), "--hospitals", "2", "--exams", "3",
-                 "--seed", "1", "-q"]) == 0  # fmt: skip
+    assert (
+        main(["synth", "--out", str(out), "--hospitals", "2", "--exams", "3", "--seed", "1", "-q"])
+        == 0
+    )
     sites = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert sites == ["hospital-1", "hospital-2"]
     dcm = next((out / "hospital-2").rglob("*.dcm"))
     assert pydicom.dcmread(dcm).Modality == "MG"
     report = tmp_path / "summary.json"
     md = tmp_path / "summary.md"
-    assert main(["inspect", str(out / "hospital-2"), "--json", str(report),
-                 "--md", str(md), "-q"]) == 0  # fmt: skip
+    assert (
+        main(["inspect", str(out / "hospital-2"), "--json", str(report), "--md", str(md), "-q"])
+        == 0
+    )
     summary = json.loads(report.read_text())
     assert summary["images"]["refused"] == 0 and summary["images"]["usable"] >= 8
     assert "# Data summary" in capsys.readouterr().out and md.read_text().startswith("#")
@@ -56,7 +60,10 @@ def test_simulate_offers_exactly_the_servers_strategies():
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "--out", "x", "--strategy", "fedsgd"])
     # and nothing the server would refuse
-    simulate = next(a for a in parser._subparsers._group_actions[0].choices.values()
-                    if a.prog.endswith(" simulate"))  # fmt: skip
+    simulate = next(
+        a
+        for a in parser._subparsers._group_actions[0].choices.values()
+        if a.prog.endswith(" simulate")
+    )
     strategy = next(a for a in simulate._actions if "--strategy" in a.option_strings)
     assert set(strategy.choices) == set(STRATEGIES)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from common.evaluation import EvalStats
-from common.metrics import RocStats
+from common.evaluation.images import EvalStats
+from common.evaluation.metrics import RocStats
 from simulations.comparison import compare, comparison_markdown, plot_comparison
 from simulations.simulate import (
     SimulationSetup,
@@ -39,8 +39,9 @@ def test_pooled_rows_sum_the_sites(tmp_path):
 
 
 def test_nodes_and_backend(tmp_path):
-    nodes = hospital_nodes([tmp_path / "north", tmp_path / "south"], tmp_path / "st", None,
-                           **{"min-cell": 5})  # fmt: skip
+    nodes = hospital_nodes(
+        [tmp_path / "north", tmp_path / "south"], tmp_path / "st", None, **{"min-cell": 5}
+    )
     assert [n["hospital-id"] for n in nodes] == ["north", "south"]
     assert nodes[0]["state-dir"] == str(tmp_path / "st" / "north") and nodes[1]["min-cell"] == 5
     parts = partition_nodes(tmp_path / "pool", 3, "dirichlet:0.5", 7, tmp_path / "st")

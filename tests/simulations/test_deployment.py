@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from common.datasets import load_hospital
+from common.data.folders import load_hospital
 from simulations.deployment import LocalFederation
 
 SITES = ("hospital-1", "hospital-2", "hospital-3")
@@ -66,12 +66,21 @@ def federation(tmp_path_factory, consortium):
 @pytest.fixture(scope="module")
 def finished_run(federation):
     out = federation.root / "run"
-    result = federation.run({
-        "out-dir": str(out), "num-server-rounds": 2, "detector-epochs": 1,
-        "classifier-epochs": 1, "min-available-nodes": 4, "min-train-nodes": 3,
-        "min-evaluate-nodes": 3, "round-timeout": 600.0, "reader-study": True,
-        "reader-study-config": '{"model_threshold": 0.5}',
-    }, timeout=900)  # fmt: skip
+    result = federation.run(
+        {
+            "out-dir": str(out),
+            "num-server-rounds": 2,
+            "detector-epochs": 1,
+            "classifier-epochs": 1,
+            "min-available-nodes": 4,
+            "min-train-nodes": 3,
+            "min-evaluate-nodes": 3,
+            "round-timeout": 600.0,
+            "reader-study": True,
+            "reader-study-config": '{"model_threshold": 0.5}',
+        },
+        timeout=900,
+    )
     return out, result
 
 
@@ -141,13 +150,15 @@ def test_no_phi_reaches_the_server(finished_run, federation, consortium):
                 for i, value in enumerate(row):
                     if isinstance(value, bytes):
                         value = value.decode("latin-1")
-                    texts[f"superlink.db:{table}:{i}"] = texts.get(
-                        f"superlink.db:{table}:{i}", "") + f"\n{value}"  # fmt: skip
+                    texts[f"superlink.db:{table}:{i}"] = (
+                        texts.get(f"superlink.db:{table}:{i}", "") + f"\n{value}"
+                    )
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".md", ".csv", ".txt", ".log"):
             texts[str(path.relative_to(out))] = path.read_text(errors="replace")
-    leaks = [(where, value) for where, text in texts.items() for value in identifiers
-             if value in text]  # fmt: skip
+    leaks = [
+        (where, value) for where, text in texts.items() for value in identifiers if value in text
+    ]
     assert not leaks, leaks[:10]
 
 
@@ -159,20 +170,36 @@ def _wait(condition, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-RUN = {"detector-epochs": 1, "classifier-epochs": 1, "min-available-nodes": 3,
-       "min-train-nodes": 2, "min-evaluate-nodes": 2, "eval-every": 5}  # fmt: skip
+RUN = {
+    "detector-epochs": 1,
+    "classifier-epochs": 1,
+    "min-available-nodes": 3,
+    "min-train-nodes": 2,
+    "min-evaluate-nodes": 2,
+    "eval-every": 5,
+}
 
 
 @pytest.mark.slow
 def test_killed_supernode_drops_out_and_rejoins(tmp_path, consortium):
     out = tmp_path / "run"
     with _small_federation(tmp_path / "fed", consortium) as fed:
-        launched = fed.launch({**RUN, "out-dir": str(out), "num-server-rounds": 3,
-                               "round-timeout": 150.0, "node-wait-timeout": 90.0})  # fmt: skip
+        launched = fed.launch(
+            {
+                **RUN,
+                "out-dir": str(out),
+                "num-server-rounds": 3,
+                "round-timeout": 150.0,
+                "node-wait-timeout": 90.0,
+            }
+        )
         victim = fed.hospitals["hospital-3"]
         # kill hospital-3 (SuperNode and its ClientApp) while it trains in round 1
-        _wait(lambda: fed.processes("flwr-clientapp", victim.process), 180,
-              "hospital-3 never started training")  # fmt: skip
+        _wait(
+            lambda: fed.processes("flwr-clientapp", victim.process),
+            180,
+            "hospital-3 never started training",
+        )
         fed.kill(victim.process)
         _wait(lambda: (out / "checkpoints" / "round-0001").is_dir(), 400, "round 1 never ended")
         fed.start_supernode("hospital-3")  # it rejoins under its registered key
@@ -190,8 +217,13 @@ def test_killed_supernode_drops_out_and_rejoins(tmp_path, consortium):
 @pytest.mark.slow
 def test_killed_server_resumes_from_its_checkpoint(tmp_path, consortium):
     out = tmp_path / "run"
-    config = {**RUN, "out-dir": str(out), "num-server-rounds": 2, "min-train-nodes": 3,
-              "min-evaluate-nodes": 3}  # fmt: skip
+    config = {
+        **RUN,
+        "out-dir": str(out),
+        "num-server-rounds": 2,
+        "min-train-nodes": 3,
+        "min-evaluate-nodes": 3,
+    }
     with _small_federation(tmp_path / "fed", consortium) as fed:
         launched = fed.launch(config)
         _wait(lambda: (out / "checkpoints" / "round-0001").is_dir(), 400, "round 1 never ended")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.quiet import PRIVATE_ENV
+from common.federation.environment import PRIVATE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,15 +16,36 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_flwr_run_simulation_writes_the_report(tmp_path, consortium):
     env = {**os.environ, **PRIVATE_ENV, "FLWR_HOME": str(tmp_path / "flwr-home")}
     out = tmp_path / "run"
-    run_config = (f'data-root="{consortium}" out-dir="{out}" num-server-rounds=1 '
-                  'detector-epochs=1 classifier-epochs=1 min-available-nodes=2 min-train-nodes=2 '
-                  'min-evaluate-nodes=2')  # fmt: skip
+    run_config = (
+        f'data-root="{consortium}" out-dir="{out}" num-server-rounds=1 '
+        "detector-epochs=1 classifier-epochs=1 min-available-nodes=2 min-train-nodes=2 "
+        "min-evaluate-nodes=2"
+    )
     try:
-        subprocess.run(["flwr", "federation", "simulation-config", "@none/default", "local",
-                        "--num-supernodes", "2", "--client-resources-num-cpus", "1"],
-                       cwd=ROOT, env=env, check=True, timeout=300)  # fmt: skip
-        subprocess.run(["flwr", "run", ".", "--stream", "--run-config", run_config],
-                       cwd=ROOT, env=env, check=True, timeout=600)  # fmt: skip
+        subprocess.run(
+            [
+                "flwr",
+                "federation",
+                "simulation-config",
+                "@none/default",
+                "local",
+                "--num-supernodes",
+                "2",
+                "--client-resources-num-cpus",
+                "1",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        subprocess.run(
+            ["flwr", "run", ".", "--stream", "--run-config", run_config],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=600,
+        )
     finally:
         subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path / 'flwr-home'}"])
     report = json.loads((out / "report.json").read_text())

@@ -12,26 +12,44 @@ from pathlib import Path
 
 import pytest
 
-from common.cache import PreprocessCache
-from common.metrics import RocStats
-from common.models import load_run
-from common.report import clean_json
-from common.samples import ImageStore
-from common.site import site_study_data
-from common.study import StudyConfig, build_cases, model_threshold, study_stats
-from common.studysite import breast_scores, validation_roc
-from tests.common.test_study import _close
+from common.data.cache import PreprocessCache
+from common.evaluation.metrics import RocStats
+from common.evaluation.report import clean_json
+from common.learning.material import site_study_data
+from common.learning.models import load_run
+from common.learning.samples import ImageStore
+from common.study.arms import StudyConfig, build_cases, model_threshold, study_stats
+from common.study.local import breast_scores, validation_roc
+from tests.common.study.test_arms import _close
 
 
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory) -> Path:
     # the acceptance command, on small synthetic hospitals and a short training
     out = tmp_path_factory.mktemp("study-run") / "run"
-    args = ["--synthetic", "--hospitals", "3", "--exams", "14", "--out", str(out),
-            "--rounds", "1", "--detector-epochs", "1", "--classifier-epochs", "2",
-            "--reader-study", "-q"]  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", *args],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = [
+        "--synthetic",
+        "--hospitals",
+        "3",
+        "--exams",
+        "14",
+        "--out",
+        str(out),
+        "--rounds",
+        "1",
+        "--detector-epochs",
+        "1",
+        "--classifier-epochs",
+        "2",
+        "--reader-study",
+        "-q",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -75,10 +93,23 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
 def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
     out = tmp_path / "study"
     done = subprocess.run(
-        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
-         "--data", *map(str, study_data), "--out", str(out), "-q"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "simulations.cli",
+            "reader-study",
+            "--model",
+            str(study_run),
+            "--data",
+            *map(str, study_data),
+            "--out",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     local = json.loads((out / "reader_study.json").read_text())
     federated = json.loads((study_run / "reader_study.json").read_text())
@@ -91,11 +122,24 @@ def test_standalone_study_refuses_a_bad_study_file(study_run, study_data, tmp_pa
     bad = tmp_path / "study.json"
     bad.write_text(json.dumps({"arms": ["senior-1", "senior-1+"]}))
     done = subprocess.run(
-        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
-         "--data", str(study_data[0]), "--study", str(bad), "-q"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "simulations.cli",
+            "reader-study",
+            "--model",
+            str(study_run),
+            "--data",
+            str(study_data[0]),
+            "--study",
+            str(bad),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "COLUMNS": "400"},  # one log line, unwrapped
-    )  # fmt: skip
+    )
     assert done.returncode == 2
     assert "study.json" in done.stderr and "senior-1+" in done.stderr
 
@@ -114,10 +158,26 @@ def test_bad_reader_rows_are_named_and_the_rest_used(study_run, study_data, tmp_
     before = reads.read_bytes()
     out = tmp_path / "study"
     done = subprocess.run(
-        [sys.executable, "-m", "simulations.cli", "reader-study", "--model", str(study_run),
-         "--data", str(site), "--out", str(out), "--model-threshold", "0.5", "-q"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "400"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "simulations.cli",
+            "reader-study",
+            "--model",
+            str(study_run),
+            "--data",
+            str(site),
+            "--out",
+            str(out),
+            "--model-threshold",
+            "0.5",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"row {len(lines) + 1}" in done.stderr and "birads" in done.stderr
     result = json.loads((out / "reader_study.json").read_text())

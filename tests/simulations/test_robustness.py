@@ -29,9 +29,17 @@ def _run(tmp_path, sites, name: str, attack: bool, **settings) -> dict:
     nodes = hospital_nodes(sites, tmp_path / name / "state", tmp_path / "cache")
     if attack:  # the smallest hospital turns malicious
         nodes[1]["simulate-attack"] = "sign-flip:4"
-    run = RunSettings(num_server_rounds=2, detector_epochs=2, classifier_epochs=4,
-                      min_available_nodes=5, min_train_nodes=5, min_evaluate_nodes=5,
-                      eval_every=2, out_dir=str(tmp_path / name / "run"), **settings)  # fmt: skip
+    run = RunSettings(
+        num_server_rounds=2,
+        detector_epochs=2,
+        classifier_epochs=4,
+        min_available_nodes=5,
+        min_train_nodes=5,
+        min_evaluate_nodes=5,
+        eval_every=2,
+        out_dir=str(tmp_path / name / "run"),
+        **settings,
+    )
     report = run_simulation(run, SimulationSetup(nodes), progress=False)
     return report
 
@@ -43,10 +51,19 @@ def test_poisoned_hospital_robust_run_stays_close_to_clean(tmp_path, sites):
 
     clean = _run(tmp_path, sites, "clean", attack=False)
     plain = _run(tmp_path, sites, "plain", attack=True)
-    robust = _run(tmp_path, sites, "robust", attack=True, strategy="fedtrimmedavg",
-                  trim_beta=0.2, update_norm_median=1.0)  # fmt: skip
-    print(f"breast AUC clean {auc(clean):.3f}, poisoned FedAvg {auc(plain):.3f}, "
-          f"poisoned trimmed+bounded {auc(robust):.3f}")  # fmt: skip
+    robust = _run(
+        tmp_path,
+        sites,
+        "robust",
+        attack=True,
+        strategy="fedtrimmedavg",
+        trim_beta=0.2,
+        update_norm_median=1.0,
+    )
+    print(
+        f"breast AUC clean {auc(clean):.3f}, poisoned FedAvg {auc(plain):.3f}, "
+        f"poisoned trimmed+bounded {auc(robust):.3f}"
+    )
     assert abs(auc(robust) - auc(clean)) <= 0.05
     assert auc(plain) < auc(clean) - 0.05
     last = robust["rounds"][-1]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.cache import PreprocessCache
-from common.evaluation import evaluate_images
-from common.models import flat_state, load_run
-from common.samples import ImageStore
+from common.data.cache import PreprocessCache
+from common.evaluation.images import evaluate_images
+from common.learning.models import flat_state, load_run
+from common.learning.samples import ImageStore
 from server.federation import initial_models
 from server.settings import RunSettings
 from simulations.baselines import site_splits
@@ -41,8 +41,12 @@ def hospitals(consortium) -> list[Path]:
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, hospitals) -> Path:
     out = tmp_path_factory.mktemp("sim") / "full"
-    done = subprocess.run(_cli("--data", *map(str, hospitals), "--out", str(out), *ARGS),
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        _cli("--data", *map(str, hospitals), "--out", str(out), *ARGS),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -89,8 +93,9 @@ def test_pooled_evaluation_equals_evaluation_on_the_union(full_run, hospitals):
 def test_killed_run_resumes_to_the_same_result(tmp_path, hospitals, full_run):
     out = tmp_path / "killed"
     cmd = _cli("--data", *map(str, hospitals), "--out", str(out), *ARGS)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     latest = out / "checkpoints" / "latest.json"
     deadline = time.time() + 300
     try:
@@ -114,10 +119,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, hospitals, full_run):
 def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals):
     nodes = hospital_nodes(hospitals, tmp_path / "state")
     nodes[1]["privacy-budget"] = 0.5  # far below what one DP round costs
-    settings = RunSettings(num_server_rounds=2, detector_epochs=1, classifier_epochs=2, dp=True,
-                           dp_epsilon=8.0, out_dir=str(tmp_path / "run"),
-                           min_available_nodes=2, min_train_nodes=2, min_evaluate_nodes=2,
-                           federation="budget-test")  # fmt: skip
+    settings = RunSettings(
+        num_server_rounds=2,
+        detector_epochs=1,
+        classifier_epochs=2,
+        dp=True,
+        dp_epsilon=8.0,
+        out_dir=str(tmp_path / "run"),
+        min_available_nodes=2,
+        min_train_nodes=2,
+        min_evaluate_nodes=2,
+        federation="budget-test",
+    )
     report = run_simulation(settings, SimulationSetup(nodes), progress=False)
     for r in report["rounds"]:
         assert r["trained"] == ["hospital-1"]
@@ -129,8 +142,9 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
     eps = [x["epsilon"] for x in ledger1["federations"]["budget-test"]["detector"]["rounds"]]
     assert len(eps) == 2 and eps[0] < eps[1] <= 8.0 + 1e-6  # cumulative, within the target
     assert not (tmp_path / "state/hospital-2/privacy_ledger.json").exists()
-    audit = [json.loads(x) for x in
-             (tmp_path / "state/hospital-2/audit.jsonl").read_text().splitlines()]  # fmt: skip
+    audit = [
+        json.loads(x) for x in (tmp_path / "state/hospital-2/audit.jsonl").read_text().splitlines()
+    ]
     assert [e["status"] for e in audit if e["message"] == "train"] == ["refused", "refused"]
     assert "refused" in (tmp_path / "run" / "report.md").read_text().lower()
 
@@ -139,32 +153,55 @@ def test_federated_run_folder_serves_evaluate_and_predict(full_run, hospitals, t
     from simulations.cli import main
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(full_run), "--data", str(hospitals[0]),
-                 "--out", str(out), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(full_run),
+                "--data",
+                str(hospitals[0]),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["summary"]["detection"]["images"] > 0
     image = next(hospitals[1].rglob("Calc-*_CC/*/*/000000.dcm"))
-    assert main(["predict", "--model", str(full_run), str(image), "--out",
-                 str(tmp_path / "pred")]) == 0  # fmt: skip
+    assert (
+        main(["predict", "--model", str(full_run), str(image), "--out", str(tmp_path / "pred")])
+        == 0
+    )
     assert list((tmp_path / "pred").glob("*.png"))
 
 
 def test_central_dp_clips_adds_calibrated_noise_and_stops_at_its_budget(tmp_path, hospitals):
-    from common.privacy import epsilon
+    from common.learning.dp import epsilon
 
     clip, noise = 0.05, 1.0
     budget = epsilon([(noise, 1.0, 1)], 1e-5) + 0.1  # room for one noised round, not two
-    settings = RunSettings(num_server_rounds=2, detector_epochs=1, classifier_epochs=1,
-                           central_dp=True, central_dp_clip=clip, central_dp_noise=noise,
-                           central_dp_epsilon=budget, out_dir=str(tmp_path / "run"),
-                           min_available_nodes=2, min_train_nodes=2, min_evaluate_nodes=2,
-                           federation="central-dp-test")  # fmt: skip
+    settings = RunSettings(
+        num_server_rounds=2,
+        detector_epochs=1,
+        classifier_epochs=1,
+        central_dp=True,
+        central_dp_clip=clip,
+        central_dp_noise=noise,
+        central_dp_epsilon=budget,
+        out_dir=str(tmp_path / "run"),
+        min_available_nodes=2,
+        min_train_nodes=2,
+        min_evaluate_nodes=2,
+        federation="central-dp-test",
+    )
     nodes = hospital_nodes(hospitals, tmp_path / "state")
     report = run_simulation(settings, SimulationSetup(nodes), progress=False)
     (r1,) = report["rounds"]
     assert "round 2" in report["stopped"] and "budget" in report["stopped"]
     dp = r1["central_dp"]
-    assert dp["hospitals"] == 2 and dp["epsilon"] == pytest.approx(epsilon([(noise, 1.0, 1)],
-                                                                            1e-5))  # fmt: skip
+    assert dp["hospitals"] == 2 and dp["epsilon"] == pytest.approx(epsilon([(noise, 1.0, 1)], 1e-5))
     assert r1["unclipped"] == [] and r1["bounded"] == []  # the hospitals clipped themselves
     assert all(v <= clip * 1.0001 for v in r1["update_norms"].values())
     # final - initial = mean of two clipped updates (norm <= clip) + N(0, (noise clip / 2)²)

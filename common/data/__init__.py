@@ -1,0 +1,1 @@
+"""Hospital data: folders (calcifl manifest, CBIS-DDSM), records, splits, cache, summaries."""

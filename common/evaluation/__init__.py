@@ -1,0 +1,1 @@
+"""Poolable evaluation statistics, metrics, reports and figures."""

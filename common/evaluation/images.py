@@ -1,0 +1,194 @@
+"""Evaluate the cascade on a hospital's images as poolable statistics.
+
+:func:`evaluate_images` returns :class:`EvalStats` (histograms and counts only: safe to
+send and to sum across hospitals) and, separately, the local per-breast scores that stay
+at the hospital unless its policy allows them out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from common.data.records import ImageRecord
+from common.evaluation.metrics import CalibrationStats, FrocStats, PointStats, RocStats
+from common.learning.inference import (
+    DEFAULT_CASCADE,
+    CascadeConfig,
+    aggregate_scores,
+    classify,
+    run_cascade,
+)
+from common.learning.samples import ImageStore, prepare
+
+
+@dataclass(frozen=True)
+class BreastScore:
+    """The cascade's output for one breast (local: stays at the hospital).
+
+    Attributes
+    ----------
+    score : float
+        Malignancy suspicion, the maximum over the breast's views.
+    detection : float
+        Best cluster detection score over the views (0 when no cluster was found).
+    malignant : bool
+        Ground truth.
+    """
+
+    score: float
+    detection: float
+    malignant: bool
+
+
+@dataclass
+class EvalStats:
+    """Summable evaluation statistics of one or more hospitals."""
+
+    froc: FrocStats = field(default_factory=FrocStats.empty)
+    points: PointStats = field(default_factory=PointStats)
+    finding_roc: RocStats = field(default_factory=RocStats.empty)
+    finding_calibration: CalibrationStats = field(
+        default_factory=lambda: CalibrationStats.from_scores([], [])
+    )
+    breast_roc: RocStats = field(default_factory=RocStats.empty)
+
+    def __add__(self, other: EvalStats) -> EvalStats:
+        return EvalStats(
+            self.froc + other.froc,
+            self.points + other.points,
+            self.finding_roc + other.finding_roc,
+            self.finding_calibration + other.finding_calibration,
+            self.breast_roc + other.breast_roc,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready statistics (counts only)."""
+        return {
+            "froc": self.froc.to_dict(),
+            "points": vars(self.points),
+            "finding_roc": self.finding_roc.to_dict(),
+            "finding_calibration": self.finding_calibration.to_dict(),
+            "breast_roc": self.breast_roc.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalStats:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            FrocStats.from_dict(d["froc"]),
+            PointStats(**d["points"]),
+            RocStats.from_dict(d["finding_roc"]),
+            CalibrationStats.from_dict(d["finding_calibration"]),
+            RocStats.from_dict(d["breast_roc"]),
+        )
+
+    def summary(self, operating_point: float = 0.5) -> dict:
+        """Turn (summed) statistics into the reported metrics."""
+
+        def roc(stats: RocStats) -> dict:
+            auc, var = stats.delong()
+            lo, hi = stats.auc_ci()
+            return {
+                "auc": auc,
+                "auc_ci95": [lo, hi],
+                "auc_var": var,
+                "positives": stats.n_pos,
+                "negatives": stats.n_neg,
+                "operating_point": stats.at_threshold(operating_point),
+            }
+
+        return {
+            "detection": {
+                **self.froc.summary(),
+                "point_precision": self.points.precision(),
+                "point_recall": self.points.recall(),
+            },
+            "classification": {
+                **roc(self.finding_roc),
+                "ece": self.finding_calibration.ece(),
+            },
+            "breast": roc(self.breast_roc),
+        }
+
+
+def _hit(centre, finding, tolerance: float) -> bool:
+    if finding.box is not None:
+        r0, c0, r1, c1 = finding.box
+        return (
+            r0 - tolerance <= centre[0] <= r1 + tolerance
+            and c0 - tolerance <= centre[1] <= c1 + tolerance
+        )
+    return float(np.hypot(*(np.asarray(centre) - finding.centroid))) <= tolerance
+
+
+@torch.no_grad()
+def evaluate_images(
+    models: dict[str, torch.nn.Module],
+    records: list[ImageRecord],
+    store: ImageStore,
+    config: CascadeConfig = DEFAULT_CASCADE,
+    point_radius_mm: float = 1.0,
+    tick: Callable[[], None] | None = None,
+) -> tuple[EvalStats, dict]:
+    """Run the cascade on ``records`` and collect statistics.
+
+    Returns
+    -------
+    stats : EvalStats
+        Poolable statistics.
+    breasts : dict
+        (patient, exam, laterality) → :class:`BreastScore`: local only.
+    """
+    stats = EvalStats()
+    image_scores: list[tuple[tuple, float]] = []
+    detections: dict[tuple, float] = defaultdict(float)
+    breast_labels: dict[tuple, bool] = defaultdict(bool)
+    finding_labels, finding_probs = [], []
+    for item in prepare(records, store):
+        image = store.get(item.record)
+        result = run_cascade(models, image, config)
+        tolerance = 1.0 / image.spacing_mm[0]  # 1 mm around the annotated ROI
+        hits: list[float | None] = []
+        used = np.zeros(len(result.clusters), dtype=bool)
+        for f in item.findings:
+            hit = np.array([_hit(c.centre, f, tolerance) for c in result.clusters], dtype=bool)
+            used |= hit
+            scores = [c.detection_score for c, h in zip(result.clusters, hit, strict=True) if h]
+            hits.append(max(scores) if scores else None)
+        fp = [c.detection_score for i, c in enumerate(result.clusters) if not used[i]]
+        stats.froc.add_image(hits, fp)
+        annotated = [f.points for f in item.findings if len(f.points) > 1]
+        if annotated or not item.findings:
+            truth = np.concatenate(annotated) if annotated else np.zeros((0, 2))
+            stats.points = stats.points + PointStats.match(
+                result.points, truth, point_radius_mm / image.spacing_mm[0]
+            )
+        labelled = [f for f in item.findings if f.malignant is not None]
+        if labelled:
+            centres = [f.centroid for f in labelled]
+            probs = classify(models["classifier"], image.pixels, centres, config.tta)
+            finding_probs.extend(probs.tolist())
+            finding_labels.extend(float(f.malignant) for f in labelled)
+        key = item.record.breast_key
+        image_scores.append((key, result.score))
+        best = max((c.detection_score for c in result.clusters), default=0.0)
+        detections[key] = max(detections[key], float(best))
+        breast_labels[key] |= item.record.label == "malignant"
+        if tick:
+            tick()
+    if finding_labels:
+        stats.finding_roc = RocStats.from_scores(finding_probs, finding_labels)
+        stats.finding_calibration = CalibrationStats.from_scores(finding_probs, finding_labels)
+    breast_scores, _ = aggregate_scores(image_scores)
+    keys = list(breast_scores)
+    if keys:
+        stats.breast_roc = RocStats.from_scores(
+            [breast_scores[k] for k in keys], [breast_labels[k] for k in keys]
+        )
+    breasts = {k: BreastScore(breast_scores[k], detections[k], breast_labels[k]) for k in keys}
+    return stats, breasts

@@ -1,0 +1,125 @@
+"""A hospital's own settings, from the SuperNode's ``--node-config``.
+
+Keys (kebab-case): ``data-dir`` (the hospital's export: calcifl manifest or CBIS-DDSM
+layout), ``hospital-id`` (a name, never a patient identifier), ``state-dir`` (privacy
+ledger and audit log; default ``$CALCIFL_HOME`` or ``~/.calcifl``, then the hospital id),
+``cache-dir`` (decoded images), ``privacy-budget`` (cap on cumulative ε per model; 0: no
+cap), ``require-dp`` (refuse rounds without DP-SGD), ``min-cell`` (withhold evaluation
+statistics of a set with fewer positives or negatives; reader-study strata with fewer
+breasts of a class), ``reader-study`` (false: refuse to take part in reader studies),
+``test-fraction`` (held-out
+patients when the data carry no split), and for simulations of a pooled data set
+``partition`` ("I/N"), ``partition-scheme`` and ``partition-seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.data.partition import PartitionSpec
+
+KNOWN = {
+    "data-dir",
+    "hospital-id",
+    "state-dir",
+    "cache-dir",
+    "privacy-budget",
+    "require-dp",
+    "min-cell",
+    "reader-study",
+    "test-fraction",
+    "partition",
+    "partition-scheme",
+    "partition-seed",
+    "partition-id",
+    "num-partitions",
+}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Parsed node configuration of one hospital."""
+
+    data_dir: Path
+    hospital_id: str
+    state_dir: Path
+    cache_dir: Path | None = None
+    privacy_budget: float | None = None
+    require_dp: bool = False
+    min_cell: int = 0
+    reader_study: bool = True
+    test_fraction: float = 0.25
+    partition: tuple[int, PartitionSpec] | None = None
+
+    @property
+    def ledger_path(self) -> Path:
+        """The privacy ledger's file."""
+        return self.state_dir / "privacy_ledger.json"
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit log's file."""
+        return self.state_dir / "audit.jsonl"
+
+    @classmethod
+    def from_config(cls, node: dict, run: dict | None = None) -> NodeSettings:
+        """Read a node configuration (``run`` supplies ``data-root`` for ``flwr run .``).
+
+        Raises
+        ------
+        ValueError
+            Naming the key that is unknown, missing or malformed.
+        """
+        run = run or {}
+        unknown = sorted(set(node) - KNOWN)
+        if unknown:
+            raise ValueError(f"unknown node-config key(s): {', '.join(unknown)}")
+        if "data-dir" in node:
+            data_dir = Path(str(node["data-dir"])).expanduser()
+        elif run.get("data-root") and "partition-id" in node:
+            # Flower's local simulation numbers nodes; map them to hospital-1, -2, ...
+            data_dir = Path(str(run["data-root"])).expanduser() / (
+                f"hospital-{int(node['partition-id']) + 1}"
+            )
+        else:
+            raise ValueError("node-config needs 'data-dir' (the hospital's data folder)")
+        hospital = str(node.get("hospital-id") or data_dir.name)
+        home = Path(os.environ.get("CALCIFL_HOME", Path.home() / ".calcifl"))
+        state = Path(str(node.get("state-dir") or home / hospital)).expanduser()
+        budget = float(node.get("privacy-budget", 0) or 0) or None
+        partition = None
+        if "partition" in node:
+            index, _, total = str(node["partition"]).partition("/")
+            try:
+                i, n = int(index), int(total)
+            except ValueError as exc:
+                raise ValueError(f"partition '{node['partition']}': expected 'I/N'") from exc
+            if not 0 <= i < n:
+                raise ValueError(f"partition '{node['partition']}': I must be in 0..N-1")
+            spec = PartitionSpec.parse(
+                n, str(node.get("partition-scheme", "iid")), int(node.get("partition-seed", 0))
+            )
+            partition = (i, spec)
+        return cls(
+            data_dir=data_dir,
+            hospital_id=hospital,
+            state_dir=state,
+            cache_dir=Path(str(node["cache-dir"])) if node.get("cache-dir") else None,
+            privacy_budget=budget,
+            require_dp=bool(node.get("require-dp", False)),
+            min_cell=int(node.get("min-cell", 0)),
+            reader_study=_flag(node.get("reader-study", True)),
+            test_fraction=float(node.get("test-fraction", 0.25)),
+            partition=partition,
+        )
+
+
+def _flag(value) -> bool:
+    """Read a node-config boolean (Flower passes TOML booleans; strings are accepted too)."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError(f"'{value}' is not a boolean")
+        return value.lower() in ("true", "yes", "1")
+    return bool(value)

@@ -1,0 +1,1 @@
+"""Mammogram images: DICOM reading and writing, intensity, geometry, breast region, ROI masks."""

@@ -1,0 +1,1 @@
+"""Models and their training: detector, classifier, samples, DP-SGD, the cascade."""

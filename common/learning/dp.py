@@ -1,0 +1,135 @@
+"""Differential-privacy accounting that is cumulative across training calls.
+
+Opacus' RDP accountant keeps a history of (noise multiplier, sample rate, steps); we
+export it after each call and import it before the next, so ε accumulates over every
+round of a federation, and we refuse a call whose steps would exceed the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opacus.accountants import RDPAccountant
+
+
+class PrivacyBudgetError(RuntimeError):
+    """Training would spend more ε than the budget allows.
+
+    ``task`` names the model concerned when a caller planned several.
+    """
+
+    task: str | None = None
+
+    def __init__(self, spent: float, would_reach: float, budget: float, allowed_steps: int):
+        self.spent = spent
+        self.would_reach = would_reach
+        self.budget = budget
+        self.allowed_steps = allowed_steps
+        super().__init__(
+            f"privacy budget exceeded: ε spent so far {spent:.3f}, this training would reach "
+            f"{would_reach:.3f} > budget {budget:.3f} (at most {allowed_steps} more steps fit)"
+        )
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """DP-SGD settings.
+
+    Attributes
+    ----------
+    noise_multiplier : float or None
+        σ of the Gaussian noise relative to ``max_grad_norm``; computed from
+        ``target_epsilon`` when None.
+    target_epsilon : float or None
+        Cumulative ε this call should end at (with earlier history included).
+    max_grad_norm : float
+        Per-sample gradient clipping bound.
+    delta : float or None
+        δ; default 1 / (10 n), below 1/n as is customary.
+    budget_epsilon : float or None
+        Hard cap: a call that would push cumulative ε above it is refused.
+    secure_mode : bool
+        Opacus secure RNG for the noise (needs ``torchcsprng``).
+    per_sample : {"fast", "opacus"}
+        How per-sample gradients are computed: ``fast`` (:mod:`common.learning.persample`, one
+        backward pass without the batch gradient) or Opacus' own hooks. Clipping, noise
+        and accounting are Opacus' in both.
+    """
+
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    max_grad_norm: float = 1.0
+    delta: float | None = None
+    budget_epsilon: float | None = None
+    secure_mode: bool = False
+    per_sample: str = "fast"
+
+    def __post_init__(self) -> None:
+        """Require a way to set the noise."""
+        if self.per_sample not in ("fast", "opacus"):
+            raise ValueError("per_sample must be 'fast' or 'opacus'")
+        if self.noise_multiplier is None and self.target_epsilon is None:
+            raise ValueError("DP needs noise_multiplier or target_epsilon")
+        if self.max_grad_norm <= 0:
+            raise ValueError("max_grad_norm must be positive")
+
+    def delta_for(self, n: int) -> float:
+        """δ for a data set of ``n`` examples."""
+        return self.delta if self.delta is not None else 1.0 / (10 * max(n, 1))
+
+
+History = list[tuple[float, float, int]]
+
+
+def epsilon(history: History, delta: float) -> float:
+    """Cumulative ε of an accountant history at ``delta`` (0 for no history)."""
+    if not history:
+        return 0.0
+    accountant = RDPAccountant()
+    accountant.history = [tuple(h) for h in history]
+    return float(accountant.get_epsilon(delta))
+
+
+def with_steps(history: History, noise: float, sample_rate: float, steps: int) -> History:
+    """History after ``steps`` more steps at (noise, sample_rate)."""
+    return [*map(tuple, history), (float(noise), float(sample_rate), int(steps))]
+
+
+def allowed_steps(
+    history: History, noise: float, sample_rate: float, delta: float, budget: float
+) -> int:
+    """Most further steps at (noise, sample_rate) that keep ε ≤ budget (binary search)."""
+    if epsilon(with_steps(history, noise, sample_rate, 1), delta) > budget:
+        return 0
+    lo, hi = 1, 2
+    while epsilon(with_steps(history, noise, sample_rate, hi), delta) <= budget:
+        lo, hi = hi, hi * 2
+        if hi > 10**8:
+            return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if epsilon(with_steps(history, noise, sample_rate, mid), delta) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def noise_for_target(
+    history: History, sample_rate: float, steps: int, delta: float, target: float
+) -> float:
+    """Smallest noise multiplier whose ``steps`` more steps keep cumulative ε ≤ target."""
+    if epsilon(history, delta) >= target:
+        raise PrivacyBudgetError(epsilon(history, delta), float("inf"), target, 0)
+    lo, hi = 0.3, 1.0
+    while epsilon(with_steps(history, hi, sample_rate, steps), delta) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e4:
+            raise ValueError("no noise multiplier reaches the target ε")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if epsilon(with_steps(history, mid, sample_rate, steps), delta) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi

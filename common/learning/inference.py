@@ -1,0 +1,276 @@
+"""The cascade: image → calcification points → clusters → malignancy → image/breast score.
+
+:func:`run_cascade` is the one function a reader-facing tool calls. Coordinates are
+canonical (row, col) pixels; map them back to the stored DICOM grid with the image's
+``geometry.unmap_points``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from torch.nn import functional as F
+
+from common.imaging.reading import Mammogram
+from common.learning.samples import roi_crop
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Inference settings.
+
+    Attributes
+    ----------
+    peak_threshold : float
+        Minimum heatmap probability of a calcification point.
+    link_mm : float
+        Points closer than this are linked into one group (single linkage).
+    min_calcs : int
+        Smallest group reported as a cluster (BI-RADS "grouped" is >= 5 within 1 cm).
+    tile : int
+        Side of the sliding window, canonical pixels (multiple of 4). GroupNorm makes the
+        output depend on the window's content, so windows close to the training patch
+        size (96 + 2 x 16 halo = 128 ~ 160) detect best.
+    halo : int
+        Context added around each tile and discarded from its output.
+    """
+
+    peak_threshold: float = 0.1
+    link_mm: float = 5.0
+    min_calcs: int = 3
+    max_points: int = 3000
+    tta: bool = True
+    tile: int = 128
+    halo: int = 16
+
+
+DEFAULT_CASCADE = CascadeConfig()
+
+
+@dataclass
+class ClusterResult:
+    """One detected cluster (canonical coordinates)."""
+
+    centre: tuple[float, float]
+    box: tuple[float, float, float, float]
+    n_calcs: int
+    detection_score: float
+    malignancy: float | None = None
+
+    @property
+    def suspicion(self) -> float:
+        """Detection score times malignancy probability."""
+        return self.detection_score * (self.malignancy or 0.0)
+
+
+@dataclass
+class ImageResult:
+    """Cascade output for one image."""
+
+    points: np.ndarray
+    point_scores: np.ndarray
+    clusters: list[ClusterResult] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """Image score: the most suspicious cluster (0 with no cluster).
+
+        A cluster's suspicion is P(real cluster) x P(malignant): the classifier only ever
+        saw true clusters, so a weak detection must not borrow a confident malignancy.
+        (On held-out synthetic breasts this lifted the cascade's AUC from 0.72 to 0.97.)
+        """
+        return max((c.suspicion for c in self.clusters), default=0.0)
+
+
+@torch.no_grad()
+def heatmap(detector: torch.nn.Module, pixels: np.ndarray, bbox, config: CascadeConfig):
+    """Detector probabilities over the breast box, by overlapping tiles.
+
+    Returns
+    -------
+    prob : numpy.ndarray
+        Probability map at the detector's stride over ``bbox``.
+    origin : tuple of int
+        (row, col) of ``prob``'s first pixel in the canonical image.
+    """
+    stride = detector.config.stride
+    r0, c0, r1, c1 = bbox
+    r0, c0 = r0 - r0 % 4, c0 - c0 % 4  # keep the heatmap grid aligned with the image
+    region = pixels[r0:r1, c0:c1]
+    h, w = region.shape
+    ph, pw = -(-h // 4) * 4, -(-w // 4) * 4
+    out = np.zeros((ph // stride, pw // stride), dtype=np.float32)
+    t, halo = config.tile, config.halo
+    padded = np.pad(region, ((halo, ph - h + halo + t), (halo, pw - w + halo + t)))
+    detector.eval()
+    for tr in range(0, ph, t):
+        for tc in range(0, pw, t):
+            window = padded[tr : tr + t + 2 * halo, tc : tc + t + 2 * halo]
+            logits = detector(torch.from_numpy(np.ascontiguousarray(window))[None, None])
+            core = torch.sigmoid(
+                logits[
+                    0,
+                    0,
+                    halo // stride : (halo + t) // stride,
+                    halo // stride : (halo + t) // stride,
+                ]
+            )
+            rh = min(t, ph - tr) // stride
+            rw = min(t, pw - tc) // stride
+            out[tr // stride : tr // stride + rh, tc // stride : tc // stride + rw] = core[
+                :rh, :rw
+            ].numpy()
+    return out, (r0, c0)
+
+
+def peaks(prob: np.ndarray, threshold: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima (3x3 NMS) above ``threshold``: (indices (N, 2), scores), best first."""
+    t = torch.from_numpy(prob)[None, None]
+    keep = (t == F.max_pool2d(t, 3, stride=1, padding=1)) & (t >= threshold)
+    idx = torch.nonzero(keep[0, 0]).numpy()
+    scores = prob[idx[:, 0], idx[:, 1]] if len(idx) else np.zeros(0, np.float32)
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return idx[order], scores[order]
+
+
+def group(points: np.ndarray, scores: np.ndarray, spacing_mm: float, config: CascadeConfig):
+    """Single-linkage groups of points within ``link_mm``; groups of ``min_calcs``+ kept."""
+    if len(points) == 0:
+        return []
+    tree = cKDTree(points)
+    pairs = tree.query_pairs(config.link_mm / spacing_mm, output_type="ndarray")
+    n = len(points)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    clusters = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < config.min_calcs:
+            continue
+        pts, sc = points[members], scores[members]
+        top = np.sort(sc)[::-1][:3]
+        clusters.append(
+            ClusterResult(
+                centre=tuple(float(v) for v in np.average(pts, axis=0, weights=sc)),
+                box=(
+                    float(pts[:, 0].min()),
+                    float(pts[:, 1].min()),
+                    float(pts[:, 0].max() + 1),
+                    float(pts[:, 1].max() + 1),
+                ),
+                n_calcs=int(len(members)),
+                detection_score=float(top.mean()),
+            )
+        )
+    return sorted(clusters, key=lambda c: -c.detection_score)
+
+
+@torch.no_grad()
+def classify(
+    classifier: torch.nn.Module, pixels: np.ndarray, centres, tta: bool = True
+) -> np.ndarray:
+    """Malignancy probabilities of ROI crops around ``centres``.
+
+    With ``tta`` the probability is averaged over the 8 flips/rotations of the crop (the
+    classifier was trained with them; +0.03 AUC on held-out synthetic clusters).
+    """
+    if len(centres) == 0:
+        return np.zeros(0, np.float32)
+    crop = classifier.config.crop
+    batch = torch.from_numpy(np.stack([roi_crop(pixels, c, crop) for c in centres])[:, None])
+    classifier.eval()
+    views = [batch]
+    if tta:
+        views = [
+            torch.flip(torch.rot90(batch, k, dims=(2, 3)), dims=(3,))
+            if flip
+            else torch.rot90(batch, k, dims=(2, 3))
+            for k in range(4)
+            for flip in (False, True)
+        ]
+    return torch.stack([torch.sigmoid(classifier(v)) for v in views]).mean(dim=0).numpy()
+
+
+def run_cascade(
+    models: dict[str, torch.nn.Module], image: Mammogram, config: CascadeConfig = DEFAULT_CASCADE
+) -> ImageResult:
+    """Run detector → clusters → classifier on one canonical mammogram."""
+    detector, classifier = models["detector"], models["classifier"]
+    prob, (r0, c0) = heatmap(detector, image.pixels, image.bbox, config)
+    idx, scores = peaks(prob, config.peak_threshold, config.max_points)
+    stride = detector.config.stride
+    points = idx.astype(np.float64) * stride + np.array([r0, c0])
+    if len(points):
+        r = np.clip(points[:, 0].astype(int), 0, image.mask.shape[0] - 1)
+        c = np.clip(points[:, 1].astype(int), 0, image.mask.shape[1] - 1)
+        inside = image.mask[r, c]
+        points, scores = points[inside], scores[inside]
+    clusters = group(points, scores, image.spacing_mm[0], config)
+    probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
+    for cluster, p in zip(clusters, probs, strict=True):
+        cluster.malignancy = float(p)
+    return ImageResult(points=points, point_scores=scores, clusters=clusters)
+
+
+def aggregate_scores(image_scores) -> tuple[dict, dict]:
+    """Breast and exam scores: the maximum over views, then over breasts.
+
+    Parameters
+    ----------
+    image_scores : iterable of ((patient, exam, laterality), score)
+
+    Returns
+    -------
+    breasts : dict
+        (patient, exam, laterality) → score.
+    exams : dict
+        (patient, exam) → score.
+    """
+    breasts: dict = {}
+    for key, score in image_scores:
+        breasts[key] = max(breasts.get(key, 0.0), float(score))
+    exams: dict = {}
+    for (patient, exam, _), score in breasts.items():
+        exams[(patient, exam)] = max(exams.get((patient, exam), 0.0), score)
+    return breasts, exams
+
+
+def result_to_json(result: ImageResult, image: Mammogram) -> dict:
+    """JSON for one image: canonical and stored-grid (DICOM pixel) coordinates."""
+
+    def both(points_rc):
+        pts = np.asarray(points_rc, dtype=float).reshape(-1, 2)
+        stored = image.geometry.unmap_points(pts) if len(pts) else pts
+        return pts.round(1).tolist(), stored.round(1).tolist()
+
+    canon_pts, stored_pts = both(result.points)
+    clusters = []
+    for c in result.clusters:
+        (centre,), (stored_centre,) = both([c.centre])
+        corners, stored_corners = both([[c.box[0], c.box[1]], [c.box[2], c.box[3]]])
+        sr = sorted([stored_corners[0][0], stored_corners[1][0]])
+        sc = sorted([stored_corners[0][1], stored_corners[1][1]])
+        clusters.append(
+            {
+                **{k: v for k, v in asdict(c).items() if k not in ("centre", "box")},
+                "suspicion": c.suspicion,
+                "centre_rc": centre,
+                "box_rc": [*corners[0], *corners[1]],
+                "stored_centre_rc": stored_centre,
+                "stored_box_rc": [sr[0], sc[0], sr[1], sc[1]],
+            }
+        )
+    return {
+        "image_score": result.score,
+        "n_points": len(canon_pts),
+        "points_rc": canon_pts,
+        "point_scores": [round(float(s), 4) for s in result.point_scores],
+        "stored_points_rc": stored_pts,
+        "clusters": clusters,
+        "image": image.info(),
+    }

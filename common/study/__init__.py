@@ -1,0 +1,1 @@
+"""The reader-assist study: arms, a hospital's cases, summable statistics, tables."""

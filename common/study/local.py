@@ -1,0 +1,76 @@
+"""A hospital's part of a reader study: model scores, its cases, its released statistics.
+
+Shared by the federated client (one hospital answering the server) and the standalone
+``calcifl reader-study`` (one or more hospitals on one machine), so both compute exactly
+the same statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from common.data.records import ImageRecord, ReaderRead
+from common.evaluation.images import BreastScore, evaluate_images
+from common.evaluation.metrics import RocStats
+from common.learning.inference import CascadeConfig
+from common.learning.material import validation_split
+from common.learning.samples import ImageStore
+from common.study.arms import StudyConfig, StudyStats, build_cases, study_stats
+
+
+def breast_scores(
+    models: dict[str, torch.nn.Module],
+    records: list[ImageRecord],
+    store: ImageStore,
+    cascade: CascadeConfig,
+    tick: Callable[[], None] | None = None,
+) -> dict[tuple, BreastScore]:
+    """Run the cascade on ``records``: breast → model scores (local only)."""
+    if not records:
+        return {}
+    return evaluate_images(models, records, store, cascade, tick=tick)[1]
+
+
+def validation_roc(
+    models: dict[str, torch.nn.Module],
+    train: list[ImageRecord],
+    store: ImageStore,
+    cascade: CascadeConfig,
+    val_fraction: float,
+    seed: int,
+    bins: int,
+    tick: Callable[[], None] | None = None,
+) -> RocStats:
+    """Model breast scores on the hospital's validation patients, as ROC histograms.
+
+    The validation patients are those training held out for early stopping (never
+    trained on, never in the study), so the operating point chosen on them is honest.
+    """
+    val = validation_split(train, val_fraction, seed)["val"]
+    return scores_roc(breast_scores(models, val, store, cascade, tick), bins)
+
+
+def scores_roc(scores: dict[tuple, BreastScore], bins: int) -> RocStats:
+    """ROC histograms (malignant vs other breasts) of the model's breast scores."""
+    values = list(scores.values())
+    if not values:
+        return RocStats.empty(bins)
+    return RocStats.from_scores([v.score for v in values], [v.malignant for v in values], bins)
+
+
+def site_study(
+    scores: dict[tuple, BreastScore],
+    test: list[ImageRecord],
+    reads: list[ReaderRead],
+    config: StudyConfig,
+    threshold: float,
+) -> StudyStats:
+    """Return the hospital's study statistics after its release policy (``min_cell``)."""
+    if not reads:
+        raise ValueError("no reader reads (reader_reads.csv or read columns of the manifest)")
+    cases = build_cases(test, reads, scores)
+    if not any(c.reads for c in cases.values()):
+        raise ValueError("no reader read refers to a held-out breast")
+    return study_stats(cases, config, threshold).release(config.min_cell)

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from common.learning.descriptors import NAMES, describe_batch, standardise
+from common.learning.models import (
+    Classifier,
+    ClassifierConfig,
+    DescriptorClassifier,
+    Detector,
+    DetectorConfig,
+    build,
+    classifier_arch,
+    load_models,
+    save_models,
+)
+
+
+@pytest.mark.parametrize("size", [96, 128, 100])
+def test_detector_is_fully_convolutional_at_stride_2(size):
+    out = Detector()(torch.rand(3, 1, size, size))
+    assert out.shape == (3, 1, size // 2, size // 2)
+
+
+def test_classifier_outputs_one_logit_per_crop():
+    assert Classifier()(torch.rand(5, 1, 96, 96)).shape == (5,)
+
+
+@pytest.mark.parametrize(
+    "model", [Detector(), Classifier(), Detector(DetectorConfig(width=32)), DescriptorClassifier()]
+)
+def test_models_are_opacus_valid(model):
+    assert ModuleValidator.validate(model, strict=False) == []
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_width_is_configurable():
+    small = sum(p.numel() for p in build("classifier").parameters())
+    wide = sum(p.numel() for p in build("classifier", {"width": 32}).parameters())
+    assert wide > 4 * small
+
+
+def test_checkpoint_alone_is_enough_for_inference(tmp_path):
+    torch.manual_seed(0)
+    det, cls = Detector(DetectorConfig(width=8)), Classifier(ClassifierConfig(width=8, crop=64))
+    save_models(tmp_path, {"detector": det, "classifier": cls}, {"preprocessing": {"x": 1}})
+    spec = json.loads((tmp_path / "model.json").read_text())
+    assert spec["models"]["classifier"]["crop"] == 64 and spec["preprocessing"] == {"x": 1}
+    loaded, _ = load_models(tmp_path)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded["detector"](x), det.eval()(x))
+        assert torch.equal(loaded["classifier"](x), cls.eval()(x))
+    # plain state_dicts, loadable without calcifl
+    weights = torch.load(tmp_path / "detector.pt", weights_only=True)
+    assert all(not k.startswith("_module") for k in weights)
+
+
+def test_bad_configs_and_folders(tmp_path):
+    with pytest.raises(ValueError, match="unknown"):
+        build("detector", {"depth": 3})
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load_models(tmp_path)
+
+
+def test_seeded_models_do_not_depend_on_the_global_rng():
+    from common.learning.models import flat_state, seeded_models
+
+    configs = {"detector": {"width": 4}, "classifier": {"width": 4}}
+    a = flat_state(seeded_models(configs, 3))
+    torch.rand(1000)  # whatever the caller drew before
+    b = flat_state(seeded_models(configs, 3))
+    c = flat_state(seeded_models(configs, 4))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_descriptor_classifier_scores_crops_through_their_descriptors():
+    torch.manual_seed(0)
+    model = build("classifier", {"arch": "descriptors"})
+    assert isinstance(model, DescriptorClassifier)
+    assert sum(p.numel() for p in model.parameters()) == len(NAMES) + 1
+    torch.nn.init.normal_(model.head.weight)
+    crops = torch.rand(4, 1, 96, 96)
+    with torch.no_grad():
+        from_crops = model(crops)
+        from_descriptors = model(torch.from_numpy(standardise(describe_batch(crops.numpy()))))
+    assert from_crops.shape == (4,)
+    assert torch.equal(from_crops, from_descriptors)
+
+
+def test_descriptor_classifier_round_trips_through_a_run_folder(tmp_path):
+    cls = DescriptorClassifier(ClassifierConfig(arch="descriptors", crop=64))
+    torch.nn.init.normal_(cls.head.weight)
+    save_models(tmp_path, {"detector": Detector(DetectorConfig(width=4)), "classifier": cls}, {})
+    assert json.loads((tmp_path / "model.json").read_text())["models"]["classifier"]["arch"] == (
+        "descriptors"
+    )
+    loaded, _ = load_models(tmp_path)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded["classifier"](x), cls.eval()(x))
+
+
+def test_classifier_arch_resolution():
+    assert classifier_arch("auto", dp=True) == "descriptors"
+    assert classifier_arch("auto", dp=False) == "cnn"
+    assert classifier_arch("cnn", dp=True) == "cnn"
+    with pytest.raises(ValueError, match="resnet"):
+        classifier_arch("resnet", dp=False)
+    with pytest.raises(ValueError, match="arch"):
+        ClassifierConfig(arch="auto")  # a saved model names what it is

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from common.data.cache import PreprocessCache
+from common.data.folders import load_hospital
+from common.learning.samples import (
+    ClassifierCrops,
+    ImageStore,
+    detector_patches,
+    heatmap_target,
+    prepare,
+)
+
+
+def test_heatmap_target_peaks_at_points():
+    t = heatmap_target(np.array([[10.0, 20.0], [50.0, 50.4]]), 64, 2, 1.0)
+    assert t.shape == (32, 32) and t[5, 10] == 1.0 and t[25, 25] == 1.0
+    assert t.max() == 1.0 and (t == 1.0).sum() == 2
+    assert heatmap_target(np.zeros((0, 2)), 64, 2, 1.0).max() == 0.0
+
+
+@pytest.fixture(scope="module")
+def prepared(consortium, tmp_path_factory):
+    store = ImageStore(PreprocessCache(tmp_path_factory.mktemp("cache")))
+    records = load_hospital(consortium / "hospital-1", echo=False).images
+    return store, prepare(records, store)
+
+
+def test_findings_are_mapped_to_canonical_coordinates(prepared):
+    store, images = prepared
+    with_findings = [im for im in images if im.findings]
+    assert with_findings
+    for item in with_findings[:4]:
+        m = store.get(item.record)
+        for f in item.findings:
+            r0, c0, r1, c1 = f.box
+            assert r0 <= f.centroid[0] <= r1 and c0 <= f.centroid[1] <= c1
+            assert m.mask[int(f.centroid[0]), int(f.centroid[1])]  # inside the breast
+            assert len(f.points) > 1
+
+
+def test_detector_patches_hold_positives_and_negatives(prepared):
+    store, images = prepared
+    ds = detector_patches(images, store, 96, 2, 1.0, np.random.default_rng(0))
+    x, y = ds.tensors
+    assert x.shape[1:] == (1, 96, 96) and y.shape[1:] == (1, 48, 48)
+    peaks = (y == 1.0).flatten(1).sum(dim=1)
+    assert (peaks > 0).sum() > 0 and (peaks == 0).sum() > 0  # both kinds present
+    again = detector_patches(images, store, 96, 2, 1.0, np.random.default_rng(0))
+    assert np.array_equal(again.tensors[0].numpy(), x.numpy())  # seeded
+
+
+def test_classifier_crops_and_augmentation(prepared):
+    store, images = prepared
+    plain = ClassifierCrops(images, store, 64)
+    aug = ClassifierCrops(images, store, 64, augment=True, seed=1, repeats=3)
+    assert len(aug) == 3 * len(plain) and len(plain) > 0
+    x, y = plain[0]
+    assert x.shape == (1, 64, 64) and y.item() in (0.0, 1.0)
+    assert not np.allclose(aug[0][0].numpy(), x.numpy())
+
+
+def test_image_store_is_bounded_in_bytes(prepared, consortium):
+    store, images = prepared
+    small = ImageStore(store.cache, max_bytes=1)
+    for item in images[:3]:
+        small.get(item.record)
+    assert len(small._lru) == 1
