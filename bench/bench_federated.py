@@ -91,7 +91,7 @@ def timed(cmd: list[str]) -> tuple[float, int]:
 
 
 def simulate(*args) -> list[str]:
-    return [sys.executable, "-m", "simulations.cli", "simulate", "-q", *args]
+    return [sys.executable, "-m", "cli.main", "simulate", "-q", *args]
 
 
 def pooled_auc(per_site: dict) -> tuple[float, float]:

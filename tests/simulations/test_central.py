@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from simulations.cli import main
+from cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def study_run(tmp_path_factory) -> Path:
         "-q",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "simulations.cli", "simulate", *args],
+        [sys.executable, "-m", "cli.main", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -96,7 +96,7 @@ def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
         [
             sys.executable,
             "-m",
-            "simulations.cli",
+            "cli.main",
             "reader-study",
             "--model",
             str(study_run),
@@ -125,7 +125,7 @@ def test_standalone_study_refuses_a_bad_study_file(study_run, study_data, tmp_pa
         [
             sys.executable,
             "-m",
-            "simulations.cli",
+            "cli.main",
             "reader-study",
             "--model",
             str(study_run),
@@ -161,7 +161,7 @@ def test_bad_reader_rows_are_named_and_the_rest_used(study_run, study_data, tmp_
         [
             sys.executable,
             "-m",
-            "simulations.cli",
+            "cli.main",
             "reader-study",
             "--model",
             str(study_run),

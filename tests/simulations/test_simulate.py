@@ -30,7 +30,7 @@ ARGS = ["--rounds", "2", "--detector-epochs", "1", "--classifier-epochs", "2", "
 
 
 def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "simulations.cli", "simulate", *args]
+    return [sys.executable, "-m", "cli.main", "simulate", *args]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
 
 
 def test_federated_run_folder_serves_evaluate_and_predict(full_run, hospitals, tmp_path):
-    from simulations.cli import main
+    from cli.main import main
 
     out = tmp_path / "eval"
     assert (

@@ -7,7 +7,7 @@ import subprocess
 import pydicom
 import pytest
 
-from simulations.cli import build_parser, main
+from cli.main import build_parser, main
 
 
 def test_help_lists_commands():

@@ -1,0 +1,1 @@
+"""The ``calcifl`` command line (the outermost layer: it composes every other package)."""

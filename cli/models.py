@@ -1,0 +1,222 @@
+"""``calcifl train-central``, ``evaluate`` and ``predict``: one machine's models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+
+from cli.options import add_read_options, read_options
+from common.errors import CalciflInputError
+
+logger = logging.getLogger("calcifl")
+
+
+def cmd_train_central(args: argparse.Namespace) -> int:
+    """Train the centralised baseline on pooled hospital data."""
+    from common.learning.dp import DPConfig
+    from common.learning.models import ClassifierConfig, classifier_arch
+    from common.learning.training import TrainConfig
+    from simulations.central import CentralConfig, train_central
+
+    dp = None
+    if args.dp:
+        dp = DPConfig(
+            target_epsilon=args.epsilon,
+            noise_multiplier=args.noise_multiplier,
+            max_grad_norm=args.max_grad_norm,
+            delta=args.delta,
+        )
+    # with --dp, CentralConfig derives both models' DP schedules from these
+    config = CentralConfig(
+        detector_train=TrainConfig(
+            epochs=args.detector_epochs, seed=args.seed, progress=not args.quiet
+        ),
+        classifier=ClassifierConfig(arch=classifier_arch(args.classifier_arch, args.dp)),
+        classifier_train=TrainConfig(
+            epochs=args.classifier_epochs, patience=10, seed=args.seed, progress=not args.quiet
+        ),
+        read=read_options(args),
+        dp=dp,
+        seed=args.seed,
+        cache_dir=args.cache,
+    )
+    summary = train_central(args.data, args.out, config)
+    det, cls = summary["detector"], summary["classifier"]
+    print(
+        f"trained in {summary['seconds']} s on {summary['images']['train']} images; "
+        f"models in {args.out}"
+    )
+    for name, part in (("detector", det), ("classifier", cls)):
+        best = part["history"][part["best_epoch"] - 1] if part["best_epoch"] else {}
+        eps = f", ε={part['privacy']['epsilon']:.2f}" if part["privacy"] else ""
+        print(
+            f"  {name}: best epoch {part['best_epoch']}, val loss "
+            f"{best.get('val_loss', float('nan')):.4f}{eps}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a trained model folder on a hospital folder's split."""
+    from common.data.cache import PreprocessCache
+    from common.data.folders import load_hospital
+    from common.evaluation.images import evaluate_images
+    from common.evaluation.report import metrics_markdown, plot_froc, plot_roc
+    from common.learning.models import load_run
+    from common.learning.samples import ImageStore
+
+    models, options, cascade, _ = load_run(args.model)
+    out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_hospital(args.data)
+    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    if not records:
+        logger.error("%s: no images in split '%s'", args.data, args.split)
+        return 2
+    store = ImageStore(PreprocessCache(args.cache, options))
+    with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"evaluating {len(records)} images", total=len(records))
+        stats, _ = evaluate_images(models, records, store, cascade, tick=lambda: bar.advance(task))
+    summary = stats.summary(operating_point=args.threshold)
+    title = f"Evaluation on {Path(args.data).name} ({args.split})"
+    (out / "metrics.json").write_text(
+        json.dumps({"summary": summary, "statistics": stats.to_dict()}, indent=2)
+    )
+    markdown = metrics_markdown(summary, title)
+    (out / "metrics.md").write_text(markdown)
+    plot_roc(stats, out / "roc.png")
+    plot_froc(stats, out / "froc.png")
+    print(markdown)
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
+    from common.evaluation.overlay import draw_overlay
+    from common.imaging.reading import read_mammogram
+    from common.learning.inference import result_to_json, run_cascade
+    from common.learning.models import load_run
+
+    models, options, cascade, _ = load_run(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    index: list[tuple[str, str, str]] = []
+    for path in args.images:
+        try:
+            image = read_mammogram(path, options)
+        except CalciflInputError as exc:
+            logger.error("%s", exc)
+            failed += 1
+            continue
+        result = run_cascade(models, image, cascade)
+        # named by the de-identified key: CBIS-style trees reuse file names (000000.dcm)
+        stem = image.image_key
+        (args.out / f"{stem}.json").write_text(json.dumps(result_to_json(result, image), indent=2))
+        draw_overlay(image, result, args.out / f"{stem}.png")
+        index.append((str(path), stem, f"{result.score:.4f}"))
+        print(
+            f"{path}: score {result.score:.3f}, {len(result.clusters)} cluster(s), "
+            f"{len(result.points)} point(s) -> {stem}.json/.png"
+        )
+    # which output belongs to which input file: local to the site, like the inputs
+    with (args.out / "index.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "output", "image_score"), *index])
+    if failed:
+        logger.warning("%d of %d file(s) could not be read", failed, len(args.images))
+    return 1 if failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the model commands."""
+    p = sub.add_parser(
+        "train-central",
+        help="train detector + classifier on pooled data (the centralised baseline)",
+        description=(
+            "Pool the 'train' split of every hospital folder, hold out a patient-level "
+            "validation split for early stopping, train the detector and the classifier, "
+            "and write RUN_DIR (state_dicts + model.json + train.json)."
+        ),
+    )
+    p.add_argument("--data", nargs="+", type=Path, required=True, help="hospital folders")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument(
+        "--detector-epochs",
+        type=int,
+        default=15,
+        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; default 15)",
+    )
+    p.add_argument(
+        "--classifier-epochs",
+        type=int,
+        default=50,
+        help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); default 50)",
+    )
+    p.add_argument(
+        "--classifier-arch",
+        choices=("auto", "cnn", "descriptors"),
+        default="auto",
+        help="malignancy classifier: a CNN on the crop, or a logistic model on fixed cluster "
+        "descriptors (fits DP-SGD on few clusters); auto: descriptors with --dp, else cnn",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    g = p.add_argument_group("differential privacy (DP-SGD)")
+    g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
+    g.add_argument(
+        "--epsilon",
+        type=float,
+        default=8.0,
+        help="target ε per model (default 8; unused with --noise-multiplier)",
+    )
+    g.add_argument(
+        "--noise-multiplier",
+        type=float,
+        default=None,
+        help="fixed noise multiplier instead of a target ε",
+    )
+    g.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=1.0,
+        help="per-example gradient clipping bound (default 1.0)",
+    )
+    g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_read_options(p)
+    p.set_defaults(func=cmd_train_central)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics (FROC, AUC with DeLong CI, ECE) + Markdown + ROC/FROC PNGs",
+        description="Evaluate a run folder's models on a hospital folder's split.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("--data", type=Path, required=True, help="hospital folder")
+    p.add_argument("--split", default="test", help="split to evaluate, or 'all'")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5, help="operating point")
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="points, clusters and malignancy for DICOM files (JSON + overlay PNG)",
+        description=(
+            "For each image: calcification points, clusters (box, malignancy probability) "
+            "and the image score, in canonical and stored-DICOM pixel coordinates, and a PNG "
+            "overlay, named by the de-identified image key (index.csv maps files to outputs). "
+            "Unreadable files are reported and skipped (exit status 1)."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("images", nargs="+", type=Path, help="DICOM files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_predict)

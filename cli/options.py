@@ -1,0 +1,159 @@
+"""Options several commands share: logging, image reading, the reader study, run settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from common.imaging.reading import ReadOptions
+
+logger = logging.getLogger("calcifl")
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log through rich to stderr (INFO, or DEBUG with ``verbose``)."""
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def read_options(args: argparse.Namespace) -> ReadOptions:
+    """Return the image-reading options given on the command line."""
+    return ReadOptions(
+        target_spacing_mm=args.spacing,
+        fallback_spacing_mm=args.fallback_spacing,
+        for_processing=args.for_processing,
+        modalities=None if args.any_modality else ("MG",),
+    )
+
+
+def add_read_options(p: argparse.ArgumentParser) -> None:
+    """Add the image-reading options to a command."""
+    g = p.add_argument_group("image reading")
+    g.add_argument(
+        "--spacing",
+        type=float,
+        default=0.1,
+        metavar="MM",
+        help="target pixel spacing of the canonical image (default: 0.1 mm)",
+    )
+    g.add_argument(
+        "--fallback-spacing",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="spacing to assume for files that give none (default: refuse them)",
+    )
+    g.add_argument(
+        "--for-processing",
+        choices=("refuse", "normalize"),
+        default="refuse",
+        help="FOR PROCESSING (raw) images: refuse (default) or window to percentiles",
+    )
+    g.add_argument("--any-modality", action="store_true", help="accept modalities other than MG")
+
+
+def study_config(args: argparse.Namespace):
+    """Build the StudyConfig of ``--study FILE`` overridden by the command line."""
+    from dataclasses import replace
+
+    from common.study.arms import StudyConfig
+
+    config = StudyConfig.load(args.study) if args.study else StudyConfig()
+    changes = {
+        "arms": tuple(args.arms) if args.arms else None,
+        "comparisons": tuple(args.compare) if args.compare else None,
+        "model_threshold": args.model_threshold,
+        "target_sensitivity": args.target_sensitivity,
+        "recall_from": args.recall_from,
+        "reader_score": args.reader_score,
+        "consensus": args.consensus,
+        "unit": args.unit,
+        "min_cell": getattr(args, "min_cell", None),
+    }
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """Add the reader-study options to a command."""
+    g = p.add_argument_group("reader study")
+    g.add_argument(
+        "--study",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="study definition (arms, comparisons, settings) as JSON",
+    )
+    g.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="arms, e.g. model senior-1 junior-1:aided senior-1+junior-1 junior-1+model "
+        "(default: every reader alone, aided, in pairs and with the model)",
+    )
+    g.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="'A vs B'",
+        help="paired comparisons (default: each reading vs its aided and "
+        "model-as-second-reader versions, the model vs each reader)",
+    )
+    g.add_argument(
+        "--model-threshold",
+        type=float,
+        default=None,
+        help="model operating point (default: chosen on validation patients)",
+    )
+    g.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        help="sensitivity the chosen operating point reaches (default 0.9)",
+    )
+    g.add_argument(
+        "--recall-from",
+        type=int,
+        default=None,
+        choices=(2, 3, 4, 5),
+        help="BI-RADS at and above which a read is a recall (default 4; 0 too)",
+    )
+    g.add_argument(
+        "--reader-score",
+        choices=("birads", "suspicion"),
+        default=None,
+        help="readers' ROC score (default: BI-RADS as an ordinal scale)",
+    )
+    g.add_argument(
+        "--unit",
+        choices=("breast", "exam"),
+        default=None,
+        help="study unit: breast (default) or exam (recalled when either breast is)",
+    )
+    g.add_argument(
+        "--consensus",
+        choices=("max", "min"),
+        default=None,
+        help="double reading: recall if either (max, default) or both (min)",
+    )
+
+
+def run_config(pairs: list[str]) -> dict:
+    """Parse KEY=VALUE pairs (TOML values: numbers, true/false, quoted strings)."""
+    import tomllib
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string
+    return out
