@@ -119,7 +119,7 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
     from torch.utils.data import TensorDataset
 
     from common.learning.dp import DPConfig
-    from common.learning.models import DP_FROZEN_DETECTOR
+    from common.learning.recipes import DP_FROZEN_DETECTOR
     from common.learning.training import TrainConfig, train
 
     torch.manual_seed(0)

@@ -19,19 +19,20 @@ logger = logging.getLogger("calcifl")
 
 def cmd_train_central(args: argparse.Namespace) -> int:
     """Train the centralised baseline on pooled hospital data."""
-    from common.learning.dp import DPConfig
-    from common.learning.models import ClassifierConfig, classifier_arch
+    from common.federation.rounds import LocalTraining
+    from common.learning.models import ClassifierConfig
+    from common.learning.recipes import classifier_arch, dp_config
     from common.learning.training import TrainConfig
     from simulations.central import CentralConfig, train_central
 
-    dp = None
-    if args.dp:
-        dp = DPConfig(
-            target_epsilon=args.epsilon,
-            noise_multiplier=args.noise_multiplier,
-            max_grad_norm=args.max_grad_norm,
-            delta=args.delta,
-        )
+    local = LocalTraining(
+        dp=args.dp,
+        dp_epsilon=args.epsilon,
+        dp_noise=args.noise_multiplier or 0.0,
+        dp_max_grad_norm=args.max_grad_norm,
+        dp_delta=args.delta or 0.0,
+    )
+    dp = dp_config(local)
     # with --dp, CentralConfig derives both models' DP schedules from these
     config = CentralConfig(
         detector_train=TrainConfig(

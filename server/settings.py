@@ -12,7 +12,8 @@ from pathlib import Path
 from common.federation.rounds import LocalTraining, ModelSpec, RoundSpec
 from common.imaging.reading import ReadOptions
 from common.learning.dp import noise_for_target
-from common.learning.models import ClassifierConfig, DetectorConfig, classifier_arch
+from common.learning.models import ClassifierConfig, DetectorConfig
+from common.learning.recipes import classifier_arch
 from common.study.arms import StudyConfig
 
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan")
@@ -57,7 +58,7 @@ class RunSettings(LocalTraining):
         Federated evaluation every this many rounds (and always after the last one).
     classifier_arch : str
         ``auto`` (descriptors with DP-SGD, the CNN without), ``cnn`` or ``descriptors``
-        (:func:`common.learning.models.classifier_arch`).
+        (:func:`common.learning.recipes.classifier_arch`).
     out_dir : str
         Run directory (checkpoints, final models, report); empty: ``calcifl-runs/<run id>``.
     resume : bool

@@ -19,11 +19,10 @@ from common.data.cache import PreprocessCache
 from common.data.records import ImageRecord
 from common.evaluation.images import EvalStats, evaluate_images
 from common.hospital.settings import NodeSettings
-from common.learning.dp import DPConfig
 from common.learning.material import site_records
 from common.learning.models import load_run
+from common.learning.recipes import dp_config, local_train_configs
 from common.learning.samples import ImageStore
-from common.learning.training import TrainConfig
 from server.settings import RunSettings
 from simulations.central import CentralConfig, train_central
 
@@ -42,34 +41,21 @@ def site_splits(node_configs: list[dict], seed: int) -> dict[str, tuple[list, li
 
 
 def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool) -> CentralConfig:
-    """Training settings matching a federated run's total epochs and optimiser."""
+    """Training settings matching a federated run's total epochs and optimiser.
+
+    The same recipe as a hospital's round (:func:`~common.learning.recipes.local_train_configs`)
+    over all rounds' epochs; the pooled model ends at its best validation epoch.
+    """
     spec = settings.model_spec()
-    r = settings.num_server_rounds
-    det = TrainConfig(
-        epochs=r * settings.detector_epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        patience=settings.patience,
-        seed=settings.seed,
-        frozen=settings.detector_frozen(),
+    configs = local_train_configs(
+        settings,
+        spec.classifier.arch,
+        settings.seed,
+        rounds=settings.num_server_rounds,
         progress=progress,
+        restore_best=True,
     )
-    cls = TrainConfig(
-        epochs=r * settings.classifier_epochs,
-        lr=settings.classifier_rate(spec.classifier.arch),
-        batch_size=settings.classifier_batch(),
-        patience=settings.patience,
-        seed=settings.seed,
-        progress=progress,
-    )
-    dp = None
-    if settings.dp:
-        dp = DPConfig(
-            target_epsilon=settings.dp_epsilon,
-            noise_multiplier=settings.dp_noise or None,
-            max_grad_norm=settings.dp_max_grad_norm,
-            delta=settings.dp_delta or None,
-        )
+    det, cls = configs["detector"], configs["classifier"]
     return CentralConfig(
         detector=spec.detector,
         classifier=spec.classifier,
@@ -79,7 +65,7 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
         dp_detector_train=det,
         read=spec.read,
         cascade=spec.cascade,
-        dp=dp,
+        dp=dp_config(settings),
         val_fraction=settings.val_fraction,
         seed=settings.seed,
         cache_dir=cache_dir,

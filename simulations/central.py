@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.data.folders import load_hospital
@@ -15,12 +15,15 @@ from common.learning.dp import DPConfig
 from common.learning.inference import CascadeConfig
 from common.learning.material import SiteData, SiteSettings, train_models
 from common.learning.models import (
-    DP_FROZEN_DETECTOR,
     ClassifierConfig,
     DetectorConfig,
-    classifier_arch,
     save_models,
     seeded_models,
+)
+from common.learning.recipes import (
+    classifier_arch,
+    dp_classifier_schedule,
+    dp_detector_schedule,
 )
 from common.learning.training import TrainConfig
 
@@ -31,7 +34,7 @@ logger = logging.getLogger("calcifl")
 class CentralConfig:
     """Settings of a centralised training run.
 
-    ``classifier`` None picks the classifier by DP (:func:`common.learning.models.classifier_arch`:
+    ``classifier`` None picks the classifier by DP (:func:`common.learning.recipes.classifier_arch`:
     descriptors with DP-SGD, the CNN without); ``dp_classifier_train`` and
     ``dp_detector_train`` None pick the DP schedules (:func:`dp_classifier_schedule`,
     :func:`dp_detector_schedule`).
@@ -71,42 +74,6 @@ class CentralConfig:
         return self.dp_classifier_train or dp_classifier_schedule(
             self.classifier_config().arch, self.classifier_train
         )
-
-
-def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:
-    """DP-SGD training settings of the detector (epochs, seed and progress from ``base``).
-
-    A fixed schedule keeping the last weights, in batches of 128 at lr 1e-2, with the
-    full-resolution stem frozen (:data:`common.learning.models.DP_FROZEN_DETECTOR`). With early
-    stopping (batch 32, lr 1e-3) the noisy validation loss stopped training after 6
-    epochs and held-out cluster sensitivity at 1 FP/image was 0.36; batch 128 at lr 3e-3
-    gave 0.71 (default synthetic consortium, 1348 training patches, ε = 8). Three
-    consortia, ε = 8, stem trained / frozen at lr 3e-3 / frozen at lr 1e-2: breast AUC
-    0.675 / 0.822 / 0.919, 0.787 / 0.854 / 0.899, 0.947 / 0.970 / 0.961; sensitivity at
-    1 FP/image 0.682 / 0.591 / 0.636, 0.861 / 0.861 / 0.806, 0.833 / 0.771 / 0.917
-    (30 epochs at 3e-3: breast AUC 0.767 and 0.858 on the first two).
-    """
-    base = base or TrainConfig()
-    return replace(
-        base, batch_size=128, lr=1e-2, patience=0, restore_best=False, frozen=DP_FROZEN_DETECTOR
-    )
-
-
-def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainConfig:
-    """DP-SGD training settings of the classifier (seed and progress taken from ``base``).
-
-    A fixed schedule and the last weights: a ~20-cluster validation set cannot rank noisy
-    DP epochs. The CNN did best with large batches at a low rate (AUC 0.69–0.71 vs 0.54 at
-    batch 32 on the default synthetic data). The descriptor model's 15 weights take large
-    batches at a high rate: ε = 8, three consortia × two runs, AUC on ~370 other clusters:
-    batch 64 lr 0.3 0.900, batch 128 lr 0.3 0.901, batch 64 lr 0.1 0.894, batch 32 lr 0.03
-    0.881, 60 epochs instead of 30 0.880; without DP the same model scored 0.918.
-    """
-    base = base or TrainConfig()
-    epochs = min(base.epochs, 30)
-    if arch == "descriptors":
-        return replace(base, epochs=epochs, batch_size=64, lr=0.3, patience=0, restore_best=False)
-    return replace(base, epochs=epochs, batch_size=64, lr=3e-3, patience=0, restore_best=False)
 
 
 def training_records(data_dirs: list[Path]) -> list[ImageRecord]:

@@ -13,10 +13,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from common.imaging.reading import ReadOptions
+from common.learning import recipes
 from common.learning.dp import DPConfig
 from common.learning.inference import CascadeConfig
-from common.learning.models import DP_FROZEN_DETECTOR, ClassifierConfig, DetectorConfig
-from common.learning.training import TrainConfig
+from common.learning.models import ClassifierConfig, DetectorConfig
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class LocalTraining(KebabConfig):
         0: by architecture (see :meth:`classifier_rate`).
     dp_freeze_stem : bool
         With DP, leave the detector's full-resolution stem at the federation's initial
-        weights (:data:`common.learning.models.DP_FROZEN_DETECTOR`); see :meth:`detector_frozen`.
+        weights (:data:`common.learning.recipes.DP_FROZEN_DETECTOR`); see :meth:`detector_frozen`.
     """
 
     detector_epochs: int = 5
@@ -146,36 +146,16 @@ class LocalTraining(KebabConfig):
             raise ValueError("'classifier-lr' must be >= 0 (0: automatic)")
 
     def classifier_batch(self) -> int:
-        """Classifier batch size in effect.
-
-        A hospital holds a few dozen clusters, and FedAvg's averaged update moves about as
-        far as one hospital's local steps, so small batches (more steps per epoch) close
-        most of the gap to pooled training: federated - centralised cluster AUC on the
-        default synthetic data, 3 hospitals x 3 rounds, 3 seeds, went from -0.10 at batch 32
-        to -0.02 at batch 4 with per-model weights (``bench/bench_federated.py --seeds 3``;
-        batch 4 alone gave most of it in a classifier-only comparison). DP-SGD's noise is
-        relative to the batch, so with DP the default stays at 32.
-        """
-        if self.classifier_batch_size:
-            return self.classifier_batch_size
-        return 32 if self.dp else 4
+        """Classifier batch size in effect (:func:`~common.learning.recipes.classifier_batch`)."""
+        return recipes.classifier_batch(self.classifier_batch_size, self.dp)
 
     def detector_frozen(self) -> tuple[str, ...]:
         """Detector parameter prefixes kept fixed in local training (the stem, with DP)."""
-        return DP_FROZEN_DETECTOR if self.dp and self.dp_freeze_stem else ()
+        return recipes.detector_frozen(self.dp, self.dp_freeze_stem)
 
     def classifier_rate(self, arch: str) -> float:
-        """Classifier learning rate in effect: 1e-3 for the CNN, 0.03 for descriptors.
-
-        The descriptor model has 15 weights on standardised features. A hospital holds
-        ~40 clusters; one federated DP run (ε = 8, 3 hospitals x 3 rounds) gave pooled
-        cluster AUC 0.894 at 0.03 and 0.919 at 0.3, but 0.904, 0.863, 0.919 round by
-        round at 0.3 against 0.890, 0.902, 0.894 at 0.03, so 0.03 stays (the centralised
-        DP schedule, with ~120 clusters in batches of 64, uses 0.3).
-        """
-        if self.classifier_lr:
-            return self.classifier_lr
-        return 0.03 if arch == "descriptors" else 1e-3
+        """Classifier learning rate in effect (:func:`~common.learning.recipes.classifier_rate`)."""
+        return recipes.classifier_rate(self.classifier_lr, arch)
 
 
 @dataclass(frozen=True)
@@ -221,37 +201,11 @@ class RoundSpec(LocalTraining):
         """Per-model :class:`TrainConfig` of this round at ``site`` (seeded by both)."""
         digest = hashlib.sha256(f"{self.seed}|{server_round}|{site}".encode()).digest()
         seed = int.from_bytes(digest[:4], "big")
-        common = {
-            "patience": self.patience,
-            "seed": seed,
-            "progress": progress,
-            "proximal_mu": self.proximal_mu,
-            "restore_best": self.restore_best,
-        }
-        return {
-            "detector": TrainConfig(
-                epochs=self.detector_epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                frozen=self.detector_frozen(),
-                **common,
-            ),
-            "classifier": TrainConfig(
-                epochs=self.classifier_epochs,
-                lr=self.classifier_rate(self.models().classifier.arch),
-                batch_size=self.classifier_batch(),
-                **common,
-            ),
-        }
+        arch = self.models().classifier.arch
+        return recipes.local_train_configs(
+            self, arch, seed, progress=progress, proximal_mu=self.proximal_mu
+        )
 
     def dp_config(self, budget: float | None) -> DPConfig | None:
         """DP settings (None without DP), capped at the hospital's ``budget``."""
-        if not self.dp:
-            return None
-        return DPConfig(
-            noise_multiplier=self.dp_noise or None,
-            target_epsilon=self.dp_epsilon,
-            max_grad_norm=self.dp_max_grad_norm,
-            delta=self.dp_delta or None,
-            budget_epsilon=budget,
-        )
+        return recipes.dp_config(self, budget)

@@ -44,12 +44,6 @@ class DetectorConfig:
 
 ARCHES = ("cnn", "descriptors")
 
-# The detector's parameters that DP-SGD leaves at their initial (random) weights: the
-# full-resolution stem. Fewer noisy weights and a cheaper DP step (no per-sample work at
-# full resolution); held-out breast AUC at ε = 8 rose on each synthetic consortium tried
-# (see ``simulations.central.dp_detector_schedule``).
-DP_FROZEN_DETECTOR = ("stem.",)
-
 
 @dataclass(frozen=True)
 class ClassifierConfig:
@@ -155,21 +149,6 @@ class Classifier(nn.Module):
         # max pooling keeps a few bright calcifications from being averaged away
         pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
         return self.head(pooled).squeeze(1)
-
-
-def classifier_arch(arch: str, dp: bool) -> str:
-    """Resolve ``"auto"``: descriptors with DP-SGD, the CNN without.
-
-    Measured on the default synthetic consortium (~120 training clusters): with DP-SGD
-    at ε = 8 the CNN scored cluster AUC 0.48–0.53. Three consortia scored on ~370
-    clusters of a fourth: descriptor model with DP 0.89–0.91 (means of two runs), without
-    DP 0.91–0.94; the CNN without DP 0.874–0.914.
-    """
-    if arch == "auto":
-        return "descriptors" if dp else "cnn"
-    if arch not in ARCHES:
-        raise ValueError(f"classifier arch {arch!r}: expected 'auto' or one of {ARCHES}")
-    return arch
 
 
 class DescriptorClassifier(nn.Module):

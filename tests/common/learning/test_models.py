@@ -12,7 +12,6 @@ from common.learning.models import (
     Detector,
     DetectorConfig,
     build,
-    classifier_arch,
     load_models,
     save_models,
 )
@@ -103,13 +102,3 @@ def test_descriptor_classifier_round_trips_through_a_run_folder(tmp_path):
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded["classifier"](x), cls.eval()(x))
-
-
-def test_classifier_arch_resolution():
-    assert classifier_arch("auto", dp=True) == "descriptors"
-    assert classifier_arch("auto", dp=False) == "cnn"
-    assert classifier_arch("cnn", dp=True) == "cnn"
-    with pytest.raises(ValueError, match="resnet"):
-        classifier_arch("resnet", dp=False)
-    with pytest.raises(ValueError, match="arch"):
-        ClassifierConfig(arch="auto")  # a saved model names what it is
