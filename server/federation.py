@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from common.evaluation.images import EvalStats
+from common.federation import protocol as P
 from common.learning.dp import epsilon
 from common.learning.models import (
     flat_state,
@@ -59,7 +59,7 @@ def bound_updates(
     """
     norms = {}
     for m in replies:
-        local = from_record(m.content["arrays"])
+        local = from_record(m.content[P.ARRAYS])
         norms[_site(m)] = float(
             np.sqrt(
                 sum(
@@ -86,8 +86,8 @@ def bound_updates(
         norm = norms[_site(m)]
         if norm > limit:
             scale = limit / norm
-            local = from_record(m.content["arrays"])
-            m.content["arrays"] = to_record(
+            local = from_record(m.content[P.ARRAYS])
+            m.content[P.ARRAYS] = to_record(
                 {
                     k: (global_arrays[k] + scale * (v - global_arrays[k])).astype(v.dtype)
                     for k, v in local.items()
@@ -129,10 +129,10 @@ def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
 
 
 def _site(msg: Message) -> str:
-    site = msg.content.config_records.get("site")
+    site = msg.content.config_records.get(P.SITE)
     return (
-        str(site["hospital-id"])
-        if site and "hospital-id" in site
+        str(site[P.HOSPITAL_ID])
+        if site and P.HOSPITAL_ID in site
         else f"node-{msg.metadata.src_node_id}"
     )
 
@@ -155,7 +155,7 @@ def _refused_by_hospital(msg: Message) -> bool:
     """
     if msg.error.code == ErrorCode.INVALID_FAB:
         return True
-    return re.match(r"\[([^\]]+)\] ", msg.error.reason or "") is not None
+    return P.refusing_site(msg.error.reason) is not None
 
 
 def _error_site(
@@ -163,9 +163,9 @@ def _error_site(
     known: dict[int, str],
     origins: dict[str, int] | None = None,
 ) -> str:
-    match = re.match(r"\[([^\]]+)\] ", msg.error.reason or "")
-    if match:
-        return match.group(1)
+    site = P.refusing_site(msg.error.reason)
+    if site:
+        return site
     node = _origin(msg, origins or {})
     return known.get(node, f"node-{node}")
 
@@ -374,7 +374,7 @@ class Federation:
         limits = [x for x in (s.update_norm_bound, s.central_dp_clip) if x > 0]
         info = bound_updates(ok, arrays, min(limits), s.update_norm_median)
         for m in ok:
-            m.content["metrics"][UNIT_WEIGHT] = 1.0
+            m.content[P.METRICS][UNIT_WEIGHT] = 1.0
         self.strategy.num_sampled_clients = len(ok)  # noise for the mean of these replies
         info["unclipped"] = [
             k for k, v in info["update_norms"].items() if v > s.central_dp_clip * 1.001
@@ -420,9 +420,9 @@ class Federation:
                 }
                 for m in lost
             ],
-            "per_site": {_site(m): dict(m.content["metrics"]) for m in ok},
+            "per_site": {_site(m): dict(m.content[P.METRICS]) for m in ok},
             "bytes_sent_to_site": _payload_bytes(record),
-            "bytes_received_per_site": {_site(m): _payload_bytes(m.content["arrays"]) for m in ok},
+            "bytes_received_per_site": {_site(m): _payload_bytes(m.content[P.ARRAYS]) for m in ok},
         }
         for item in info["refused"]:
             logger.warning(
@@ -477,12 +477,12 @@ class Federation:
         pooled = EvalStats()
         per_site, withheld = {}, {}
         for m in ok:
-            site = m.content["site"]
-            stats = EvalStats.from_dict(json.loads(str(site["eval-stats"])))
+            site = m.content[P.SITE]
+            stats = EvalStats.from_dict(json.loads(str(site[P.EVAL_STATS])))
             pooled = pooled + stats
             per_site[_site(m)] = {"statistics": stats.to_dict(), "summary": stats.summary()}
-            if site.get("withheld"):
-                withheld[_site(m)] = str(site["withheld"]).split(",")
+            if site.get(P.WITHHELD):
+                withheld[_site(m)] = str(site[P.WITHHELD]).split(",")
         return {
             "pooled": {"statistics": pooled.to_dict(), "summary": pooled.summary()},
             "per_site": per_site,

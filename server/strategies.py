@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import (
 )
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
+from common.federation import protocol as P
 from server.settings import RunSettings
 
 # Central DP averages hospitals uniformly (the noise is calibrated to one hospital's share
@@ -26,7 +27,7 @@ from server.settings import RunSettings
 UNIT_WEIGHT = "unit-weight"
 
 # each model's arrays (named "<model>.*") and the reply metric that weighs them
-MODEL_WEIGHTS = {"detector": "det-examples", "classifier": "cls-examples"}
+MODEL_WEIGHTS = {model: P.examples_key(model) for model in P.MODELS}
 
 
 class PerModelWeights(FedAvg):
@@ -63,7 +64,7 @@ class PerModelWeights(FedAvg):
         merged: dict[str, Array] = {}
         for key, own in names.items():  # Flower's weighted mean, one model at a time
             parts = [
-                RecordDict({"arrays": ArrayRecord({n: r[n] for n in own}), "metrics": m})
+                RecordDict({P.ARRAYS: ArrayRecord({n: r[n] for n in own}), P.METRICS: m})
                 for r, m in zip(records, metrics, strict=True)
             ]
             merged.update(aggregate_arrayrecords(parts, key).items())

@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from common.evaluation.metrics import RocStats
+from common.federation import protocol as P
 from common.federation.rounds import RoundSpec
 from common.study.arms import StudyConfig, StudyStats, model_threshold
 from common.study.report import study_result, study_setup, write_study
@@ -35,9 +36,9 @@ def _send(
         Message(
             content=RecordDict(
                 {
-                    "arrays": arrays,
-                    "config": ConfigRecord(spec.to_config()),
-                    "study": ConfigRecord(study),
+                    P.ARRAYS: arrays,
+                    P.CONFIG: ConfigRecord(spec.to_config()),
+                    P.STUDY: ConfigRecord(study),
                 }
             ),
             dst_node_id=node,
@@ -51,7 +52,7 @@ def _send(
 
 
 def _site(msg: Message) -> str:
-    return str(msg.content["site"]["hospital-id"])
+    return str(msg.content[P.SITE][P.HOSPITAL_ID])
 
 
 def _failures(failed: list[Message]) -> list[dict]:
@@ -71,27 +72,27 @@ def run_study(
     timeout: float,
 ) -> dict:
     """Run the federated reader study; write its table and figure; return its summary."""
-    study = {"study-config": config.to_json()}
+    study = {P.STUDY_CONFIG: config.to_json()}
     failed: list[dict] = []
     validation = None
     if config.model_threshold is None:
-        ok, bad = _send(grid, "reader_calibrate", arrays, spec, study, timeout)
+        ok, bad = _send(grid, P.READER_CALIBRATE, arrays, spec, study, timeout)
         failed += _failures(bad)
         validation = RocStats.empty(config.bins)
         for m in sorted(ok, key=_site):
             validation = validation + RocStats.from_dict(
-                json.loads(str(m.content["site"]["validation-roc"]))
+                json.loads(str(m.content[P.SITE][P.VALIDATION_ROC]))
             )
     try:
         threshold = model_threshold(validation or RocStats.empty(config.bins), config)
     except ValueError as exc:
         logger.warning("reader study not run: %s", exc)
         return {"failed": failed, "sites": [], "error": str(exc)}
-    study["model-threshold"] = float(threshold)
-    ok, bad = _send(grid, "reader_study", arrays, spec, study, timeout)
+    study[P.MODEL_THRESHOLD] = float(threshold)
+    ok, bad = _send(grid, P.READER_STUDY, arrays, spec, study, timeout)
     failed += _failures(bad)
     per_site = {
-        _site(m): StudyStats.from_dict(json.loads(str(m.content["site"]["study-stats"])))
+        _site(m): StudyStats.from_dict(json.loads(str(m.content[P.SITE][P.STUDY_STATS])))
         for m in sorted(ok, key=_site)
     }
     if not per_site:

@@ -18,8 +18,7 @@ from pathlib import Path
 from common.data.cache import PreprocessCache
 from common.data.records import ImageRecord
 from common.evaluation.images import EvalStats, evaluate_images
-from common.hospital.settings import NodeSettings
-from common.learning.material import site_records
+from common.hospital.service import Hospital
 from common.learning.models import load_run
 from common.learning.recipes import dp_config, local_train_configs
 from common.learning.samples import ImageStore
@@ -33,10 +32,9 @@ def site_splits(node_configs: list[dict], seed: int) -> dict[str, tuple[list, li
     """Each simulated hospital's (training, held-out) images, as its client sees them."""
     out = {}
     for config in node_configs:
-        node = NodeSettings.from_config(config)
-        out[node.hospital_id] = site_records(
-            node.data_dir, node.partition, node.test_fraction, seed
-        )
+        hospital = Hospital.from_config(config)
+        records = hospital.records(seed)
+        out[hospital.name] = (records.train, records.test)
     return out
 
 

@@ -14,14 +14,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from common.data.cache import PreprocessCache
-from common.data.problems import ProblemLog
 from common.evaluation.metrics import RocStats
-from common.learning.material import site_study_data
+from common.federation.protocol import Refusal
+from common.hospital.service import Hospital
+from common.hospital.settings import NodeSettings
 from common.learning.models import load_run
-from common.learning.samples import ImageStore
 from common.study.arms import StudyConfig, model_threshold
-from common.study.local import breast_scores, site_study, validation_roc
+from common.study.local import breast_scores, validation_roc
 from common.study.report import study_result, study_setup, write_study
 
 logger = logging.getLogger("calcifl")
@@ -49,31 +48,38 @@ def run_reader_study(
     models, options, cascade, spec = load_run(model_dir)
     seed = int(spec.get("seed", 0)) if seed is None else seed
     val_fraction = float(spec.get("val_fraction", 0.15)) if val_fraction is None else val_fraction
-    store = ImageStore(PreprocessCache(cache_dir, options))
-    sites, refused = {}, {}
+    sites: dict[str, Hospital] = {}
+    refused = {}
     for d in data_dirs:
-        problems = ProblemLog(echo=False)
-        train, test, reads = site_study_data(Path(d), None, test_fraction, seed, problems)
-        for problem in problems.problems:  # local console: these lines may name files
-            logger.warning("refused %s", problem.line())
         name = Path(d).name
         if name in sites:
             raise ValueError(f"two hospital folders are named '{name}'")
-        sites[name] = (train, test, reads)
+        node = NodeSettings(
+            data_dir=Path(d),
+            hospital_id=name,
+            state_dir=Path(out_dir) / "hospital-state" / name,
+            cache_dir=cache_dir,
+            test_fraction=test_fraction,
+        )
+        sites[name] = Hospital(node)
+        problems = sites[name].records(seed).problems
+        for problem in problems.problems:  # local console: these lines may name files
+            logger.warning("refused %s", problem.line())
         refused[name] = len(problems)
     validation = RocStats.empty(config.bins)
     scores = {}
     with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
-        for name, (train, test, _) in sites.items():
-            task = bar.add_task(f"{name}: model on study images", total=len(test))
+        for name, hospital in sites.items():
+            records, store = hospital.records(seed), hospital.store(options)
+            task = bar.add_task(f"{name}: model on study images", total=len(records.test))
             scores[name] = breast_scores(
-                models, test, store, cascade, lambda t=task: bar.advance(t)
+                models, records.test, store, cascade, lambda t=task: bar.advance(t)
             )
             if config.model_threshold is None:
                 task = bar.add_task(f"{name}: model on validation images", total=None)
                 validation = validation + validation_roc(
                     models,
-                    train,
+                    records.train,
                     store,
                     cascade,
                     val_fraction,
@@ -83,10 +89,12 @@ def run_reader_study(
                 )
     threshold = model_threshold(validation, config)
     per_site = {}
-    for name, (_, test, reads) in sites.items():
+    for name, hospital in sites.items():
         try:
-            per_site[name] = site_study(scores[name], test, reads, config, threshold)
-        except ValueError as exc:
+            per_site[name] = hospital.study_stats(
+                scores[name], hospital.records(seed), config, threshold
+            )
+        except Refusal as exc:
             logger.error("%s: %s; this hospital is left out of the study", name, exc)
     if not per_site:
         raise ValueError("no hospital has reader reads on its held-out breasts")
