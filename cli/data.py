@@ -13,13 +13,16 @@ from rich.table import Table
 
 from cli.options import add_read_options, read_options
 from common.errors import CalciflInputError
+from common.synth.generate import SynthConfig
 
 logger = logging.getLogger("calcifl")
+
+SYNTH = SynthConfig()
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic consortium."""
-    from common.synth.generate import SynthConfig, synthesize
+    from common.synth.generate import synthesize
     from common.synth.readers import DEFAULT_CAD, DEFAULT_READERS, load_profiles
 
     try:
@@ -114,13 +117,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--hospitals", type=int, default=3, help="number of sites (default: 3)")
-    p.add_argument("--exams", type=int, default=40, help="mean exams per site (default: 40)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument(
+        "--hospitals",
+        type=int,
+        default=SYNTH.hospitals,
+        help="sites (default %(default)s)",
+    )
+    p.add_argument(
+        "--exams", type=int, default=SYNTH.exams, help="mean exams per site (default %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=SYNTH.seed, help="random seed (default %(default)s)")
     p.add_argument(
         "--size",
         choices=("small", "medium", "full"),
-        default="small",
+        default=SYNTH.size,
         help="field of view: small (CI, ~48x38 mm), medium, full (~300x240 mm)",
     )
     p.add_argument(

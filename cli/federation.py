@@ -7,13 +7,17 @@ import logging
 from pathlib import Path
 
 from cli.options import add_study_args, run_config, study_config
+from common.synth.generate import SynthConfig
+from server.settings import STRATEGIES, RunSettings
 
 logger = logging.getLogger("calcifl")
+
+RUN = RunSettings()
+SYNTH = SynthConfig()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a consortium with Flower; optionally train and compare the baselines."""
-    from server.settings import RunSettings
     from simulations.simulate import (
         SimulationSetup,
         hospital_nodes,
@@ -22,12 +26,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
 
     out = args.out.resolve()
+    if args.synthetic and args.data:
+        logger.error("--synthetic generates the hospitals: give it or --data, not both")
+        return 2
     if args.resume and not (out / "checkpoints").is_dir():
         logger.error("%s: no checkpoints to resume from", out)
         return 2
     cache = args.cache or out / "cache"
     state = out / "hospital-state"
-    extra = {"min-cell": args.min_cell}
+    extra = {} if args.min_cell is None else {"min-cell": args.min_cell}
     if args.privacy_budget:
         extra["privacy-budget"] = args.privacy_budget
     if args.data and len(args.data) == 1 and args.partition:
@@ -40,7 +47,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
         nodes = hospital_nodes(args.data, state, cache, **extra)
     else:
-        from common.synth.generate import SynthConfig, synthesize
+        from common.synth.generate import synthesize
 
         data_root = out / "data"
         if not (data_root / f"hospital-{args.hospitals}").is_dir():
@@ -149,32 +156,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--synthetic",
         action="store_true",
-        help="generate synthetic hospitals in RUN_DIR/data (the default)",
+        help="generate synthetic hospitals in RUN_DIR/data (the default without --data)",
     )
-    p.add_argument("--hospitals", type=int, default=3, help="hospitals (default 3)")
-    p.add_argument("--exams", type=int, default=40, help="synthetic exams per hospital")
+    p.add_argument(
+        "--hospitals", type=int, default=SYNTH.hospitals, help="hospitals (default %(default)s)"
+    )
+    p.add_argument(
+        "--exams",
+        type=int,
+        default=SYNTH.exams,
+        help="synthetic exams per hospital (default %(default)s)",
+    )
     p.add_argument(
         "--partition",
         default=None,
         metavar="SCHEME",
         help="split a pooled folder: iid, dirichlet:ALPHA, sizes:W1,W2,... (joined by '+')",
     )
-    p.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=RUN.num_server_rounds,
+        help="federated rounds (default %(default)s)",
+    )
     p.add_argument(
         "--strategy",
-        default="fedavg",
-        choices=("fedavg", "fedavgm", "fedprox", "fedadam", "fedtrimmedavg", "krum", "bulyan"),
+        default=RUN.strategy,
+        choices=STRATEGIES,
+        help="aggregation (default %(default)s)",
     )
-    p.add_argument("--detector-epochs", type=int, default=5, help="local epochs per round")
-    p.add_argument("--classifier-epochs", type=int, default=15, help="local epochs per round")
-    p.add_argument("--fraction", type=float, default=1.0, help="fraction of hospitals per round")
+    for name, default in (("detector", RUN.detector_epochs), ("classifier", RUN.classifier_epochs)):
+        p.add_argument(
+            f"--{name}-epochs",
+            type=int,
+            default=default,
+            help="local epochs per round (default %(default)s)",
+        )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=RUN.fraction_train,
+        help="fraction of hospitals per round (default %(default)s)",
+    )
     p.add_argument(
         "--min-nodes",
         type=int,
         default=None,
         help="fewest hospitals per round (default: fraction × hospitals; all for evaluation)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=RUN.seed, help="run seed (default %(default)s)")
     p.add_argument(
         "--federation",
         default=None,
@@ -199,7 +229,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--dp", action="store_true", help="local DP-SGD (Opacus), ε accounted per hospital"
     )
-    g.add_argument("--epsilon", type=float, default=8.0, help="target ε over the run (default 8)")
+    g.add_argument(
+        "--epsilon",
+        type=float,
+        default=RUN.dp_epsilon,
+        help="target ε over the run (default %(default)s)",
+    )
     g.add_argument(
         "--privacy-budget",
         type=float,
@@ -213,25 +248,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hospitals clip their update, the server adds Gaussian noise to the average "
         "(Flower's client-side fixed clipping; fedavg/fedprox)",
     )
-    g.add_argument("--central-dp-clip", type=float, default=1.0, help="update clipping norm")
+    g.add_argument(
+        "--central-dp-clip",
+        type=float,
+        default=RUN.central_dp_clip,
+        help="update clipping norm (default %(default)s)",
+    )
     g.add_argument(
         "--central-dp-noise",
         type=float,
-        default=0.0,
+        default=RUN.central_dp_noise,
         help="noise multiplier (0: derived from --central-dp-epsilon)",
     )
     g.add_argument(
         "--central-dp-epsilon",
         type=float,
-        default=0.0,
+        default=RUN.central_dp_epsilon,
         help="ε budget of the run (0: none; needs --central-dp-noise)",
     )
-    g.add_argument("--central-dp-delta", type=float, default=1e-5, help="δ (default 1e-5)")
+    g.add_argument(
+        "--central-dp-delta",
+        type=float,
+        default=RUN.central_dp_delta,
+        help="δ (default %(default)s)",
+    )
     p.add_argument(
         "--min-cell",
         type=int,
-        default=0,
-        help="hospitals withhold ROC statistics with fewer positives/negatives",
+        default=None,
+        help="hospitals withhold statistics of sets with fewer positives/negatives than this "
+        "(default: none withheld; with --study FILE, the file's min_cell)",
     )
     p.add_argument(
         "--set",

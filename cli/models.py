@@ -13,17 +13,21 @@ from rich.progress import Progress
 
 from cli.options import add_read_options, read_options
 from common.errors import CalciflInputError
+from common.federation.rounds import LocalTraining
+from simulations.central import CentralConfig
 
 logger = logging.getLogger("calcifl")
+
+CENTRAL = CentralConfig()
+LOCAL = LocalTraining()
 
 
 def cmd_train_central(args: argparse.Namespace) -> int:
     """Train the centralised baseline on pooled hospital data."""
-    from common.federation.rounds import LocalTraining
     from common.learning.models import ClassifierConfig
     from common.learning.recipes import classifier_arch, dp_config
     from common.learning.training import TrainConfig
-    from simulations.central import CentralConfig, train_central
+    from simulations.central import train_central
 
     local = LocalTraining(
         dp=args.dp,
@@ -150,14 +154,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--detector-epochs",
         type=int,
-        default=15,
-        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; default 15)",
+        default=CENTRAL.detector_train.epochs,
+        help="most detector epochs (early stopping, patience 3; with --dp: a fixed N; "
+        "default %(default)s)",
     )
     p.add_argument(
         "--classifier-epochs",
         type=int,
-        default=50,
-        help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); default 50)",
+        default=CENTRAL.classifier_train.epochs,
+        help="most classifier epochs (patience 10; with --dp: a fixed min(N, 30); "
+        "default %(default)s)",
     )
     p.add_argument(
         "--classifier-arch",
@@ -166,15 +172,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="malignancy classifier: a CNN on the crop, or a logistic model on fixed cluster "
         "descriptors (fits DP-SGD on few clusters); auto: descriptors with --dp, else cnn",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of splits, sampling, training")
+    p.add_argument(
+        "--seed", type=int, default=CENTRAL.seed, help="seed of splits, sampling, training"
+    )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
     g.add_argument(
         "--epsilon",
         type=float,
-        default=8.0,
-        help="target ε per model (default 8; unused with --noise-multiplier)",
+        default=LOCAL.dp_epsilon,
+        help="target ε per model (default %(default)s; unused with --noise-multiplier)",
     )
     g.add_argument(
         "--noise-multiplier",
@@ -185,8 +193,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--max-grad-norm",
         type=float,
-        default=1.0,
-        help="per-example gradient clipping bound (default 1.0)",
+        default=LOCAL.dp_max_grad_norm,
+        help="per-example gradient clipping bound (default %(default)s)",
     )
     g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

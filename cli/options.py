@@ -37,9 +37,9 @@ def add_read_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--spacing",
         type=float,
-        default=0.1,
+        default=ReadOptions().target_spacing_mm,
         metavar="MM",
-        help="target pixel spacing of the canonical image (default: 0.1 mm)",
+        help="target pixel spacing of the canonical image (default: %(default)s mm)",
     )
     g.add_argument(
         "--fallback-spacing",

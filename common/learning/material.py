@@ -171,22 +171,15 @@ def train_models(
             logger.warning("%s: no training samples at this site; left unchanged", task)
             results[task] = TrainResult()
             continue
-        model_dp = None
-        if dp is not None:
-            plan = plans[task] if plans else None
-            model_dp = (
-                dp
-                if plan is None
-                else replace(dp, noise_multiplier=plan.noise_multiplier, target_epsilon=None)
-            )
         results[task] = train(
             models[task],
             train_set,
             val_set,
             task,
             config,
-            dp=model_dp,
+            dp=dp,
             accountant=(histories or {}).get(task),
+            plan=plans[task] if plans and dp is not None else None,
         )
     return results
 

@@ -147,6 +147,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     dp: DPConfig | None = None,
     accountant: list | None = None,
+    plan: DPPlan | None = None,
 ) -> TrainResult:
     """Train ``model`` in place (its best-validation weights are kept).
 
@@ -164,6 +165,9 @@ def train(
         Enables DP-SGD (Poisson sampling, per-sample clipping, Gaussian noise).
     accountant : list, optional
         Accountant history from earlier calls (``result.privacy["accountant"]``).
+    plan : DPPlan, optional
+        The call's DP plan, made by :func:`plan_private` (with ``accountant``) and checked
+        against the budget there; planned here when not given.
 
     Raises
     ------
@@ -174,7 +178,7 @@ def train(
         raise ValueError("no training samples")
     frozen = _freeze(model, config.frozen)
     try:
-        return _train(model, train_set, val_set, task, config, dp, accountant)
+        return _train(model, train_set, val_set, task, config, dp, accountant, plan)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -196,7 +200,7 @@ def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
     return chosen
 
 
-def _train(model, train_set, val_set, task, config, dp, accountant) -> TrainResult:
+def _train(model, train_set, val_set, task, config, dp, accountant, plan) -> TrainResult:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
@@ -206,7 +210,7 @@ def _train(model, train_set, val_set, task, config, dp, accountant) -> TrainResu
     privacy, engine = None, None
     if dp is not None:
         model, optimizer, loader, engine, privacy = _make_private(
-            model, optimizer, loader, len(train_set), config, dp, accountant or []
+            model, optimizer, loader, len(train_set), config, dp, accountant or [], plan
         )
     plain = unwrap(model)
     anchor = None
@@ -341,10 +345,11 @@ def plan_private(
     return DPPlan(noise, sample_rate, steps, delta, before, after)
 
 
-def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history):
+def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history, plan=None):
     from opacus import PrivacyEngine
 
-    plan = plan_private(n, config, dp, history)
+    if plan is None:
+        plan = plan_private(n, config, dp, history)
     if abs(plan.sample_rate - 1.0 / len(loader)) > 1e-12:
         raise RuntimeError("DP plan and data loader disagree on the batches per epoch")
     noise, sample_rate, steps, delta = (

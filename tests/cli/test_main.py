@@ -67,3 +67,43 @@ def test_simulate_offers_exactly_the_servers_strategies():
     )
     strategy = next(a for a in simulate._actions if "--strategy" in a.option_strings)
     assert set(strategy.choices) == set(STRATEGIES)
+
+
+def test_simulate_keeps_the_study_files_min_cell_unless_told(tmp_path):
+    from dataclasses import replace
+
+    from cli.options import study_config
+    from common.study.arms import StudyConfig
+
+    study = tmp_path / "study.json"
+    study.write_text(replace(StudyConfig(), min_cell=5).to_json())
+    parser = build_parser()
+    args = parser.parse_args(["simulate", "--out", "x", "--reader-study", "--study", str(study)])
+    assert study_config(args).min_cell == 5
+    args = parser.parse_args(
+        ["simulate", "--out", "x", "--reader-study", "--study", str(study), "--min-cell", "8"]
+    )
+    assert study_config(args).min_cell == 8
+
+
+def test_simulate_defaults_are_the_run_settings_defaults():
+    from common.synth.generate import SynthConfig
+    from server.settings import RunSettings
+
+    args = build_parser().parse_args(["simulate", "--out", "x"])
+    run, synth = RunSettings(), SynthConfig()
+    assert (args.rounds, args.strategy, args.seed) == (
+        run.num_server_rounds,
+        run.strategy,
+        run.seed,
+    )
+    assert (args.detector_epochs, args.classifier_epochs) == (
+        run.detector_epochs,
+        run.classifier_epochs,
+    )
+    assert (args.epsilon, args.central_dp_delta) == (run.dp_epsilon, run.central_dp_delta)
+    assert (args.hospitals, args.exams) == (synth.hospitals, synth.exams)
+
+
+def test_synthetic_and_data_together_are_refused(tmp_path):
+    assert main(["simulate", "--out", str(tmp_path / "r"), "--synthetic", "--data", "d"]) == 2

@@ -17,6 +17,14 @@ def test_pyproject_run_config_is_valid():
     assert RunSettings.from_config(settings.to_config()) == settings
 
 
+def test_pyproject_run_config_states_exactly_the_settings_defaults():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    defaults = RunSettings().to_config()
+    assert sorted(config) == sorted(defaults)
+    for key, value in defaults.items():
+        assert config[key] == value and type(config[key]) is type(value), key
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
