@@ -89,7 +89,7 @@ def auto_cpus(hospitals: int, cores: int | None = None) -> int:
     """CPUs per hospital: share the cores when they suffice, else run one at a time.
 
     Three hospitals on two cores train faster one after the other with two threads each
-    (measured: 122 s vs 134 s for two rounds) than two at a time with the third waiting.
+    than two at a time with the third waiting (``docs/results.md``, "Simulation engine").
     """
     cores = cores or os.cpu_count() or 1
     return cores if hospitals > cores else max(1, cores // hospitals)

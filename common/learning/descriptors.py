@@ -41,12 +41,8 @@ NAMES = (
 
 # Typical mean and spread of each descriptor over augmented training crops of the
 # built-in synthetic consortium (3 seeds, ~3000 crops; the seeds agree to ~0.1). Fixed
-# constants, not fitted per site: they only precondition the logistic model (on one data
-# seed, with the earlier plain 3-sigma components, Adam on raw descriptors reached
-# held-out AUC 0.79, on standardised ones 0.87).
-# Thresholds: a plain 3-sigma threshold gave a logistic model (no DP) held-out AUC 0.889
-# on ~370 clusters of another consortium; seeds at 3.5 sigmas grown through 1.5 gave
-# 0.922 (4/2: 0.917, 4.5/2: 0.922; Gaussian pre-smoothing instead: 0.862-0.903).
+# constants, not fitted per site: they only precondition the logistic model. How the
+# thresholds were chosen: ``docs/results.md``, "Descriptors".
 TYPICAL_CENTRE = np.array(
     [2.47, 3.14, 0.55, 3.88, 0.64, 0.22, 1.75, 0.26, 0.09, 1.17, 0.36, 1.47, 1.1, 1.07],
     dtype=np.float32,

@@ -30,10 +30,9 @@ DP_FROZEN_DETECTOR = ("stem.",)
 def classifier_arch(arch: str, dp: bool) -> str:
     """Resolve ``"auto"``: descriptors with DP-SGD, the CNN without.
 
-    Measured on the default synthetic consortium (~120 training clusters): with DP-SGD
-    at ε = 8 the CNN scored cluster AUC 0.48–0.53. Three consortia scored on ~370
-    clusters of a fourth: descriptor model with DP 0.89–0.91 (means of two runs), without
-    DP 0.91–0.94; the CNN without DP 0.874–0.914.
+    DP-SGD's noise grows with the number of trained weights: with a few hundred clusters
+    the CNN drowns in it while the 15-weight descriptor model keeps most of its accuracy
+    (``docs/results.md``, "DP recipes").
     """
     if arch == "auto":
         return "descriptors" if dp else "cnn"
@@ -130,14 +129,9 @@ def dp_detector_schedule(base: TrainConfig | None = None) -> TrainConfig:
     """DP-SGD training settings of the detector (epochs, seed and progress from ``base``).
 
     A fixed schedule keeping the last weights, in batches of 128 at lr 1e-2, with the
-    full-resolution stem frozen (:data:`common.learning.models.DP_FROZEN_DETECTOR`). With early
-    stopping (batch 32, lr 1e-3) the noisy validation loss stopped training after 6
-    epochs and held-out cluster sensitivity at 1 FP/image was 0.36; batch 128 at lr 3e-3
-    gave 0.71 (default synthetic consortium, 1348 training patches, ε = 8). Three
-    consortia, ε = 8, stem trained / frozen at lr 3e-3 / frozen at lr 1e-2: breast AUC
-    0.675 / 0.822 / 0.919, 0.787 / 0.854 / 0.899, 0.947 / 0.970 / 0.961; sensitivity at
-    1 FP/image 0.682 / 0.591 / 0.636, 0.861 / 0.861 / 0.806, 0.833 / 0.771 / 0.917
-    (30 epochs at 3e-3: breast AUC 0.767 and 0.858 on the first two).
+    full-resolution stem frozen (:data:`DP_FROZEN_DETECTOR`): a noisy validation loss stops
+    early stopping too soon, and fewer noisy weights take a higher rate
+    (``docs/results.md``, "DP recipes").
     """
     base = base or TrainConfig()
     return replace(
@@ -149,11 +143,8 @@ def dp_classifier_schedule(arch: str, base: TrainConfig | None = None) -> TrainC
     """DP-SGD training settings of the classifier (seed and progress taken from ``base``).
 
     A fixed schedule and the last weights: a ~20-cluster validation set cannot rank noisy
-    DP epochs. The CNN did best with large batches at a low rate (AUC 0.69–0.71 vs 0.54 at
-    batch 32 on the default synthetic data). The descriptor model's 15 weights take large
-    batches at a high rate: ε = 8, three consortia × two runs, AUC on ~370 other clusters:
-    batch 64 lr 0.3 0.900, batch 128 lr 0.3 0.901, batch 64 lr 0.1 0.894, batch 32 lr 0.03
-    0.881, 60 epochs instead of 30 0.880; without DP the same model scored 0.918.
+    DP epochs. The CNN does best with large batches at a low rate, the descriptor model's
+    15 weights with large batches at a high rate (``docs/results.md``, "DP recipes").
     """
     base = base or TrainConfig()
     epochs = min(base.epochs, 30)

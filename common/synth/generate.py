@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
+import os
+import queue
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +46,10 @@ SIZES = {"small": (48.0, 38.4), "medium": (120.0, 96.0), "full": (300.0, 240.0)}
 SIZE_FACTORS = (1.0, 0.75, 1.25, 0.9, 1.1)
 _SURNAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Haddad", "Kowalski", "Silva", "Nguyen")
 _GIVEN = ("Amara", "Ingrid", "Camille", "Yuki", "Leila", "Zofia", "Beatriz", "Linh")
+
+
+# Below this many images, starting worker processes costs more than it saves
+PARALLEL_FROM = 64
 
 
 @dataclass(frozen=True)
@@ -90,21 +98,56 @@ class SynthConfig:
             raise ValueError("need at least 1 hospital and 2 exams")
 
 
-def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True):
-    """Write the consortium under ``out_dir`` and return the hospital folders."""
+def synthesize(
+    out_dir: str | Path,
+    config: SynthConfig = SynthConfig(),
+    progress: bool = True,
+    workers: int | None = None,
+):
+    """Write the consortium under ``out_dir`` and return the hospital folders.
+
+    Hospitals are written by ``workers`` processes (default: one per core, for consortia
+    of more than :data:`PARALLEL_FROM` images); each hospital draws from its own seeded
+    generators, so the files are the same however many processes write them.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plans = [_plan_hospital(h, config) for h in range(config.hospitals)]
     total = sum(len(p["patients"]) * 4 for p in plans)
-    dirs = []
+    if workers is None:
+        workers = min(len(plans), os.cpu_count() or 1) if total > PARALLEL_FROM else 1
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("writing synthetic DICOM", total=total)
-        for plan in plans:
-            dirs.append(_write_hospital(out, plan, config, lambda: bar.advance(task)))
+        if workers <= 1:
+            dirs = [_write_hospital(out, plan, config, lambda: bar.advance(task)) for plan in plans]
+        else:
+            dirs = _write_in_processes(out, plans, config, workers, lambda: bar.advance(task))
     (out / "consortium.json").write_text(
         json.dumps({"config": asdict(config), "hospitals": [d.name for d in dirs]}, indent=2)
     )
     return dirs
+
+
+def _write_in_processes(out: Path, plans: list[dict], config, workers: int, tick) -> list[Path]:
+    """Write each hospital in a worker process; ``tick`` once per image written."""
+    ctx = mp.get_context("spawn")  # no fork of a process that may hold torch's threads
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        ticks = manager.Queue()
+        futures = [pool.submit(_write_hospital_queued, out, plan, config, ticks) for plan in plans]
+        while not all(f.done() for f in futures):
+            try:
+                ticks.get(timeout=0.2)
+                tick()
+            except queue.Empty:
+                pass
+        while not ticks.empty():
+            ticks.get()
+            tick()
+        return [f.result() for f in futures]
+
+
+def _write_hospital_queued(out: Path, plan: dict, config, ticks) -> Path:
+    return _write_hospital(out, plan, config, lambda: ticks.put(1))
 
 
 def _plan_hospital(h: int, config: SynthConfig) -> dict:

@@ -192,3 +192,15 @@ def test_aided_reads_written_for_every_reader(consortium):
     assert by == {(p.reader_id, a) for p in DEFAULT_READERS for a in (False, True)}
     keys = {(r.patient_id, r.laterality) for r in reads}
     assert len(reads) == len(keys) * len(DEFAULT_READERS) * 2
+
+
+def test_worker_processes_write_the_same_files(tmp_path):
+    config = SynthConfig(hospitals=2, exams=3, seed=5)
+    one = synthesize(tmp_path / "one", config, progress=False, workers=1)
+    two = synthesize(tmp_path / "two", config, progress=False, workers=2)
+    assert [d.name for d in one] == [d.name for d in two]
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*"))
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*"))
+    for f in files:
+        if (tmp_path / "one" / f).is_file():
+            assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
