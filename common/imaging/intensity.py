@@ -113,7 +113,7 @@ def display_lut(
         x = voi.apply_lut(
             x,
             item.LUTDescriptor,
-            np.asarray(item.LUTData),
+            lut_data(item, ds),
             int(ds.get("PixelRepresentation", 0)) == 1,
         )
         source = "voi-lut"
@@ -138,3 +138,12 @@ def to_display(
     index, values = stored_codes(stored)
     lut, source = display_lut(ds, index, values, intent, voi_index, prefer_lut)
     return np.take(lut, index, mode="clip"), source  # take: 2x faster than lut[index]
+
+
+def lut_data(item, ds) -> np.ndarray:
+    """Return a VOI LUT's entries, stored as US/SS values or as OW words (bytes)."""
+    value = item.LUTData
+    if isinstance(value, bytes | bytearray):
+        little = getattr(ds, "original_encoding", (None, None))[1]
+        return np.frombuffer(value, dtype="<u2" if little in (True, None) else ">u2")
+    return np.asarray(value)

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
+
+@lru_cache(maxsize=16)
+def _amplitude(h: int, w: int, beta: float) -> np.ndarray:
+    """Spectral amplitude f^(-beta/2) on the rfft grid (the same for every image of a shape)."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    f = np.hypot(fy, fx)
+    f[0, 0] = np.inf  # no DC component
+    amplitude = f ** (-beta / 2.0)
+    amplitude.setflags(write=False)
+    return amplitude
 
 
 def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
@@ -17,16 +31,11 @@ def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generato
     rng : numpy.random.Generator
         Source of randomness.
     """
-    h, w = shape
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f = np.hypot(fy, fx)
-    f[0, 0] = np.inf  # no DC component
-    amplitude = f ** (-beta / 2.0)
+    amplitude = _amplitude(int(shape[0]), int(shape[1]), float(beta))
     spectrum = amplitude * (
         rng.standard_normal(amplitude.shape) + 1j * rng.standard_normal(amplitude.shape)
     )
-    field = np.fft.irfft2(spectrum, s=shape)
+    field = np.fft.irfft2(spectrum, s=tuple(shape))
     field -= field.mean()
     std = field.std()
     return (field / std if std > 0 else field).astype(np.float32)

@@ -218,5 +218,6 @@ def _voi_lut(center: float, width: float, top: int, slope: float, intercept: flo
     # both elements have ambiguous VRs (US or SS / US or OW): state them
     item.add_new("LUTDescriptor", "US" if first >= 0 else "SS", [n if n < 65536 else 0, first, 12])
     item.LUTExplanation = "SOFT S-CURVE"
-    item.add_new("LUTData", "US", np.rint(curve * 4095).astype(np.uint16).tolist())
+    # OW: one block of 16-bit words (as many exports store it), not 4096 checked values
+    item.add_new("LUTData", "OW", np.rint(curve * 4095).astype("<u2").tobytes())
     return Sequence([item])

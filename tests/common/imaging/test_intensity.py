@@ -64,3 +64,32 @@ def test_unsupported_pixel_types():
         stored_codes(np.zeros((2, 2), np.float32))
     with pytest.raises(IntensityError, match="uint32"):
         stored_codes(np.zeros((2, 2), np.uint32))
+
+
+def test_a_voi_lut_stored_as_ow_words_reads_like_us_values(tmp_path):
+    import pydicom
+    from pydicom.sequence import Sequence
+
+    from common.imaging.intensity import lut_data
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 4096, size=(20, 16)).astype(np.uint16)
+    table = np.linspace(0, 4095, 4096).astype(np.uint16)[::-1].copy()
+    outputs = []
+    for vr, value in (("US", table.tolist()), ("OW", table.astype("<u2").tobytes())):
+        item = Dataset()
+        item.add_new("LUTDescriptor", "US", [4096, 0, 12])
+        item.add_new("LUTData", vr, value)
+        ds = _ds(PixelRepresentation=0, VOILUTSequence=Sequence([item]))
+        outputs.append(to_display(ds, stored, "FOR PRESENTATION"))
+    assert outputs[0][1] == outputs[1][1] == "voi-lut"
+    assert np.array_equal(outputs[0][0], outputs[1][0])
+    # and through a file written big-endian, as an old PACS export may be
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [4096, 0, 12])
+    item.add_new("LUTData", "OW", table.astype(">u2").tobytes())
+    ds = _ds(PixelRepresentation=0, VOILUTSequence=Sequence([item]))
+    path = tmp_path / "be.dcm"
+    ds.save_as(path, implicit_vr=False, little_endian=False, enforce_file_format=False)
+    back = pydicom.dcmread(path, force=True)
+    assert np.array_equal(lut_data(back.VOILUTSequence[0], back), table)
