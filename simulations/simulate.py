@@ -107,6 +107,25 @@ def backend_config(setup: SimulationSetup) -> dict:
     return {"client_resources": {"num_cpus": cpus, "num_gpus": 0.0}, "init_args": init}
 
 
+def round_line(r: int, total: int, record: dict, hospitals: int) -> str:
+    """One progress line for a finished round: hospitals that trained, pooled AUCs."""
+    trained = len(record.get("trained", []))
+    line = f"round {r}/{total} · {trained}/{hospitals} hospitals trained"
+    missing = [x["site"] for x in record.get("refused", [])] + list(record.get("dropped", []))
+    if missing:
+        line += f" ({', '.join(missing)} did not)"
+    line += f" · {record['seconds']:.0f} s"
+    ev = (record.get("evaluation") or {}).get("pooled", {}).get("summary")
+    if ev:
+        line += (
+            f" · breast AUC {ev['breast']['auc']:.3f}"
+            f" · cluster AUC {ev['classification']['auc']:.3f}"
+        )
+    if r < total:
+        line += f" · round {r + 1} training…"
+    return line
+
+
 class _BelowWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
@@ -141,17 +160,15 @@ def run_simulation(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("rounds", total=settings.num_server_rounds, info="round 1 training…")
+        hospitals = len(setup.node_configs)
+        task = bar.add_task(
+            "rounds",
+            total=settings.num_server_rounds,
+            info=f"round 1/{settings.num_server_rounds}: {hospitals} hospitals training…",
+        )
 
         def on_round(r: int, total: int, record: dict) -> None:
-            ev = (record.get("evaluation") or {}).get("pooled", {}).get("summary")
-            info = f"round {r}/{total} done in {record['seconds']:.0f} s"
-            if ev:
-                info += (
-                    f" · breast AUC {ev['breast']['auc']:.3f}"
-                    f" · cluster AUC {ev['classification']['auc']:.3f}"
-                )
-            bar.update(task, completed=r, info=info)
+            bar.update(task, completed=r, info=round_line(r, total, record, hospitals))
 
         server = make_server_app(settings, run_id, on_round)
         client = make_client_app(setup.node_configs)

@@ -55,3 +55,26 @@ def test_nodes_and_backend(tmp_path):
     remote = backend_config(SimulationSetup(nodes, ray_address="10.0.0.5:6379"))
     assert remote["init_args"]["address"] == "10.0.0.5:6379"
     assert "_node_ip_address" not in remote["init_args"]
+
+
+def test_progress_line_names_rounds_and_hospitals():
+    from simulations.simulate import round_line
+
+    record = {
+        "trained": ["hospital-1", "hospital-3"],
+        "refused": [{"site": "hospital-2", "code": 4001, "reason": "budget"}],
+        "dropped": [],
+        "seconds": 12.4,
+    }
+    line = round_line(1, 3, record, hospitals=3)
+    assert line.startswith("round 1/3 · 2/3 hospitals trained (hospital-2 did not)")
+    assert "round 2 training" in line and "AUC" not in line
+    summary = {"breast": {"auc": 0.91}, "classification": {"auc": 0.8}}
+    record = {
+        "trained": ["a", "b", "c"],
+        "seconds": 3,
+        "evaluation": {"pooled": {"summary": summary}},
+    }
+    line = round_line(3, 3, record, hospitals=3)
+    assert "3/3 hospitals trained" in line and "breast AUC 0.910" in line
+    assert "training" not in line
