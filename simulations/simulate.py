@@ -154,8 +154,8 @@ def run_simulation(
     run_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console(stderr=True)
     columns = (
-        TextColumn("[bold]federated rounds"),
-        BarColumn(),
+        TextColumn("[bold]rounds"),
+        BarColumn(bar_width=12),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
