@@ -39,7 +39,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         readers=readers,
         cad=None if args.no_aided else DEFAULT_CAD,
     )
-    dirs = synthesize(args.out, config, progress=not args.quiet)
+    dirs = synthesize(args.out, config, progress=not args.quiet, workers=0)
     console = Console()
     table = Table(title=f"synthetic consortium in {args.out}")
     for col in (

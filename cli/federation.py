@@ -55,6 +55,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 data_root,
                 SynthConfig(hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1),
                 progress=not args.quiet,
+                workers=0,
             )
         nodes = hospital_nodes(
             sorted(data_root.glob("hospital-*"))[: args.hospitals], state, cache, **extra

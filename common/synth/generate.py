@@ -102,19 +102,21 @@ def synthesize(
     out_dir: str | Path,
     config: SynthConfig = SynthConfig(),
     progress: bool = True,
-    workers: int | None = None,
+    workers: int = 1,
 ):
     """Write the consortium under ``out_dir`` and return the hospital folders.
 
-    Hospitals are written by ``workers`` processes (default: one per core, for consortia
-    of more than :data:`PARALLEL_FROM` images); each hospital draws from its own seeded
-    generators, so the files are the same however many processes write them.
+    Hospitals are written by ``workers`` processes (0: one per core, for consortia of more
+    than :data:`PARALLEL_FROM` images); each hospital draws from its own seeded generators,
+    so the files are the same however many processes write them. Worker processes are
+    spawned, so a script that asks for them needs the ``if __name__ == "__main__":`` guard
+    (the ``calcifl`` commands have it).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plans = [_plan_hospital(h, config) for h in range(config.hospitals)]
     total = sum(len(p["patients"]) * 4 for p in plans)
-    if workers is None:
+    if workers == 0:
         workers = min(len(plans), os.cpu_count() or 1) if total > PARALLEL_FROM else 1
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("writing synthetic DICOM", total=total)

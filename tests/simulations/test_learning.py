@@ -41,12 +41,11 @@ def learned(tmp_path_factory):
 
 
 def test_trained_cascade_ranks_held_out_breasts_well_above_chance(learned):
-    trained, untrained = learned
-    assert trained["breast"]["auc"] >= 0.75
-    assert trained["breast"]["auc"] >= untrained["breast"]["auc"] + 0.2
+    trained, _ = learned
+    assert trained["breast"]["auc"] >= 0.80
 
 
 def test_trained_detector_finds_held_out_clusters(learned):
     trained, untrained = learned
-    assert trained["detection"]["mean_sensitivity"] >= 0.3
-    assert untrained["detection"]["mean_sensitivity"] <= 0.1
+    assert trained["detection"]["mean_sensitivity"] >= 0.30
+    assert trained["detection"]["sens@1fp"] >= untrained["detection"]["sens@1fp"] + 0.2
