@@ -29,6 +29,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from common.federation import protocol as P
 from common.federation.protocol import Code, Refusal
+from common.federation.rounds import RoundSpec
 from common.hospital.service import Hospital, Outcome, serve
 from common.study.arms import StudyConfig
 
@@ -89,7 +90,7 @@ def _study(msg: Message, threshold: bool = False) -> tuple[StudyConfig, float | 
 
 
 # What each message type asks of the hospital: (hospital, spec, round, message) → Outcome
-WORK: dict[str, Callable[[Hospital, object, int, Message], Outcome]] = {
+WORK: dict[str, Callable[[Hospital, RoundSpec, int, Message], Outcome]] = {
     "train": lambda h, spec, r, msg: h.train(_weights(msg), spec, r),
     "evaluate": lambda h, spec, r, msg: h.evaluate(_weights(msg), spec),
     P.READER_CALIBRATE: lambda h, spec, r, msg: h.calibrate(_weights(msg), spec, _study(msg)[0]),

@@ -1,0 +1,69 @@
+"""The hospital's own service, without Flower: train, evaluate, refuse, audit."""
+
+import json
+
+import pytest
+
+from common.federation import protocol as P
+from common.hospital.service import Hospital, Outcome, Refused, serve
+from common.learning.models import flat_state
+from server.federation import initial_models
+from server.settings import RunSettings
+
+SETTINGS = RunSettings(detector_epochs=1, classifier_epochs=1)
+
+
+@pytest.fixture
+def node(tmp_path, consortium):
+    return {
+        "data-dir": str(consortium / "hospital-1"),
+        "hospital-id": "h1",
+        "state-dir": str(tmp_path / "state"),
+    }
+
+
+def _config(**changes):
+    return {**RunSettings(**{**vars(SETTINGS), **changes}).round_spec("r").to_config()}
+
+
+def _weights():
+    return flat_state(initial_models(SETTINGS))
+
+
+def test_train_returns_new_weights_counts_and_what_the_audit_records(node):
+    hospital = Hospital.from_config(node)
+    spec = SETTINGS.round_spec("r")
+    out = hospital.train(_weights(), spec, 1)
+    assert isinstance(out, Outcome) and set(out.weights) == set(_weights())
+    assert out.metrics[P.NUM_EXAMPLES] > 0 and out.metrics[P.examples_key("detector")] > 0
+    assert out.metrics[P.model_metric("detector", "steps")] > 0
+    assert out.audit["status"] == "trained" and out.audit["metrics_sent"] == out.metrics
+
+
+def test_evaluate_releases_statistics_only(node):
+    out = Hospital.from_config(node).evaluate(_weights(), SETTINGS.round_spec("r"))
+    stats = json.loads(out.site[P.EVAL_STATS])
+    assert out.metrics[P.NUM_EXAMPLES] > 0 and "breast_roc" in stats
+    assert "h1" not in out.site[P.EVAL_STATS] and str(node["data-dir"]) not in json.dumps(out.site)
+
+
+def test_serve_turns_policy_into_a_coded_refusal_and_audits_it(node, tmp_path):
+    node = {**node, "require-dp": True}
+    hospital, result = serve(
+        "train",
+        node,
+        {},
+        lambda: {**_config(), P.SERVER_ROUND: 1},
+        lambda h, spec, r: h.train(_weights(), spec, r),
+    )
+    assert isinstance(result, Refused) and result.code is P.Code.POLICY
+    assert P.refusing_site(result.reason) == "h1"
+    (event,) = hospital.audit.read()
+    assert event["status"] == "refused" and event["code"] == 4004 and event["round"] == 1
+
+
+def test_serve_refuses_a_malformed_round_and_a_bad_node_config(node):
+    _, result = serve("evaluate", node, {}, lambda: {"num-rounds": "three"}, None)
+    assert result.code is P.Code.BAD_REQUEST and result.reason.startswith("[h1] ")
+    hospital, result = serve("evaluate", {"data-dir": "x", "colour": 1}, {}, dict, None)
+    assert hospital is None and result.code is P.Code.BAD_REQUEST and "colour" in result.reason
