@@ -111,12 +111,13 @@ class LocalTraining(KebabConfig):
     dp_delta : float
         δ; 0: 1 / (10 n) per model.
     classifier_batch_size : int
-        0: 4 without DP, 32 with DP (see :meth:`classifier_batch`).
+        0: 4 without DP, 32 with DP (see :func:`~common.learning.recipes.classifier_batch`).
     classifier_lr : float
-        0: by architecture (see :meth:`classifier_rate`).
+        0: by architecture (see :func:`~common.learning.recipes.classifier_rate`).
     dp_freeze_stem : bool
         With DP, leave the detector's full-resolution stem at the federation's initial
-        weights (:data:`common.learning.recipes.DP_FROZEN_DETECTOR`); see :meth:`detector_frozen`.
+        weights (:data:`common.learning.recipes.DP_FROZEN_DETECTOR`,
+        :func:`~common.learning.recipes.detector_frozen`).
     """
 
     detector_epochs: int = 5
@@ -144,18 +145,6 @@ class LocalTraining(KebabConfig):
             raise ValueError("'classifier-batch-size' must be >= 0 (0: automatic)")
         if self.classifier_lr < 0:
             raise ValueError("'classifier-lr' must be >= 0 (0: automatic)")
-
-    def classifier_batch(self) -> int:
-        """Classifier batch size in effect (:func:`~common.learning.recipes.classifier_batch`)."""
-        return recipes.classifier_batch(self.classifier_batch_size, self.dp)
-
-    def detector_frozen(self) -> tuple[str, ...]:
-        """Detector parameter prefixes kept fixed in local training (the stem, with DP)."""
-        return recipes.detector_frozen(self.dp, self.dp_freeze_stem)
-
-    def classifier_rate(self, arch: str) -> float:
-        """Classifier learning rate in effect (:func:`~common.learning.recipes.classifier_rate`)."""
-        return recipes.classifier_rate(self.classifier_lr, arch)
 
 
 @dataclass(frozen=True)

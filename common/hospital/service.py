@@ -163,9 +163,10 @@ class Hospital:
         return _remember(("records", *self._data_key(seed)), load)
 
     def material(self, spec: RoundSpec) -> SiteData:
-        """Training and validation samples of both models for a round's settings."""
+        """Return both models' training and validation samples for a round's settings."""
         models = spec.models()
         key = ("site", *self._data_key(spec.seed), spec.model_spec, spec.dp, spec.val_fraction)
+        key = (*key, str(self.settings.cache_dir))
         settings = SiteSettings(
             detector=models.detector,
             classifier=models.classifier,
@@ -175,7 +176,6 @@ class Hospital:
             cache_dir=self.settings.cache_dir,
             dp=spec.dp,
         )
-        key = (*key, str(self.settings.cache_dir))
         return _remember(key, lambda: SiteData(self.records(spec.seed).train, settings))
 
     def store(self, read: ReadOptions) -> ImageStore:

@@ -63,7 +63,7 @@ def test_classifier_batch_is_small_without_dp_unless_set():
     assert RoundSpec(dp=True).train_configs(1, "h1")["classifier"].batch_size == 32
     spec = RoundSpec(dp=True, classifier_batch_size=16)
     assert spec.train_configs(1, "h1")["classifier"].batch_size == 16
-    assert RoundSpec(classifier_batch_size=16).classifier_batch() == 16
+    assert RoundSpec(classifier_batch_size=16).train_configs(1, "h1")["classifier"].batch_size == 16
 
 
 def test_classifier_rate_follows_the_architecture_unless_set():
@@ -73,7 +73,8 @@ def test_classifier_rate_follows_the_architecture_unless_set():
     descriptors = ModelSpec(classifier=ClassifierConfig(arch="descriptors")).to_json()
     assert RoundSpec().train_configs(1, "h1")["classifier"].lr == 1e-3
     assert RoundSpec(model_spec=descriptors).train_configs(1, "h1")["classifier"].lr == 0.03
-    assert RoundSpec(classifier_lr=0.1).classifier_rate("descriptors") == 0.1
+    spec = RoundSpec(model_spec=descriptors, classifier_lr=0.1)
+    assert spec.train_configs(1, "h1")["classifier"].lr == 0.1
     with pytest.raises(ValueError, match="classifier-lr"):
         RoundSpec(classifier_lr=-1.0)
 
