@@ -196,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=LOCAL.dp_max_grad_norm,
         help="per-example gradient clipping bound (default %(default)s)",
     )
-    g.add_argument("--delta", type=float, default=None, help="δ (default 1/(10 n))")
+    g.add_argument("--delta", type=float, default=None, help="δ (default 1e-5; refused above 1/n)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_read_options(p)
     p.set_defaults(func=cmd_train_central)

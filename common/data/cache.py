@@ -15,13 +15,19 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from common.imaging.geometry import Geometry
-from common.imaging.reading import DEFAULT_OPTIONS, Mammogram, ReadOptions, read_mammogram
+from common.imaging.reading import (
+    DEFAULT_OPTIONS,
+    Mammogram,
+    ReadOptions,
+    read_mammogram,
+    salt_key,
+)
 
 #: Bump when the preprocessing code changes what it produces.
 FORMAT_VERSION = 2  # 2: breast mask refined for bright pectoral muscles
@@ -83,7 +89,9 @@ class PreprocessCache:
         else:
             st = path.stat()
             ident = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-        token = f"{FORMAT_VERSION}|{ident}|{self.options.cache_token()}|{laterality}|{view}"
+        # the key salt changes only the image's key, which is salted on the way out
+        options = replace(self.options, key_salt="").cache_token()
+        token = f"{FORMAT_VERSION}|{ident}|{options}|{laterality}|{view}"
         return hashlib.sha256(token.encode()).hexdigest()
 
     def entry_path(self, key: str) -> Path:
@@ -100,13 +108,19 @@ class PreprocessCache:
             try:
                 image = _read_entry(entry)
                 self.stats.hits += 1
-                return image
+                return self._salted(image)
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 self.stats.damaged += 1  # rewritten below
         self.stats.misses += 1
-        image = read_mammogram(path, self.options, laterality=laterality, view=view)
+        image = read_mammogram(
+            path, replace(self.options, key_salt=""), laterality=laterality, view=view
+        )
         _write_entry(entry, image)
-        return image
+        return self._salted(image)
+
+    def _salted(self, image: Mammogram) -> Mammogram:
+        salt = self.options.key_salt
+        return replace(image, image_key=salt_key(image.image_key, salt)) if salt else image
 
     def clear(self) -> int:
         """Delete every entry; return how many were removed."""

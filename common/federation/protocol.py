@@ -39,6 +39,10 @@ PROXIMAL_MU = "proximal-mu"
 NUM_EXAMPLES = "num-examples"
 REFUSED_INPUTS = "refused-inputs"
 EXCLUDED = "excluded"
+DP_DELTA = "dp-delta"
+COMPOSED_EPSILON = "composed-epsilon"
+PATIENT_EXAMPLES = "patient-examples"
+PATIENT_EPSILON = "patient-epsilon"
 MODELS = ("detector", "classifier")
 _SHORT = {"detector": "det", "classifier": "cls"}
 

@@ -109,7 +109,8 @@ class LocalTraining(KebabConfig):
     dp_noise : float
         Noise multiplier; 0: calibrated so the run's rounds end at ``dp_epsilon``.
     dp_delta : float
-        δ; 0: 1 / (10 n) per model.
+        δ asked for; 0: each hospital's own ``dp-delta``. A hospital refuses a δ above its
+        own.
     classifier_batch_size : int
         0: 4 without DP, 32 with DP (see :func:`~common.learning.recipes.classifier_batch`).
     classifier_lr : float

@@ -34,11 +34,12 @@ from common.federation import protocol as P
 from common.federation.protocol import Code, Refusal
 from common.federation.rounds import RoundSpec
 from common.hospital.audit import AuditLog
+from common.hospital.identity import Identity
 from common.hospital.ledger import PrivacyLedger
 from common.hospital.release import release_eval
 from common.hospital.settings import NodeSettings
 from common.imaging.reading import ReadOptions
-from common.learning.dp import PrivacyBudgetError
+from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon
 from common.learning.material import (
     TASKS,
     SiteData,
@@ -104,6 +105,20 @@ class Outcome:
     audit: dict = field(default_factory=dict)
 
 
+def coarse_count(n: int, up: bool = False) -> int:
+    """``n`` rounded down (or ``up``) to a power of two: a count that reveals only its scale."""
+    if n <= 0:
+        return 0
+    low = 1 << (int(n).bit_length() - 1)
+    return low * 2 if up and low < n else low
+
+
+def _steps(result) -> list[tuple[float, float, int]]:
+    """Return the accountant entry a DP training call added."""
+    p = result.privacy
+    return [(p["noise_multiplier"], p["sample_rate"], result.steps)] if p and result.steps else []
+
+
 def weights_digest(flat: dict[str, torch.Tensor]) -> str:
     """Return a digest of model weights (names and values): the key of cached scores."""
     digest = hashlib.sha256()
@@ -124,6 +139,7 @@ class Hospital:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.audit = AuditLog(settings.audit_path)
+        self.identity = Identity(settings.identity_path)
 
     @classmethod
     def from_config(cls, node: dict, run: dict | None = None) -> Hospital:
@@ -135,14 +151,19 @@ class Hospital:
 
     @property
     def name(self) -> str:
-        """The hospital's id as it appears in replies."""
-        return self.settings.hospital_id
+        """The hospital's id as it appears in replies (its config's, else its pseudonym)."""
+        return self.settings.hospital_id or self.identity.pseudonym
+
+    def read_options(self, spec: RoundSpec) -> ReadOptions:
+        """Return the round's reading options, with this hospital's own image-key salt."""
+        return replace(spec.models().read, key_salt=self.identity.salt)
 
     # -- data -------------------------------------------------------------------------
 
     def _data_key(self, seed: int) -> tuple:
         s = self.settings
-        return (str(s.data_dir), repr(s.partition), s.test_fraction, seed)
+        # the state folder holds the reader pseudonyms that records() applies
+        return (str(s.data_dir), repr(s.partition), s.test_fraction, seed, str(s.state_dir))
 
     def records(self, seed: int) -> SiteRecords:
         """Return the hospital's (training, held-out) images for ``seed``, refused inputs, reads."""
@@ -153,6 +174,10 @@ class Hospital:
             train, test, reads = site_study_data(
                 s.data_dir, s.partition, s.test_fraction, seed, problems
             )
+            if not s.share_reader_ids and reads:
+                # readers leave only as role pseudonyms; the mapping stays in the state folder
+                names = self.identity.readers((r.reader_id, r.role) for r in reads)
+                reads = [replace(r, reader_id=names[r.reader_id]) for r in reads]
             if problems:
                 # the detail (file names) stays in this hospital's log; counts may leave
                 logger.warning(
@@ -160,7 +185,8 @@ class Hospital:
                 )
             return SiteRecords(train, test, problems, reads)
 
-        return _remember(("records", *self._data_key(seed)), load)
+        key = ("records", *self._data_key(seed), self.settings.share_reader_ids)
+        return _remember(key, load)
 
     def material(self, spec: RoundSpec) -> SiteData:
         """Return both models' training and validation samples for a round's settings."""
@@ -170,7 +196,7 @@ class Hospital:
         settings = SiteSettings(
             detector=models.detector,
             classifier=models.classifier,
-            read=models.read,
+            read=self.read_options(spec),
             val_fraction=spec.val_fraction,
             seed=spec.seed,
             cache_dir=self.settings.cache_dir,
@@ -205,7 +231,11 @@ class Hospital:
     def train(
         self, weights: dict[str, torch.Tensor], spec: RoundSpec, server_round: int
     ) -> Outcome:
-        """Train both models from ``weights`` on this hospital's data (DP per its policy)."""
+        """Train both models from ``weights`` on this hospital's data (DP per its policy).
+
+        Under DP the reply carries only what is accounted or coarse: the models, ε and δ,
+        and example counts rounded down to a power of two; no loss and no step count.
+        """
         node = self.settings
         if node.require_dp and not spec.dp:
             raise Refusal(Code.POLICY, "this hospital trains only with DP-SGD (require-dp)")
@@ -213,70 +243,134 @@ class Hospital:
         site = self.material(spec)
         if site.examples("detector") == 0:
             raise Refusal(Code.NO_DATA, "no usable training images")
-        configs = spec.train_configs(server_round, node.hospital_id)
-        dp = spec.dp_config(node.privacy_budget)
-        ledger = PrivacyLedger(node.ledger_path, spec.federation)
-        plans, histories = None, None
-        if dp is not None:
-            histories = {t: ledger.history(t) for t in TASKS}
-            noise = {
-                t: ledger.entry(t)["noise_multiplier"]
-                for t in TASKS
-                if ledger.entry(t)["noise_multiplier"] and not spec.dp_noise
-            }
-            remaining = max(1, spec.num_rounds - server_round + 1)
-            try:
-                plans = plan_models(site, configs, dp, histories, remaining, noise)
-            except PrivacyBudgetError as exc:
-                raise Refusal(
-                    Code.BUDGET_EXCEEDED, f"round {server_round} refused: {exc.task} {exc}"
-                ) from exc
-            for t, plan in plans.items():  # count the planned spending before any step
-                planned = [*histories[t], (plan.noise_multiplier, plan.sample_rate, plan.steps)]
-                ledger.record(
-                    t,
-                    planned,
-                    plan.delta,
-                    plan.noise_multiplier,
-                    spec.run,
-                    server_round,
-                    plan.steps,
-                    final=False,
-                )
-        results = train_models(models, site, configs, dp=dp, plans=plans, histories=histories)
-        epsilons = {}
-        for t in TASKS:
-            privacy = results[t].privacy
-            if privacy is not None:
-                epsilons[t] = ledger.record(
-                    t,
-                    privacy["accountant"],
-                    privacy["delta"],
-                    privacy["noise_multiplier"],
-                    spec.run,
-                    server_round,
-                    results[t].steps,
-                    final=True,
-                )
-        metrics = {
-            P.NUM_EXAMPLES: len(site.train_images),
-            P.REFUSED_INPUTS: len(self.records(spec.seed).problems) + len(site.problems),
+        # a model with no examples here is left as received: nothing planned, nothing spent
+        configs = {
+            t: c
+            for t, c in spec.train_configs(server_round, self.name).items()
+            if site.examples(t) > 0
         }
-        for t in TASKS:
-            m = results[t].metrics
-            metrics[P.examples_key(t)] = site.examples(t)
-            metrics[P.model_metric(t, "train-loss")] = float(m.get("train_loss", 0.0))
-            metrics[P.model_metric(t, "val-loss")] = float(m.get("val_loss", 0.0))
-            metrics[P.model_metric(t, "steps")] = results[t].steps
-            metrics[P.model_metric(t, "epsilon")] = float(epsilons.get(t, 0.0))
+        dp = self.dp_config(spec)
+        ledger = PrivacyLedger(node.ledger_path, self.name)
+        plans, histories, planned = None, None, {}
+        if dp is not None:
+            with ledger.book() as book:
+                histories = {t: book.history(t) for t in configs}
+                noise = {t: book.noise(t, spec.federation, spec.run) for t in configs}
+                noise = {t: z for t, z in noise.items() if z and not spec.dp_noise}
+                plans = self._plan(site, configs, dp, histories, spec, server_round, noise)
+                for t, plan in plans.items():  # counted before any step: a crash is spent
+                    rid = book.plan(
+                        t,
+                        spec.federation,
+                        spec.run,
+                        server_round,
+                        plan.noise_multiplier,
+                        plan.sample_rate,
+                        plan.steps,
+                    )
+                    planned[t] = rid
+        results = train_models(models, site, configs, dp=dp, plans=plans, histories=histories)
+        metrics = {P.REFUSED_INPUTS: len(self.records(spec.seed).problems) + len(site.problems)}
+        if dp is None:
+            metrics[P.NUM_EXAMPLES] = len(site.train_images)
+            for t in TASKS:
+                m = results[t].metrics if t in results else {}
+                metrics[P.examples_key(t)] = site.examples(t)
+                metrics[P.model_metric(t, "train-loss")] = float(m.get("train_loss", 0.0))
+                metrics[P.model_metric(t, "val-loss")] = float(m.get("val_loss", 0.0))
+                metrics[P.model_metric(t, "steps")] = results[t].steps if t in results else 0
+        else:
+            metrics[P.NUM_EXAMPLES] = coarse_count(len(site.train_images))
+            for t in TASKS:
+                metrics[P.examples_key(t)] = coarse_count(site.examples(t))
+            after = {t: [*histories[t], *_steps(results[t])] for t in configs}
+            for t in TASKS:
+                eps = epsilon(after[t], dp.delta) if t in after else ledger.spent(t, dp.delta)
+                metrics[P.model_metric(t, "epsilon")] = eps
+            metrics.update(self._privacy_metrics(ledger, site, dp.delta, after))
+            ledger.settle(
+                {t: (rid, results[t].steps) for t, rid in planned.items()},
+                sent=["weights", *sorted(metrics)],
+            )
         new = flat_state(models)
         audit = {
             "status": "trained",
             "arrays_sent": {k: list(v.shape) for k, v in new.items()},
             "metrics_sent": metrics,
-            "epsilon": epsilons,
+            "skipped_models": sorted(set(TASKS) - set(configs)),
         }
         return Outcome(metrics, weights=new, audit=audit)
+
+    def dp_config(self, spec: RoundSpec) -> DPConfig | None:
+        """Return the round's DP settings under this hospital's δ and ε caps (or None).
+
+        Raises
+        ------
+        Refusal
+            POLICY if the request asks for a δ above the hospital's ``dp-delta``.
+        """
+        if not spec.dp:
+            return None
+        node = self.settings
+        if spec.dp_delta > node.dp_delta:
+            raise Refusal(
+                Code.POLICY,
+                f"δ {spec.dp_delta:g} asked; this hospital's limit is dp-delta {node.dp_delta:g}",
+            )
+        cap = node.privacy_budget if node.privacy_budget is not None else spec.dp_epsilon
+        dp = spec.dp_config(cap)
+        return replace(
+            dp, delta=spec.dp_delta or node.dp_delta, target_epsilon=min(spec.dp_epsilon, cap)
+        )
+
+    def _plan(self, site, configs, dp, histories, spec, server_round, noise) -> dict:
+        """Plan every model's DP call; refuse the round if any cap would be passed."""
+        node = self.settings
+        remaining = max(1, spec.num_rounds - server_round + 1)
+        which = "privacy-budget" if node.privacy_budget is not None else "the requested dp-epsilon"
+        for t in configs:
+            if dp.delta * site.examples(t) > 1:
+                raise Refusal(
+                    Code.POLICY,
+                    f"round {server_round} refused: δ {dp.delta:g} is above 1/n for the {t}'s "
+                    "examples here; lower dp-delta",
+                )
+        try:
+            plans = plan_models(site, configs, dp, histories, remaining, noise)
+        except PrivacyBudgetError as exc:
+            raise Refusal(
+                Code.BUDGET_EXCEEDED,
+                f"round {server_round} refused: {exc.task} would pass {which} "
+                f"({exc.budget:g} at δ {dp.delta:g}); {exc}",
+            ) from exc
+        composed = epsilon(
+            [
+                *(h for t in TASKS for h in (histories or {}).get(t, [])),
+                *((p.noise_multiplier, p.sample_rate, p.steps) for p in plans.values()),
+            ],
+            dp.delta,
+        )
+        if composed > node.privacy_total_budget:
+            raise Refusal(
+                Code.BUDGET_EXCEEDED,
+                f"round {server_round} refused: both models together would reach ε "
+                f"{composed:.3f} > privacy-total-budget {node.privacy_total_budget:g} "
+                f"(δ {dp.delta:g}, over every federation and run)",
+            )
+        return plans
+
+    @staticmethod
+    def _privacy_metrics(ledger, site, delta, after) -> dict:
+        """δ, the composed ε over both models and its per-patient figure (group privacy)."""
+        histories = [h for t in TASKS for h in (after[t] if t in after else ledger.history(t))]
+        composed = epsilon(histories, delta)
+        k = coarse_count(site.examples_per_patient(), up=True)
+        return {
+            P.DP_DELTA: delta,
+            P.COMPOSED_EPSILON: composed,
+            P.PATIENT_EXAMPLES: k,
+            P.PATIENT_EPSILON: k * composed,
+        }
 
     def evaluate(self, weights: dict[str, torch.Tensor], spec: RoundSpec) -> Outcome:
         """Run the cascade on the held-out images; summable statistics after release."""
@@ -285,7 +379,7 @@ class Hospital:
         if not test:
             raise Refusal(Code.NO_DATA, "no held-out images to evaluate")
         cascade = spec.models().cascade
-        stats, breasts = evaluate_images(models, test, self.store(spec.models().read), cascade)
+        stats, breasts = evaluate_images(models, test, self.store(self.read_options(spec)), cascade)
         _remember(self._scores_key(spec, "test", weights_digest(weights)), lambda: breasts)
         stats, withheld = release_eval(stats, self.settings.min_cell)
         metrics = {P.NUM_EXAMPLES: len(test), P.WITHHELD: len(withheld)}
@@ -363,8 +457,8 @@ class Hospital:
 
         def score() -> dict:
             models = self.models(spec, weights)
-            m = spec.models()
-            return breast_scores(models, images, self.store(m.read), m.cascade)
+            cascade = spec.models().cascade
+            return breast_scores(models, images, self.store(self.read_options(spec)), cascade)
 
         return _remember(self._scores_key(spec, which, weights_digest(weights)), score)
 

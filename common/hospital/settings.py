@@ -1,10 +1,16 @@
 """A hospital's own settings, from the SuperNode's ``--node-config``.
 
 Keys (kebab-case): ``data-dir`` (the hospital's export: calcifl manifest or CBIS-DDSM
-layout), ``hospital-id`` (a name, never a patient identifier), ``state-dir`` (privacy
-ledger and audit log; default ``$CALCIFL_HOME`` or ``~/.calcifl``, then the hospital id),
-``cache-dir`` (decoded images), ``privacy-budget`` (cap on cumulative ε per model; 0: no
-cap), ``require-dp`` (refuse rounds without DP-SGD), ``min-cell`` (withhold evaluation
+layout), ``hospital-id`` (the name replies carry; default: a pseudonym made once and kept
+in the state folder), ``state-dir`` (identity, privacy ledger and audit log; default
+``$CALCIFL_HOME`` or ``~/.calcifl``, then the hospital id or the data folder's name and a
+digest of its path), ``cache-dir`` (decoded images), ``dp-delta`` (the δ of all this
+hospital's accounting, and the largest a request may ask; default 1e-5, never above 1/n),
+``privacy-budget`` (cap on cumulative ε per model over every federation and run; 0 or
+absent: the ε a request asks for), ``privacy-total-budget`` (cap on the ε of both models
+composed, over every federation and run; default 20), ``share-reader-ids`` (let reader
+ids leave in reader-study statistics; default false: role pseudonyms such as
+``senior-1``), ``require-dp`` (refuse rounds without DP-SGD), ``min-cell`` (withhold evaluation
 statistics of a set with fewer positives or negatives; reader-study strata with fewer
 breasts of a class), ``reader-study`` (false: refuse to take part in reader studies),
 ``test-fraction`` (held-out
@@ -14,14 +20,21 @@ patients when the data carry no split), and for simulations of a pooled data set
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.data.partition import PartitionSpec
+from common.learning.dp import DEFAULT_DELTA
+
+DEFAULT_TOTAL_BUDGET = 20.0
 
 KNOWN = {
     "data-dir",
+    "dp-delta",
+    "privacy-total-budget",
+    "share-reader-ids",
     "hospital-id",
     "state-dir",
     "cache-dir",
@@ -43,10 +56,13 @@ class NodeSettings:
     """Parsed node configuration of one hospital."""
 
     data_dir: Path
-    hospital_id: str
+    hospital_id: str | None
     state_dir: Path
     cache_dir: Path | None = None
+    dp_delta: float = DEFAULT_DELTA
     privacy_budget: float | None = None
+    privacy_total_budget: float = DEFAULT_TOTAL_BUDGET
+    share_reader_ids: bool = False
     require_dp: bool = False
     min_cell: int = 0
     reader_study: bool = True
@@ -57,6 +73,11 @@ class NodeSettings:
     def ledger_path(self) -> Path:
         """The privacy ledger's file."""
         return self.state_dir / "privacy_ledger.json"
+
+    @property
+    def identity_path(self) -> Path:
+        """The hospital's pseudonym, image-key salt and reader pseudonyms."""
+        return self.state_dir / "identity.json"
 
     @property
     def audit_path(self) -> Path:
@@ -85,10 +106,22 @@ class NodeSettings:
             )
         else:
             raise ValueError("node-config needs 'data-dir' (the hospital's data folder)")
-        hospital = str(node.get("hospital-id") or data_dir.name)
+        hospital = str(node["hospital-id"]) if node.get("hospital-id") else None
         home = Path(os.environ.get("CALCIFL_HOME", Path.home() / ".calcifl"))
-        state = Path(str(node.get("state-dir") or home / hospital)).expanduser()
+        if node.get("state-dir"):
+            state = Path(str(node["state-dir"])).expanduser()
+        elif hospital:
+            state = home / hospital
+        else:  # local only: the folder's name, told apart from others of the same name
+            digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+            state = home / f"{data_dir.name}-{digest}"
         budget = float(node.get("privacy-budget", 0) or 0) or None
+        total = float(node.get("privacy-total-budget", DEFAULT_TOTAL_BUDGET))
+        delta = float(node.get("dp-delta", DEFAULT_DELTA))
+        if not 0 < delta < 1:
+            raise ValueError(f"dp-delta {delta:g}: must be in (0, 1)")
+        if total <= 0 or (budget is not None and budget < 0):
+            raise ValueError("privacy-budget and privacy-total-budget must be positive")
         partition = None
         if "partition" in node:
             index, _, total = str(node["partition"]).partition("/")
@@ -107,7 +140,10 @@ class NodeSettings:
             hospital_id=hospital,
             state_dir=state,
             cache_dir=Path(str(node["cache-dir"])) if node.get("cache-dir") else None,
+            dp_delta=delta,
             privacy_budget=budget,
+            privacy_total_budget=total,
+            share_reader_ids=_flag(node.get("share-reader-ids", False)),
             require_dp=bool(node.get("require-dp", False)),
             min_cell=int(node.get("min-cell", 0)),
             reader_study=_flag(node.get("reader-study", True)),

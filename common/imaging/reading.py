@@ -193,7 +193,12 @@ class Mammogram:
 
 def image_key(sop_instance_uid: str, salt: str = "") -> str:
     """Return the de-identified key of an image (salted SHA-256 of its SOPInstanceUID)."""
-    return hashlib.sha256(f"{salt}|{sop_instance_uid}".encode()).hexdigest()[:24]
+    return salt_key(hashlib.sha256(f"|{sop_instance_uid}".encode()).hexdigest()[:24], salt)
+
+
+def salt_key(key: str, salt: str) -> str:
+    """Salt an unsalted image key (a hospital keeps its salt in its state folder)."""
+    return hashlib.sha256(f"{salt}|{key}".encode()).hexdigest()[:24] if salt else key
 
 
 def read_file(path: str | Path, **kwargs) -> Dataset:

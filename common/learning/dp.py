@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from opacus.accountants import RDPAccountant
 
+DEFAULT_DELTA = 1e-5
+
 
 class PrivacyBudgetError(RuntimeError):
     """Training would spend more ε than the budget allows.
@@ -44,8 +46,8 @@ class DPConfig:
         Cumulative ε this call should end at (with earlier history included).
     max_grad_norm : float
         Per-sample gradient clipping bound.
-    delta : float or None
-        δ; default 1 / (10 n), below 1/n as is customary.
+    delta : float
+        δ (a hospital's setting, not a function of its data); never above 1/n.
     budget_epsilon : float or None
         Hard cap: a call that would push cumulative ε above it is refused.
     secure_mode : bool
@@ -59,7 +61,7 @@ class DPConfig:
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     max_grad_norm: float = 1.0
-    delta: float | None = None
+    delta: float = DEFAULT_DELTA
     budget_epsilon: float | None = None
     secure_mode: bool = False
     per_sample: str = "fast"
@@ -74,8 +76,10 @@ class DPConfig:
             raise ValueError("max_grad_norm must be positive")
 
     def delta_for(self, n: int) -> float:
-        """δ for a data set of ``n`` examples."""
-        return self.delta if self.delta is not None else 1.0 / (10 * max(n, 1))
+        """δ for a data set of ``n`` examples (refused above 1/n, which protects no one)."""
+        if self.delta * max(n, 1) > 1:
+            raise ValueError(f"δ {self.delta:g} is above 1/n for n = {n} examples")
+        return self.delta
 
 
 History = list[tuple[float, float, int]]
@@ -124,8 +128,8 @@ def noise_for_target(
     lo, hi = 0.3, 1.0
     while epsilon(with_steps(history, hi, sample_rate, steps), delta) > target:
         lo, hi = hi, hi * 2
-        if hi > 1e4:
-            raise ValueError("no noise multiplier reaches the target ε")
+        if hi > 1e4:  # what is left of the budget is too little for any step
+            raise PrivacyBudgetError(epsilon(history, delta), float("inf"), target, 0)
     for _ in range(40):
         mid = (lo + hi) / 2
         if epsilon(with_steps(history, mid, sample_rate, steps), delta) > target:

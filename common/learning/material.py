@@ -108,6 +108,18 @@ class SiteData:
             return len(self.detector_train)
         return len(self.classifier_train.labels)
 
+    def examples_per_patient(self) -> int:
+        """Most training examples one patient contributes to the models together.
+
+        Counted as the detector's positives and negatives per image plus the patient's
+        classifier crops (an upper bound: every sampled patch is counted as distinct).
+        """
+        per: dict[str, int] = {}
+        for item in self.train_images:
+            n = 4 * len(item.findings) + 3 + len(item.findings)
+            per[item.record.patient_id] = per.get(item.record.patient_id, 0) + n
+        return max(per.values(), default=0)
+
     def counts(self) -> dict[str, int]:
         """Sizes to report (counts only)."""
         return {

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from common.learning.dp import DPConfig
+from common.learning.dp import DEFAULT_DELTA, DPConfig
 from common.learning.models import ARCHES
 from common.learning.training import TrainConfig
 
@@ -120,7 +120,7 @@ def dp_config(local: LocalTraining, budget: float | None = None) -> DPConfig | N
         noise_multiplier=local.dp_noise or None,
         target_epsilon=local.dp_epsilon,
         max_grad_norm=local.dp_max_grad_norm,
-        delta=local.dp_delta or None,
+        delta=local.dp_delta or DEFAULT_DELTA,
         budget_epsilon=budget,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -200,9 +201,19 @@ def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
     return chosen
 
 
+def entropy_generator() -> torch.Generator:
+    """Return a generator seeded from OS entropy (64 bits), unknown to anyone who knows the seed.
+
+    DP noise and Poisson sampling come from such generators: a coordinator who picks every
+    seed could otherwise replay the noise and subtract it from the update.
+    """
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+
+
 def _train(model, train_set, val_set, task, config, dp, accountant, plan) -> TrainResult:
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # initialisation and augmentation stay reproducible
+    # with DP, the loader's generator drives Poisson sampling: never the seeded one
+    generator = torch.Generator().manual_seed(config.seed) if dp is None else entropy_generator()
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -371,7 +382,10 @@ def _make_private(model, optimizer, loader, n, config, dp: DPConfig, history, pl
         max_grad_norm=dp.max_grad_norm,
         poisson_sampling=True,
         grad_sample_mode="no_op" if fast else "hooks",
+        noise_generator=None if dp.secure_mode else entropy_generator(),
     )
+    # Opacus' noise robust to floating-point attacks (a sum of Gaussians), from our generator
+    optimizer.secure_mode = True
     engine.accountant.history = [tuple(h) for h in history]  # ε accumulates over calls
     info = {
         "delta": delta,

@@ -57,7 +57,7 @@ def test_train_replies_with_prefixed_weights_and_metrics(flower_task, node):
     assert not any("_module" in k for k in arrays)
     metrics = reply.content["metrics"]
     assert metrics["num-examples"] > 0 and metrics["det-steps"] > 0
-    assert metrics["det-epsilon"] == 0.0
+    assert "det-epsilon" not in metrics  # no DP, nothing accounted
     assert str(reply.content["site"]["hospital-id"]) == "h1"
     (event,) = _audit(node)
     assert event["status"] == "trained" and event["round"] == 1
@@ -98,6 +98,8 @@ def test_central_dp_round_clips_the_update_in_both_client_apps(flower_task, node
 
 
 def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):
+    from common.hospital.ledger import PrivacyLedger
+
     dp = RunSettings(
         detector_epochs=1, classifier_epochs=1, num_server_rounds=2, dp=True, dp_epsilon=6.0
     )
@@ -105,21 +107,18 @@ def test_dp_epsilon_accumulates_in_the_ledger_across_rounds(flower_task, node):
     second = handle_train(_message(dp, server_round=2), node, {})
     e1, e2 = first.content["metrics"]["det-epsilon"], second.content["metrics"]["det-epsilon"]
     assert 0 < e1 < e2 <= 6.0 + 1e-6
-    ledger = json.loads(
-        (__import__("pathlib").Path(node["state-dir"]) / "privacy_ledger.json").read_text()
+    assert second.content["metrics"]["dp-delta"] == 1e-5
+    ledger = PrivacyLedger(
+        __import__("pathlib").Path(node["state-dir"]) / "privacy_ledger.json", "h1"
     )
-    entry = ledger["federations"]["calcifl"]["detector"]
-    assert [r["status"] for r in entry["rounds"]] == ["done", "done"]
-    assert len(entry["history"]) == 1  # same noise and rate each round: merged by Opacus
-    assert entry["history"][0][2] == sum(r["steps"] for r in entry["rounds"])
-    # a third round would pass the target: a budget of 6 refuses it before any step
-    third = handle_train(_message(dp, server_round=3), {**node, "privacy-budget": 6.0}, {})
+    releases = ledger.releases("detector")
+    assert [(r["round"], r["status"]) for r in releases] == [(1, "done"), (2, "done")]
+    assert ledger.spent("detector", 1e-5) == pytest.approx(e2)
+    # a third round would pass the requested ε, which caps spending when the node sets none
+    third = handle_train(_message(dp, server_round=3), node, {})
     assert third.has_error() and third.error.code == BUDGET_EXCEEDED
-    assert third.error.reason.startswith("[h1] ")
-    after = json.loads(
-        (__import__("pathlib").Path(node["state-dir"]) / "privacy_ledger.json").read_text()
-    )
-    assert after["federations"]["calcifl"]["detector"]["history"] == entry["history"]
+    assert third.error.reason.startswith("[h1] ") and "dp-epsilon" in third.error.reason
+    assert ledger.releases("detector") == releases
 
 
 def test_hospital_requiring_dp_refuses_plain_rounds(flower_task, node):

@@ -1,4 +1,4 @@
-"""The hospital's privacy ledger: cumulative, per federation, crash-safe, strict."""
+"""The hospital's privacy ledger: per hospital and model, crash-safe, strict, race-free."""
 
 import json
 import multiprocessing as mp
@@ -9,62 +9,109 @@ from common.hospital.ledger import PrivacyLedger
 from common.learning.dp import epsilon
 
 STEP = (1.1, 0.01, 100)
+DELTA = 1e-5
 
 
-def test_spending_accumulates_and_survives_a_restart(tmp_path):
+def _release(ledger, model, federation="fed", run="r", server_round=1, steps=100):
+    with ledger.book() as book:
+        rid = book.plan(model, federation, run, server_round, STEP[0], STEP[1], steps)
+    return rid
+
+
+def test_spending_accumulates_over_federations_and_survives_a_restart(tmp_path):
     path = tmp_path / "ledger.json"
-    a = PrivacyLedger(path, "fed")
-    e1 = a.record("detector", [STEP], 1e-5, 1.1, "run-1", 1, 100, final=True)
-    b = PrivacyLedger(path, "fed")  # a new process would read the same file
+    a = PrivacyLedger(path, "north")
+    _release(a, "detector", federation="fed-a")
+    b = PrivacyLedger(path, "north")  # a new process reads the same file
     assert b.history("detector") == [STEP]
-    e2 = b.record("detector", [STEP, STEP], 1e-5, 1.1, "run-2", 1, 100, final=True)
-    assert 0 < e1 < e2 == pytest.approx(epsilon([STEP, STEP], 1e-5))
-    assert PrivacyLedger(path, "fed").spent("detector") == pytest.approx(e2)
-    assert [r["run"] for r in b.entry("detector")["rounds"]] == ["run-1", "run-2"]
+    # a new federation name is no fresh budget
+    _release(b, "detector", federation="fed-b", run="other")
+    assert b.spent("detector", DELTA) == pytest.approx(epsilon([STEP, STEP], DELTA))
+    assert [r["federation"] for r in b.releases("detector")] == ["fed-a", "fed-b"]
+    assert b.spent("classifier", DELTA) == 0.0
+    assert PrivacyLedger(path, "south").spent("detector", DELTA) == 0.0
 
 
-def test_federations_and_models_are_separate(tmp_path):
-    path = tmp_path / "ledger.json"
-    PrivacyLedger(path, "fed-a").record("detector", [STEP], 1e-5, 1.1, "r", 1, 100, True)
-    assert PrivacyLedger(path, "fed-b").spent("detector") == 0.0
-    assert PrivacyLedger(path, "fed-a").spent("classifier") == 0.0
+def test_planned_steps_count_until_settled_with_those_taken(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "l.json", "north")
+    rid = _release(ledger, "classifier", server_round=3)
+    planned = ledger.spent("classifier", DELTA)
+    assert planned > 0  # a crash now counts as spent
+    ledger.settle({"classifier": (rid, 60)}, sent=["weights", "cls-epsilon"])
+    (line,) = ledger.releases("classifier")
+    assert (line["status"], line["steps"], line["planned_steps"]) == ("done", 60, 100)
+    assert line["sent"] == ["weights", "cls-epsilon"]
+    assert 0 < ledger.spent("classifier", DELTA) < planned
 
 
-def test_planned_entry_is_replaced_by_the_final_one(tmp_path):
-    ledger = PrivacyLedger(tmp_path / "l.json", "fed")
-    planned = ledger.record("classifier", [STEP], 1e-5, 1.1, "r", 3, 100, final=False)
-    assert ledger.spent("classifier") == pytest.approx(planned)  # a crash now counts as spent
-    done = ledger.record("classifier", [(1.1, 0.01, 60)], 1e-5, 1.1, "r", 3, 60, final=True)
-    rounds = ledger.entry("classifier")["rounds"]
-    assert len(rounds) == 1 and rounds[0]["status"] == "done" and done < planned
+def test_composed_epsilon_covers_both_models(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "l.json", "north")
+    _release(ledger, "detector")
+    _release(ledger, "classifier")
+    det, both = ledger.spent("detector", DELTA), ledger.composed(DELTA)
+    assert both == pytest.approx(epsilon([STEP, STEP], DELTA)) and det < both <= 2 * det
 
 
-def test_damaged_ledger_and_changed_delta_are_refused(tmp_path):
+def test_a_failed_transaction_writes_nothing(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "l.json", "north")
+    with pytest.raises(RuntimeError, match="refused"), ledger.book() as book:
+        book.plan("detector", "fed", "r", 1, *STEP)
+        raise RuntimeError("refused by a cap")
+    assert ledger.history("detector") == []
+
+
+def test_a_damaged_ledger_is_refused(tmp_path):
     path = tmp_path / "l.json"
-    ledger = PrivacyLedger(path, "fed")
-    ledger.record("detector", [STEP], 1e-5, 1.1, "r", 1, 100, True)
-    with pytest.raises(RuntimeError, match="δ changed"):
-        ledger.record("detector", [STEP, STEP], 1e-6, 1.1, "r", 2, 100, True)
     path.write_text("{not json")
     with pytest.raises(RuntimeError, match="not valid JSON"):
-        ledger.spent("detector")
+        PrivacyLedger(path, "north").spent("detector", DELTA)
 
 
-def _writer(path, model):
-    ledger = PrivacyLedger(path, "fed")
-    for i in range(1, 6):
-        ledger.record(model, [(1.1, 0.01, 10 * i)], 1e-5, 1.1, "r", i, 10, True)
-
-
-def test_concurrent_writers_lose_nothing(tmp_path):
+def test_a_format_1_ledger_keeps_every_federation_s_spending(tmp_path):
     path = tmp_path / "l.json"
-    procs = [
-        mp.get_context("spawn").Process(target=_writer, args=(path, m))
-        for m in ("detector", "classifier")
-    ]
+    entry = {"history": [list(STEP)], "delta": 1e-3, "noise_multiplier": 1.1, "rounds": []}
+    path.write_text(
+        json.dumps(
+            {"format": 1, "federations": {"a": {"detector": entry}, "b": {"detector": entry}}}
+        )
+    )
+    ledger = PrivacyLedger(path, "north")
+    assert ledger.history("detector") == [STEP, STEP]
+    _release(ledger, "detector")
+    assert json.loads(path.read_text())["format"] == 2
+    assert len(ledger.history("detector")) == 3
+
+
+def test_evaluations_are_counted_as_releases(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "l.json", "north")
+    ledger.record_evaluation("evaluate", "fed", "r", 2, 6, ["breast_roc"], ["eval-stats"])
+    (line,) = ledger.evaluations()
+    assert (line["kind"], line["round"], line["tables"], line["withheld"]) == (
+        "evaluate",
+        2,
+        6,
+        ["breast_roc"],
+    )
+
+
+def _spender(path, rounds):
+    ledger = PrivacyLedger(path, "north")
+    for i in range(rounds):
+        with ledger.book() as book:
+            rid = book.plan("detector", "fed", "r", i, 1.1, 0.01, 10)
+        ledger.settle({"detector": (rid, 10)}, sent=["weights"])
+
+
+def test_two_processes_spending_on_one_model_record_every_step(tmp_path):
+    path, rounds = tmp_path / "l.json", 20
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_spender, args=(path, rounds)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
-    data = json.loads(path.read_text())["federations"]["fed"]
-    assert len(data["detector"]["rounds"]) == len(data["classifier"]["rounds"]) == 5
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    releases = PrivacyLedger(path, "north").releases("detector")
+    assert len(releases) == 2 * rounds
+    assert sum(r["steps"] for r in releases) == 2 * rounds * 10
+    assert all(r["status"] == "done" for r in releases)

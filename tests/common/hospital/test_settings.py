@@ -10,9 +10,28 @@ from common.hospital.settings import NodeSettings
 def test_defaults_and_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("CALCIFL_HOME", str(tmp_path / "home"))
     s = NodeSettings.from_config({"data-dir": str(tmp_path / "export")})
-    assert s.hospital_id == "export" and s.privacy_budget is None and not s.require_dp
-    assert s.ledger_path == tmp_path / "home" / "export" / "privacy_ledger.json"
+    # no name of its own: the hospital answers under a pseudonym (see test_identity)
+    assert s.hospital_id is None and s.privacy_budget is None and not s.require_dp
+    assert (s.dp_delta, s.privacy_total_budget, s.share_reader_ids) == (1e-5, 20.0, False)
+    assert s.state_dir.parent == tmp_path / "home" and s.state_dir.name.startswith("export-")
+    other = NodeSettings.from_config({"data-dir": str(tmp_path / "elsewhere" / "export")})
+    assert other.state_dir != s.state_dir  # same folder name, another hospital's state
+    assert s.ledger_path == s.state_dir / "privacy_ledger.json"
     assert s.audit_path.name == "audit.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("dp-delta", 0.0, "dp-delta"),
+        ("dp-delta", 1.5, "dp-delta"),
+        ("privacy-total-budget", 0, "positive"),
+        ("privacy-budget", -1, "positive"),
+    ],
+)
+def test_privacy_limits_are_checked(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        NodeSettings.from_config({"data-dir": "/d", key: value})
 
 
 def test_full_configuration():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import TensorDataset
 
 from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon
@@ -209,3 +210,48 @@ def test_frozen_prefixes_are_checked():
         train(model(), toy(), None, "classifier", TrainConfig(epochs=1, frozen=("stem.",), **QUIET))
     with pytest.raises(ValueError, match="leaves nothing to train"):
         train(model(), toy(), None, "classifier", TrainConfig(epochs=1, frozen=("",), **QUIET))
+
+
+def _first_noisy_gradient(seed: int, sigma: float) -> torch.Tensor:
+    """Train a linear model on zero inputs (every per-sample gradient is 0) with DP and
+    return the gradient Adam receives at the first step: pure DP noise / batch size."""
+    grads = []
+
+    def capture(optimizer, args, kwargs):
+        if type(optimizer) is torch.optim.Adam and not grads:
+            grads.append(
+                torch.cat([p.grad.flatten().clone() for p in optimizer.param_groups[0]["params"]])
+            )
+
+    handle = register_optimizer_step_pre_hook(capture)
+    try:
+        data = TensorDataset(torch.zeros(64, 512), torch.ones(64, 1))
+        net = torch.nn.Linear(512, 1, bias=False)
+        dp = DPConfig(noise_multiplier=sigma, max_grad_norm=1.0, delta=1e-5, per_sample="opacus")
+        cfg = TrainConfig(epochs=1, batch_size=32, seed=seed, **QUIET)
+        train(net, data, None, "classifier", cfg, dp=dp)
+    finally:
+        handle.remove()
+    return grads[0].double()
+
+
+def test_dp_noise_cannot_be_replayed_from_the_seed():
+    # the coordinator picks the seed: two calls with the same one must draw independent noise
+    sigma = 1.5
+    a, b = _first_noisy_gradient(3, sigma), _first_noisy_gradient(3, sigma)
+    expected = sigma * 1.0 / 32  # σ·C over the expected batch (64 examples, rate 1/2)
+    assert float(a.std()) == pytest.approx(expected, rel=0.12)
+    assert float((a - b).std()) == pytest.approx(np.sqrt(2) * expected, rel=0.12)
+    assert abs(float(np.corrcoef(a.numpy(), b.numpy())[0, 1])) < 0.2
+
+
+def test_training_without_dp_stays_reproducible_from_the_seed():
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=5, **QUIET)
+    a, b = model(), model()
+    b.load_state_dict(a.state_dict())
+    train(a, toy(), None, "classifier", cfg)
+    train(b, toy(), None, "classifier", cfg)
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(state_dict(a).values(), state_dict(b).values(), strict=True)
+    )
