@@ -39,6 +39,26 @@ def _voi_label(ds) -> str:
     return "none"
 
 
+HIDDEN = "withheld"
+
+
+def suppress(counter: Counter, min_cell: int) -> set:
+    """Cells of a count table to withhold when its total is shown exactly.
+
+    Primary suppression withholds each count in ``1..min_cell-1``; complementary
+    suppression then withholds the next smallest counts until at least two cells are
+    withheld and they add up to ``min_cell`` or more, so that neither a withheld cell nor
+    the sum of the withheld ones can be had as the total minus the cells shown.
+    """
+    hidden = {k for k, v in counter.items() if 0 < v < min_cell}
+    if not hidden:
+        return hidden
+    others = sorted((v, str(k), k) for k, v in counter.items() if k not in hidden and v > 0)
+    while others and (len(hidden) < 2 or sum(counter[k] for k in hidden) < min_cell):
+        hidden.add(others.pop(0)[2])
+    return hidden
+
+
 def summarize(
     data: HospitalData,
     options: ReadOptions = DEFAULT_OPTIONS,
@@ -57,7 +77,8 @@ def summarize(
     deep : bool
         Decode every image (finds corrupt compressed streams; slower).
     min_cell : int
-        Categorical counts below this are shown as ``"<min_cell>"``.
+        Categorical counts below this are withheld, with complementary cells (see
+        :func:`suppress`).
     tick : callable, optional
         Called once per image (progress).
     """
@@ -105,14 +126,10 @@ def summarize(
 
     def cells(counter: Counter) -> dict:
         nonlocal suppressed
-        out = {}
-        for key, value in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0]))):
-            if 0 < value < min_cell:
-                out[str(key)] = f"<{min_cell}"
-                suppressed += 1
-            else:
-                out[str(key)] = value
-        return out
+        hidden = suppress(counter, min_cell)
+        suppressed += len(hidden)
+        ordered = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        return {str(k): HIDDEN if k in hidden else v for k, v in ordered}
 
     summary = {
         "format": data.fmt,
@@ -167,7 +184,8 @@ def to_markdown(summary: dict, title: str = "Data summary") -> str:
         f"- patients: {summary['patients']}, exams: {summary['exams']}",
         f"- patients in more than one split: {summary['patients_in_several_splits']}",
         f"- reader reads: {summary['reads']['total']} ({summary['reads']['aided']} aided)",
-        f"- small-cell suppression: counts below {summary['privacy']['min_cell']} hidden "
+        f"- small-cell suppression: counts below {summary['privacy']['min_cell']} withheld, "
+        "with complementary cells so that no withheld count is the total minus those shown "
         f"({summary['privacy']['suppressed_cells']} cells)",
         "",
     ]

@@ -36,7 +36,7 @@ from common.federation.rounds import RoundSpec
 from common.hospital.audit import AuditLog
 from common.hospital.identity import Identity
 from common.hospital.ledger import PrivacyLedger
-from common.hospital.release import release_eval
+from common.hospital.release import release_eval, released_tables
 from common.hospital.settings import NodeSettings
 from common.imaging.reading import ReadOptions
 from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon
@@ -473,6 +473,7 @@ class Hospital:
             "metrics_sent": metrics,
             "withheld": ",".join(withheld),
             "stats_bytes": len(payload),
+            "tables": released_tables(stats),
         }
         return Outcome(metrics, site=site, audit=audit)
 
@@ -524,6 +525,16 @@ def serve(
         )
         result: Outcome | Refused = work(hospital, spec, server_round)
         event.update(result.audit)
+        if "tables" in result.audit:  # statistics leave without DP noise: count them too
+            PrivacyLedger(hospital.settings.ledger_path, hospital.name).record_evaluation(
+                kind,
+                spec.federation,
+                spec.run,
+                server_round,
+                result.audit["tables"],
+                [w for w in result.audit["withheld"].split(",") if w],
+                sorted([*result.metrics, *result.site]),
+            )
     except Exception as exc:  # noqa: BLE001 - every failure becomes a reply, never a crash
         result = _refused(exc, event, hospital.name if hospital else None)
     event.update(audit or {})

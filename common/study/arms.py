@@ -489,17 +489,34 @@ class StudyStats:
         return out
 
     def release(self, min_cell: int) -> StudyStats:
-        """Withhold strata with fewer than ``min_cell`` breasts of any class (not none)."""
+        """Withhold strata with fewer than ``min_cell`` breasts of any class (not none).
+
+        Complementary suppression: a stratum's siblings (the other values of its factor)
+        add up to ``all``, so withholding one value alone would be undone by
+        subtraction. When any value of a factor is withheld, the whole factor is; when
+        ``all`` is, everything is.
+        """
         if min_cell <= 1:
             return self
-        kept, withheld = {}, list(self.withheld)
-        for name, s in self.strata.items():
-            counts = [s["cases"], *s.get("classes", {}).values()]
-            if any(0 < c < min_cell for c in counts):
-                withheld.append(name)
-            else:
-                kept[name] = s
-        return StudyStats(self.bins, kept, self.excluded, sorted(withheld), self.unavailable)
+
+        def small(s: dict) -> bool:
+            return any(0 < c < min_cell for c in [s["cases"], *s.get("classes", {}).values()])
+
+        primary = {name for name, s in self.strata.items() if small(s)}
+        factors = {name.partition("=")[0] for name in primary if "=" in name}
+        withheld = {
+            name
+            for name in self.strata
+            if name in primary or "all" in primary or name.partition("=")[0] in factors
+        }
+        kept = {n: s for n, s in self.strata.items() if n not in withheld}
+        return StudyStats(
+            self.bins,
+            kept,
+            self.excluded,
+            sorted(set(self.withheld) | withheld),
+            self.unavailable,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready counts."""

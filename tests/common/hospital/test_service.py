@@ -67,3 +67,33 @@ def test_serve_refuses_a_malformed_round_and_a_bad_node_config(node):
     assert result.code is P.Code.BAD_REQUEST and result.reason.startswith("[h1] ")
     hospital, result = serve("evaluate", {"data-dir": "x", "colour": 1}, {}, dict, None)
     assert hospital is None and result.code is P.Code.BAD_REQUEST and "colour" in result.reason
+
+
+def test_evaluations_that_leave_are_counted_in_the_ledger(node):
+    from common.hospital.ledger import PrivacyLedger
+
+    hospital, result = serve(
+        "evaluate",
+        node,
+        {},
+        lambda: {**_config(), P.SERVER_ROUND: 2},
+        lambda h, spec, r: h.evaluate(_weights(), spec),
+    )
+    assert isinstance(result, Outcome)
+    (line,) = PrivacyLedger(hospital.settings.ledger_path, "h1").evaluations()
+    assert line["kind"] == "evaluate" and line["round"] == 2 and line["tables"] >= 5
+    assert P.EVAL_STATS in line["sent"]
+
+
+def test_small_froc_sets_are_withheld_too():
+    import numpy as np
+
+    from common.evaluation.images import EvalStats
+    from common.evaluation.metrics import FrocStats, PointStats
+    from common.hospital.release import release_eval
+
+    froc = FrocStats(np.array([0, 2, 0]), np.array([3, 1, 0]), 1, 12)  # 3 lesions
+    stats, withheld = release_eval(EvalStats(froc=froc, points=PointStats(3, 1, 0)), 5)
+    assert "froc" in withheld and stats.froc.images == 0 and stats.points == PointStats()
+    kept, none = release_eval(EvalStats(froc=froc), 3)
+    assert "froc" not in none and kept.froc.images == 12

@@ -189,20 +189,67 @@ def test_missing_reads_are_counted_not_dropped(consortium):
     assert stats.unavailable == ["senior-9 (no reads by senior-9)"]
 
 
-def test_release_policy_withholds_small_strata(consortium):
-    _, cases = _site_cases(consortium / "hospital-1", 0)
+def _arm_vectors(stratum: dict) -> dict:
+    """Every arm of a stratum as one vector of counts (ROC histograms and 2x2 counts)."""
+    out = {}
+    for name, arm in stratum["arms"].items():
+        counts = [getattr(arm, k) for k in ("tp", "fn", "fp", "tn", "calcified", "detected")]
+        out[name] = np.concatenate([arm.roc.pos, arm.roc.neg, counts]).astype(np.int64)
+    return out
+
+
+def _recover(released: StudyStats, factor_values: dict) -> dict:
+    """The coordinator's attack: a withheld value = ``all`` minus its released siblings."""
+    strata, found = released.strata, {}
+    if "all" not in strata:
+        return found
+    for factor, values in factor_values.items():
+        hidden = [v for v in values if f"{factor}={v}" not in strata]
+        if len(hidden) == 1:
+            diff = _arm_vectors(strata["all"])
+            for v in values:
+                if v != hidden[0]:
+                    for arm, vec in _arm_vectors(strata[f"{factor}={v}"]).items():
+                        diff[arm] = diff[arm] - vec
+            found[f"{factor}={hidden[0]}"] = diff
+    return found
+
+
+def test_release_withholds_small_strata_and_survives_differencing(consortium):
+    # one larger site: the consortium's cases, findings repeated so that "all" is released
+    cases = {}
+    for i, root in enumerate(sorted(consortium.glob("hospital-*"))):
+        for k, c in _site_cases(root, i)[1].items():
+            for j in range(6 if c.malignant else 3 if c.calcified else 1):
+                cases[(i, j, *k)] = c
     stats = study_stats(cases, StudyConfig(), 0.5)
-    classes = {name: s["classes"] for name, s in stats.strata.items()}
     min_cell = 3
-    released = stats.release(min_cell)
-    expected = sorted(
+    small = {
         n
         for n, s in stats.strata.items()
-        if any(0 < c < min_cell for c in [s["cases"], *classes[n].values()])
-    )
-    assert expected and released.withheld == expected
-    assert set(released.strata) == set(stats.strata) - set(expected)
-    assert json.loads(json.dumps(released.to_dict()))["withheld"] == expected
+        if any(0 < c < min_cell for c in [s["cases"], *s["classes"].values()])
+    }
+    assert small and "all" not in small
+    factor_values = {}
+    for name in stats.strata:
+        if "=" in name:
+            f, _, v = name.partition("=")
+            factor_values.setdefault(f, []).append(v)
+    # suppressing the small strata alone is undone by subtraction
+    naive = StudyStats(stats.bins, {n: s for n, s in stats.strata.items() if n not in small})
+    recovered = _recover(naive, factor_values)
+    assert recovered
+    for name, diff in recovered.items():
+        truth = _arm_vectors(stats.strata[name])
+        assert all(np.array_equal(diff[arm], truth[arm]) for arm in truth), name
+    # the release withholds every value of a factor with a small one: nothing to subtract
+    released = stats.release(min_cell)
+    assert small <= set(released.withheld)
+    assert set(released.strata) == set(stats.strata) - set(released.withheld)
+    assert "all" in released.strata
+    out = StudyStats.from_dict(json.loads(json.dumps(released.to_dict())))  # as received
+    assert _recover(out, factor_values) == {}
+    assert out.withheld == sorted(released.withheld)
 
 
 def test_build_cases_truth_and_strata():
