@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from cli import data, federation, models, study
+from cli import data, federation, models, privacy, study
 from cli.options import setup_logging
 from common.errors import CalciflInputError
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for group in (data, models, study, federation):
+    for group in (data, models, study, federation, privacy):
         group.register(sub)
     return parser
 

@@ -183,6 +183,17 @@ SITE_HEADER = [
 ]
 
 
+PRIVACY_MEANING = (
+    "ε is per training example (a detector patch, a classifier crop), at the hospital's δ. "
+    "Both models see the same findings, so the composed ε (Rényi-DP composition of both) "
+    "is the figure per finding. A patient contributes at most the examples shown (rounded "
+    "up to a power of two); group privacy protects them at that multiple of ε, with δ "
+    "grown as shown (1 means no guarantee). Replies under DP carry no loss and only "
+    "power-of-two example counts; each hospital's ledger (`calcifl privacy STATE_DIR`) "
+    "lists every release."
+)
+
+
 def federated_markdown(report: dict) -> str:
     """Markdown of a federated run's report (rounds, pooled and per-site results)."""
     s = report["settings"]
@@ -243,16 +254,25 @@ def federated_markdown(report: dict) -> str:
     eps = {}
     for r in report["rounds"]:
         for site, m in r.get("per_site", {}).items():
-            eps[site] = (m.get("det-epsilon", 0.0), m.get("cls-epsilon", 0.0))
+            if "det-epsilon" in m:
+                eps[site] = m
     if s["dp"] and eps:
         lines += [
             "",
-            "## Privacy (cumulative ε per hospital, as reported)",
+            "## Privacy (cumulative per hospital, over every federation and run it joined)",
             "",
-            "| site | detector ε | classifier ε |",
-            "|---|---|---|",
+            "| site | δ | detector ε | classifier ε | composed ε | examples per patient "
+            "| per-patient ε (δ) |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines += [f"| {k} | {v[0]:.2f} | {v[1]:.2f} |" for k, v in sorted(eps.items())]
+        for k, m in sorted(eps.items()):
+            lines.append(
+                f"| {k} | {m.get('dp-delta', 0):g} | {m['det-epsilon']:.2f} | "
+                f"{m.get('cls-epsilon', 0):.2f} | {m.get('composed-epsilon', 0):.2f} | "
+                f"≤ {m.get('patient-examples', 0):g} | {m.get('patient-epsilon', 0):.1f} "
+                f"({m.get('patient-delta', 0):.2g}) |"
+            )
+        lines += ["", PRIVACY_MEANING]
     lines += _central_dp_lines(report["rounds"])
     lines += ["", "Plots: `rounds.png`, `roc.png`, `froc.png`.", ""]
     return "\n".join(lines)

@@ -43,6 +43,7 @@ DP_DELTA = "dp-delta"
 COMPOSED_EPSILON = "composed-epsilon"
 PATIENT_EXAMPLES = "patient-examples"
 PATIENT_EPSILON = "patient-epsilon"
+PATIENT_DELTA = "patient-delta"
 MODELS = ("detector", "classifier")
 _SHORT = {"detector": "det", "classifier": "cls"}
 

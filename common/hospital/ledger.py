@@ -59,7 +59,8 @@ def _migrate(data: dict, hospital: str) -> dict:
                         "planned_steps": steps,
                         "status": "done",
                         "time": 0.0,
-                        "sent": [],
+                        "delta": entry.get("delta") or 1e-5,
+                        "sent": {},
                     }
                 )
     return out
@@ -100,8 +101,9 @@ class Book:
         noise: float,
         sample_rate: float,
         steps: int,
+        delta: float,
     ) -> str:
-        """Append a planned release of ``steps`` steps; return its id (to settle)."""
+        """Append a planned release of ``steps`` steps at ``delta``; return its id (to settle)."""
         rid = uuid.uuid4().hex
         self._accounts["models"].setdefault(model, []).append(
             {
@@ -113,9 +115,10 @@ class Book:
                 "sample_rate": float(sample_rate),
                 "steps": int(steps),
                 "planned_steps": int(steps),
+                "delta": float(delta),
                 "status": "planned",
                 "time": time.time(),
-                "sent": [],
+                "sent": {},
             }
         )
         return rid
@@ -203,13 +206,18 @@ class PrivacyLedger:
         """ε of all models together at ``delta`` (they see the same findings)."""
         return epsilon([h for m in self.models() for h in self.history(m)], delta)
 
-    def settle(self, done: dict[str, tuple[str, int]], sent: list[str]) -> None:
-        """Replace planned steps by those taken: ``done`` is model → (release id, steps)."""
+    def settle(self, done: dict[str, tuple[str, int]], sent: dict) -> None:
+        """Replace planned steps by those taken: ``done`` is model → (release id, steps).
+
+        ``sent`` is what the reply carried besides the weights (its metrics), and the
+        cumulative ε each model reached is stored with it.
+        """
         with self.book() as book:
             for model, (rid, steps) in done.items():
                 for r in book.releases(model):
                     if r["id"] == rid:
-                        r.update(steps=int(steps), status="done", sent=list(sent))
+                        r.update(steps=int(steps), status="done", sent=dict(sent))
+                        r["epsilon"] = epsilon(book.history(model), r["delta"])
                         break
                 else:
                     raise RuntimeError(f"{self.path}: no planned release {rid} of {model}")

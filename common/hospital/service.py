@@ -39,7 +39,7 @@ from common.hospital.ledger import PrivacyLedger
 from common.hospital.release import release_eval, released_tables
 from common.hospital.settings import NodeSettings
 from common.imaging.reading import ReadOptions
-from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon
+from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon, group_privacy
 from common.learning.material import (
     TASKS,
     SiteData,
@@ -267,6 +267,7 @@ class Hospital:
                         plan.noise_multiplier,
                         plan.sample_rate,
                         plan.steps,
+                        plan.delta,
                     )
                     planned[t] = rid
         results = train_models(models, site, configs, dp=dp, plans=plans, histories=histories)
@@ -290,7 +291,7 @@ class Hospital:
             metrics.update(self._privacy_metrics(ledger, site, dp.delta, after))
             ledger.settle(
                 {t: (rid, results[t].steps) for t, rid in planned.items()},
-                sent=["weights", *sorted(metrics)],
+                sent={"weights": "both models", **metrics},
             )
         new = flat_state(models)
         audit = {
@@ -365,11 +366,13 @@ class Hospital:
         histories = [h for t in TASKS for h in (after[t] if t in after else ledger.history(t))]
         composed = epsilon(histories, delta)
         k = coarse_count(site.examples_per_patient(), up=True)
+        patient_eps, patient_delta = group_privacy(composed, delta, k)
         return {
             P.DP_DELTA: delta,
             P.COMPOSED_EPSILON: composed,
             P.PATIENT_EXAMPLES: k,
-            P.PATIENT_EPSILON: k * composed,
+            P.PATIENT_EPSILON: patient_eps,
+            P.PATIENT_DELTA: patient_delta,
         }
 
     def evaluate(self, weights: dict[str, torch.Tensor], spec: RoundSpec) -> Outcome:

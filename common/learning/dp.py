@@ -7,6 +7,7 @@ round of a federation, and we refuse a call whose steps would exceed the budget.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from opacus.accountants import RDPAccountant
@@ -92,6 +93,18 @@ def epsilon(history: History, delta: float) -> float:
     accountant = RDPAccountant()
     accountant.history = [tuple(h) for h in history]
     return float(accountant.get_epsilon(delta))
+
+
+def group_privacy(eps: float, delta: float, k: int) -> tuple[float, float]:
+    """(ε, δ) protecting a group of ``k`` examples (e.g. one patient's), by group privacy.
+
+    An (ε, δ)-DP release is (kε, k·e^((k-1)ε)·δ)-DP for groups of k; δ is capped at 1,
+    where it no longer promises anything.
+    """
+    if k <= 0:
+        return 0.0, 0.0
+    log_delta = math.log(k) + (k - 1) * eps + math.log(delta)
+    return k * eps, 1.0 if log_delta >= 0 else math.exp(log_delta)
 
 
 def with_steps(history: History, noise: float, sample_rate: float, steps: int) -> History:

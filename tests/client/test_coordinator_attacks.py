@@ -65,7 +65,7 @@ def test_attack_2_a_dp_reply_carries_nothing_un_noised(flower_task, tmp_path, co
     (release,) = PrivacyLedger(Path(node["state-dir"]) / "privacy_ledger.json", "h1").releases(
         "detector"
     )
-    assert "weights" in release["sent"] and "det-epsilon" in release["sent"]
+    assert release["sent"]["det-epsilon"] == metrics["det-epsilon"] and "weights" in release["sent"]
 
 
 def test_attack_3_resetting_the_budget_fails(flower_task, tmp_path, consortium):

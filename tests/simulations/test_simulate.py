@@ -118,7 +118,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, hospitals, full_run):
 
 def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals):
     nodes = hospital_nodes(hospitals, tmp_path / "state")
-    nodes[1]["privacy-budget"] = 0.5  # far below what one DP round costs
+    nodes[1]["privacy-total-budget"] = 0.5  # far below what one DP round costs
     settings = RunSettings(
         num_server_rounds=2,
         detector_epochs=1,
@@ -136,12 +136,19 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
         assert r["trained"] == ["hospital-1"]
         (refusal,) = r["refused"]
         assert refusal["site"] == "hospital-2" and refusal["code"] == 4001
-        assert "budget" in refusal["reason"]
+        assert "privacy-total-budget" in refusal["reason"]
         assert r["per_site"]["hospital-1"]["det-epsilon"] > 0
-    ledger1 = json.loads((tmp_path / "state/hospital-1/privacy_ledger.json").read_text())
-    eps = [x["epsilon"] for x in ledger1["federations"]["budget-test"]["detector"]["rounds"]]
+    from common.hospital.ledger import PrivacyLedger
+
+    ledger1 = PrivacyLedger(tmp_path / "state/hospital-1/privacy_ledger.json", "hospital-1")
+    releases = ledger1.releases("detector")
+    assert {r["federation"] for r in releases} == {"budget-test"}
+    eps = [r["epsilon"] for r in releases]
     assert len(eps) == 2 and eps[0] < eps[1] <= 8.0 + 1e-6  # cumulative, within the target
-    assert not (tmp_path / "state/hospital-2/privacy_ledger.json").exists()
+    assert all("det-train-loss" not in r["sent"] for r in releases)
+    ledger2 = PrivacyLedger(tmp_path / "state/hospital-2/privacy_ledger.json", "hospital-2")
+    assert ledger2.models() == []  # refused before any step: nothing spent
+    assert {e["kind"] for e in ledger2.evaluations()} == {"evaluate"}  # but its statistics left
     audit = [
         json.loads(x) for x in (tmp_path / "state/hospital-2/audit.jsonl").read_text().splitlines()
     ]

@@ -14,7 +14,7 @@ DELTA = 1e-5
 
 def _release(ledger, model, federation="fed", run="r", server_round=1, steps=100):
     with ledger.book() as book:
-        rid = book.plan(model, federation, run, server_round, STEP[0], STEP[1], steps)
+        rid = book.plan(model, federation, run, server_round, STEP[0], STEP[1], steps, DELTA)
     return rid
 
 
@@ -37,10 +37,11 @@ def test_planned_steps_count_until_settled_with_those_taken(tmp_path):
     rid = _release(ledger, "classifier", server_round=3)
     planned = ledger.spent("classifier", DELTA)
     assert planned > 0  # a crash now counts as spent
-    ledger.settle({"classifier": (rid, 60)}, sent=["weights", "cls-epsilon"])
+    ledger.settle({"classifier": (rid, 60)}, sent={"weights": "both models", "cls-epsilon": 1.0})
     (line,) = ledger.releases("classifier")
     assert (line["status"], line["steps"], line["planned_steps"]) == ("done", 60, 100)
-    assert line["sent"] == ["weights", "cls-epsilon"]
+    assert line["sent"] == {"weights": "both models", "cls-epsilon": 1.0}
+    assert line["epsilon"] == pytest.approx(ledger.spent("classifier", DELTA))
     assert 0 < ledger.spent("classifier", DELTA) < planned
 
 
@@ -55,7 +56,7 @@ def test_composed_epsilon_covers_both_models(tmp_path):
 def test_a_failed_transaction_writes_nothing(tmp_path):
     ledger = PrivacyLedger(tmp_path / "l.json", "north")
     with pytest.raises(RuntimeError, match="refused"), ledger.book() as book:
-        book.plan("detector", "fed", "r", 1, *STEP)
+        book.plan("detector", "fed", "r", 1, *STEP, DELTA)
         raise RuntimeError("refused by a cap")
     assert ledger.history("detector") == []
 
@@ -98,8 +99,8 @@ def _spender(path, rounds):
     ledger = PrivacyLedger(path, "north")
     for i in range(rounds):
         with ledger.book() as book:
-            rid = book.plan("detector", "fed", "r", i, 1.1, 0.01, 10)
-        ledger.settle({"detector": (rid, 10)}, sent=["weights"])
+            rid = book.plan("detector", "fed", "r", i, 1.1, 0.01, 10, 1e-5)
+        ledger.settle({"detector": (rid, 10)}, sent={"weights": "both models"})
 
 
 def test_two_processes_spending_on_one_model_record_every_step(tmp_path):
