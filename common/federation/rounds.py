@@ -155,7 +155,8 @@ class RoundSpec(LocalTraining):
     Attributes
     ----------
     federation : str
-        Names the federation: a hospital's ε accumulates per federation.
+        Names the federation (in the hospitals' ledgers and reports; a hospital's ε
+        accumulates over every federation it joins, not per name).
     run : str
         This run (a federation may span several runs, e.g. after a resume).
     num_rounds : int

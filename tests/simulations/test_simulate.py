@@ -2,8 +2,8 @@
 
 Covers the federated acceptance: the aggregated model moves, pooled evaluation equals the
 centralised computation on the union of held-out sets, a run killed after round 1
-resumes to the same final weights, and a hospital over its privacy budget is refused
-while the others train.
+resumes to the same final weights, a hospital over its privacy budget is refused
+while the others train, and two DP runs with one seed give different models.
 """
 
 import json
@@ -154,6 +154,19 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
     ]
     assert [e["status"] for e in audit if e["message"] == "train"] == ["refused", "refused"]
     assert "refused" in (tmp_path / "run" / "report.md").read_text().lower()
+    # what the coordinator received under DP: no loss, no step count
+    sent = report["rounds"][-1]["per_site"]["hospital-1"]
+    assert not [k for k in sent if "loss" in k or "steps" in k], sent
+    assert sent["dp-delta"] == 1e-5 and "composed-epsilon" in sent
+    assert "composed ε" in (tmp_path / "run" / "report.md").read_text()
+    # the same run again, same seed, fresh ledgers: the noise differs, so does the model
+    again = hospital_nodes(hospitals, tmp_path / "state-2")
+    again[1]["privacy-total-budget"] = 0.5
+    rerun = RunSettings(**{**vars(settings), "out_dir": str(tmp_path / "run-2")})
+    run_simulation(rerun, SimulationSetup(again), progress=False)
+    first, second = _weights(tmp_path / "run"), _weights(tmp_path / "run-2")
+    moved = [k for k in first if not np.array_equal(first[k], second[k])]
+    assert len(moved) > len(first) // 2, moved
 
 
 def test_federated_run_folder_serves_evaluate_and_predict(full_run, hospitals, tmp_path):
