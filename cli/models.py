@@ -64,6 +64,13 @@ def cmd_train_central(args: argparse.Namespace) -> int:
             f"  {name}: best epoch {part['best_epoch']}, val loss "
             f"{best.get('val_loss', float('nan')):.4f}{eps}"
         )
+    if "privacy" in summary:
+        p = summary["privacy"]
+        print(
+            f"  both models composed: ε={p['composed_epsilon']:.2f} at δ={p['delta']:g} per "
+            f"finding; a patient with up to {p['examples_per_patient']} examples: "
+            f"ε={p['patient_epsilon']:.1f}, δ={p['patient_delta']:.2g} (group privacy)"
+        )
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from common.data.folders import load_hospital
 from common.data.records import ImageRecord
 from common.imaging.reading import ReadOptions
-from common.learning.dp import DPConfig
+from common.learning.dp import DPConfig, epsilon, group_privacy
 from common.learning.inference import CascadeConfig
 from common.learning.material import SiteData, SiteSettings, train_models
 from common.learning.models import (
@@ -143,6 +143,8 @@ def train_central(
         },
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if config.dp is not None:
+        summary["privacy"] = _composed(results, site, config.dp.delta)
     meta = {
         "preprocessing": asdict(config.read),
         "cascade": asdict(config.cascade),
@@ -154,6 +156,21 @@ def train_central(
     save_models(out_dir, models, meta)
     (Path(out_dir) / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _composed(results: dict, site: SiteData, delta: float) -> dict:
+    """ε of both models together (they see the same findings) and per patient."""
+    history = [h for r in results.values() if r.privacy for h in r.privacy["accountant"]]
+    composed = epsilon(history, delta)
+    k = site.examples_per_patient()
+    patient_eps, patient_delta = group_privacy(composed, delta, k)
+    return {
+        "delta": delta,
+        "composed_epsilon": composed,
+        "examples_per_patient": k,
+        "patient_epsilon": patient_eps,
+        "patient_delta": patient_delta,
+    }
 
 
 def _public(privacy: dict | None) -> dict | None:

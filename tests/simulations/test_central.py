@@ -129,6 +129,14 @@ def test_train_central_with_dp_reports_epsilon(consortium, tmp_path):
         privacy = summary[part]["privacy"]
         assert 0 < privacy["epsilon"] <= 5.0 + 1e-6 and privacy["delta"] == 1e-5
         assert "accountant" not in privacy  # the history stays with the trainer
+    both = summary["privacy"]  # the two models see the same findings
+    det, cls = (
+        summary["detector"]["privacy"]["epsilon"],
+        summary["classifier"]["privacy"]["epsilon"],
+    )
+    assert max(det, cls) < both["composed_epsilon"] <= det + cls + 1e-9
+    assert both["delta"] == 1e-5 and both["examples_per_patient"] > 1
+    assert both["patient_epsilon"] == both["examples_per_patient"] * both["composed_epsilon"]
     spec = json.loads((out / "model.json").read_text())
     assert spec["dp"]["target_epsilon"] == 5.0
     assert spec["models"]["classifier"]["arch"] == "descriptors"  # automatic with --dp

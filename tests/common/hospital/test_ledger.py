@@ -104,7 +104,7 @@ def _spender(path, rounds):
 
 
 def test_two_processes_spending_on_one_model_record_every_step(tmp_path):
-    path, rounds = tmp_path / "l.json", 20
+    path, rounds = tmp_path / "l.json", 8
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_spender, args=(path, rounds)) for _ in range(2)]
     for p in procs:

@@ -97,3 +97,10 @@ def test_small_froc_sets_are_withheld_too():
     assert "froc" in withheld and stats.froc.images == 0 and stats.points == PointStats()
     kept, none = release_eval(EvalStats(froc=froc), 3)
     assert "froc" not in none and kept.froc.images == 12
+
+
+def test_counts_under_dp_keep_only_their_scale():
+    from common.hospital.service import coarse_count
+
+    assert [coarse_count(n) for n in (0, 1, 2, 3, 7, 8, 1000)] == [0, 1, 2, 2, 4, 8, 512]
+    assert [coarse_count(n, up=True) for n in (1, 3, 8, 9)] == [1, 4, 8, 16]

@@ -30,3 +30,23 @@ def test_unsampled_gaussian_epsilon_is_a_close_upper_bound_of_the_exact_one(nois
     exact = _exact_gaussian_epsilon(noise, releases, delta)
     # RDP is valid (never below) and within 10 % of the exact ε
     assert exact <= rdp <= 1.10 * exact
+
+
+def test_group_privacy_multiplies_epsilon_and_grows_delta():
+    import math
+
+    from common.learning.dp import group_privacy
+
+    assert group_privacy(1.0, 1e-5, 1) == pytest.approx((1.0, 1e-5))
+    eps, delta = group_privacy(0.5, 1e-6, 4)
+    assert eps == 2.0 and delta == pytest.approx(4 * math.exp(1.5) * 1e-6)
+    assert group_privacy(8.0, 1e-5, 32) == (256.0, 1.0)  # no guarantee left
+    assert group_privacy(8.0, 1e-5, 0) == (0.0, 0.0)
+
+
+def test_delta_above_one_over_n_is_refused():
+    from common.learning.dp import DPConfig
+
+    assert DPConfig(noise_multiplier=1.0, delta=1e-3).delta_for(1000) == 1e-3
+    with pytest.raises(ValueError, match="above 1/n"):
+        DPConfig(noise_multiplier=1.0, delta=1e-3).delta_for(1001)
