@@ -207,3 +207,46 @@ def test_delta_is_the_hospital_s_setting_not_a_function_of_n(
     reply = handle_train(_message(DP), node, {})
     assert not reply.has_error(), reply.error
     assert reply.content["metrics"]["dp-delta"] == delta
+
+
+@pytest.fixture(scope="module")
+def larger_site(tmp_path_factory) -> Path:
+    """One hospital with enough held-out breasts that ``all`` is released at min-cell 2."""
+    from common.synth.generate import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("larger")
+    # seed 9: a density and a calc type are the only small values of their factor
+    synthesize(root, SynthConfig(hospitals=1, exams=30, seed=9), progress=False)
+    return root / "hospital-1"
+
+
+def test_attack_5_differencing_withheld_strata_fails(flower_task, tmp_path, larger_site):
+    from common.study.arms import StudyStats
+
+    node = _node(tmp_path, larger_site, **{"min-cell": 2})
+    reply = handle_reader_study(_study_message(), node, {})
+    assert not reply.has_error(), reply.error
+    received = StudyStats.from_dict(json.loads(str(reply.content["site"]["study-stats"])))
+    withheld = str(reply.content["site"]["withheld"]).split(",")
+    assert "all" in received.strata and any("=" in w for w in withheld)
+    # the coordinator knows which values were withheld; it subtracts the released ones
+    factors: dict[str, list[str]] = {}
+    for name in [*received.strata, *withheld]:
+        if "=" in name:
+            factor, _, value = name.partition("=")
+            factors.setdefault(factor, []).append(value)
+    for factor, values in factors.items():
+        hidden = [v for v in values if f"{factor}={v}" not in received.strata]
+        assert len(hidden) != 1, f"{factor}={hidden} = all minus its siblings"
+    # the threat is real here: withholding only the small strata would leave one value of
+    # a factor hidden, which the subtraction above recovers
+    full = handle_reader_study(_study_message(), {**node, "min-cell": 1}, {})
+    strata = json.loads(str(full.content["site"]["study-stats"]))["strata"]
+    small = [
+        n
+        for n, st in strata.items()
+        if any(0 < c < 2 for c in [st["cases"], *st["classes"].values()])
+    ]
+    assert "all" not in small
+    per_factor = [sum(n.startswith(f + "=") for n in small) for f in factors]
+    assert 1 in per_factor
