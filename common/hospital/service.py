@@ -39,7 +39,13 @@ from common.hospital.ledger import PrivacyLedger
 from common.hospital.release import release_eval, released_tables
 from common.hospital.settings import NodeSettings
 from common.imaging.reading import ReadOptions
-from common.learning.dp import DPConfig, PrivacyBudgetError, epsilon, group_privacy
+from common.learning.dp import (
+    DPConfig,
+    PrivacyBudgetError,
+    epsilon,
+    group_privacy,
+    public_size,
+)
 from common.learning.material import (
     TASKS,
     SiteData,
@@ -103,14 +109,6 @@ class Outcome:
     site: dict = field(default_factory=dict)
     weights: dict[str, torch.Tensor] | None = None
     audit: dict = field(default_factory=dict)
-
-
-def coarse_count(n: int, up: bool = False) -> int:
-    """``n`` rounded down (or ``up``) to a power of two: a count that reveals only its scale."""
-    if n <= 0:
-        return 0
-    low = 1 << (int(n).bit_length() - 1)
-    return low * 2 if up and low < n else low
 
 
 def _steps(result) -> list[tuple[float, float, int]]:
@@ -281,9 +279,9 @@ class Hospital:
                 metrics[P.model_metric(t, "val-loss")] = float(m.get("val_loss", 0.0))
                 metrics[P.model_metric(t, "steps")] = results[t].steps if t in results else 0
         else:
-            metrics[P.NUM_EXAMPLES] = coarse_count(len(site.train_images))
+            metrics[P.NUM_EXAMPLES] = public_size(len(site.train_images))
             for t in TASKS:
-                metrics[P.examples_key(t)] = coarse_count(site.examples(t))
+                metrics[P.examples_key(t)] = public_size(site.examples(t))
             after = {t: [*histories[t], *_steps(results[t])] for t in configs}
             for t in TASKS:
                 eps = epsilon(after[t], dp.delta) if t in after else ledger.spent(t, dp.delta)
@@ -365,7 +363,7 @@ class Hospital:
         """δ, the composed ε over both models and its per-patient figure (group privacy)."""
         histories = [h for t in TASKS for h in (after[t] if t in after else ledger.history(t))]
         composed = epsilon(histories, delta)
-        k = coarse_count(site.examples_per_patient(), up=True)
+        k = public_size(site.examples_per_patient(), up=True)
         patient_eps, patient_delta = group_privacy(composed, delta, k)
         return {
             P.DP_DELTA: delta,

@@ -95,6 +95,19 @@ def epsilon(history: History, delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
+def public_size(n: int, up: bool = False) -> int:
+    """``n`` rounded down (or ``up``) to a power of two: a size that reveals only its scale.
+
+    DP-SGD samples at a rate set by this size, not by n, so that neither the accountant
+    (ε after a coordinator's noise and batch size) nor the counts a hospital reports give
+    away more than the power of two.
+    """
+    if n <= 0:
+        return 0
+    low = 1 << (int(n).bit_length() - 1)
+    return low * 2 if up and low < n else low
+
+
 def group_privacy(eps: float, delta: float, k: int) -> tuple[float, float]:
     """(ε, δ) protecting a group of ``k`` examples (e.g. one patient's), by group privacy.
 

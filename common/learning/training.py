@@ -29,6 +29,7 @@ from common.learning.dp import (
     allowed_steps,
     epsilon,
     noise_for_target,
+    public_size,
     with_steps,
 )
 from common.learning.models import unwrap
@@ -212,9 +213,18 @@ def entropy_generator() -> torch.Generator:
 
 def _train(model, train_set, val_set, task, config, dp, accountant, plan) -> TrainResult:
     torch.manual_seed(config.seed)  # initialisation and augmentation stay reproducible
-    # with DP, the loader's generator drives Poisson sampling: never the seeded one
-    generator = torch.Generator().manual_seed(config.seed) if dp is None else entropy_generator()
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
+    if dp is None:
+        generator = torch.Generator().manual_seed(config.seed)
+        loader = DataLoader(
+            train_set, batch_size=config.batch_size, shuffle=True, generator=generator
+        )
+    else:
+        if plan is None:
+            plan = plan_private(len(train_set), config, dp, accountant)
+        # Opacus replaces this loader by Poisson sampling at 1 / len(loader), drawn from
+        # its generator: never the seeded one
+        batches = [[0]] * round(1 / plan.sample_rate)
+        loader = DataLoader(train_set, batch_sampler=batches, generator=entropy_generator())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = LOSSES[task]
@@ -338,8 +348,10 @@ def plan_private(
     """
     history = [tuple(h) for h in history or []]
     # Opacus' Poisson loader samples each example with rate 1/len(loader) and draws
-    # len(loader) batches per epoch: account with exactly those
-    batches = max(1, math.ceil(n / config.batch_size))
+    # len(loader) batches per epoch: account with exactly those. The batches follow the
+    # power of two below n, so that ε (under a coordinator's noise and batch size) says
+    # no more about n than the counts a hospital reports
+    batches = max(1, math.ceil(public_size(n) / config.batch_size))
     sample_rate = 1.0 / batches
     steps = config.epochs * batches
     delta = dp.delta_for(n)

@@ -100,7 +100,7 @@ def test_small_froc_sets_are_withheld_too():
 
 
 def test_counts_under_dp_keep_only_their_scale():
-    from common.hospital.service import coarse_count
+    from common.learning.dp import public_size
 
-    assert [coarse_count(n) for n in (0, 1, 2, 3, 7, 8, 1000)] == [0, 1, 2, 2, 4, 8, 512]
-    assert [coarse_count(n, up=True) for n in (1, 3, 8, 9)] == [1, 4, 8, 16]
+    assert [public_size(n) for n in (0, 1, 2, 3, 7, 8, 1000)] == [0, 1, 2, 2, 4, 8, 512]
+    assert [public_size(n, up=True) for n in (1, 3, 8, 9)] == [1, 4, 8, 16]

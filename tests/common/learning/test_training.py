@@ -122,8 +122,19 @@ def test_last_weights_can_be_kept():
     )
 
 
+def test_dp_batches_follow_the_power_of_two_below_n():
+    from common.learning.training import plan_private
+
+    dp = DPConfig(noise_multiplier=1.0, delta=1e-5)
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    # 520 and 1000 examples sample alike (512 → 32 batches), so ε cannot tell them apart
+    a, b = plan_private(520, cfg, dp), plan_private(1000, cfg, dp)
+    assert a == b and a.steps == 64 and a.sample_rate == 1 / 32
+    assert plan_private(1024, cfg, dp).steps == 128
+
+
 def test_empty_poisson_batches_are_skipped():
-    tiny = torch.utils.data.Subset(toy(), [0, 1, 2])
+    tiny = torch.utils.data.Subset(toy(), [0, 1, 2, 3])
     r = train(
         model(),
         tiny,
@@ -132,8 +143,8 @@ def test_empty_poisson_batches_are_skipped():
         TrainConfig(epochs=6, batch_size=1, patience=0, **QUIET),
         dp=DPConfig(noise_multiplier=1.0, delta=1e-5),
     )
-    assert r.skipped_empty > 0  # P(empty) = (2/3)^3 per batch, 18 batches
-    assert r.steps + r.skipped_empty == 18
+    assert r.skipped_empty > 0  # P(empty) = (3/4)^4 per batch, 24 batches
+    assert r.steps + r.skipped_empty == 24
     assert sum(s for _, _, s in r.privacy["accountant"]) == r.steps
 
 
