@@ -14,6 +14,10 @@ from opacus.accountants import RDPAccountant
 
 DEFAULT_DELTA = 1e-5
 
+# A call that needs more noise than this (σ relative to the clipping norm) to fit what is
+# left of its budget would learn nothing: it is refused as over budget instead.
+MAX_NOISE = 64.0
+
 
 class PrivacyBudgetError(RuntimeError):
     """Training would spend more ε than the budget allows.
@@ -154,9 +158,10 @@ def noise_for_target(
     lo, hi = 0.3, 1.0
     while epsilon(with_steps(history, hi, sample_rate, steps), delta) > target:
         lo, hi = hi, hi * 2
-        if hi > 1e4:  # what is left of the budget is too little for any step
+        if hi > MAX_NOISE:
             raise PrivacyBudgetError(epsilon(history, delta), float("inf"), target, 0)
-    for _ in range(40):
+    # an ε is costly to evaluate at high sample rates: a noise within 1e-4 (relative) is enough
+    while hi - lo > 1e-4 * hi:
         mid = (lo + hi) / 2
         if epsilon(with_steps(history, mid, sample_rate, steps), delta) > target:
             lo = mid
