@@ -74,7 +74,7 @@ def test_central_dp_wraps_the_strategy_and_derives_noise_from_the_budget():
         num_server_rounds=4,
     )
     z = s.central_dp_noise_multiplier()
-    assert epsilon([(z, 1.0, 4)], 1e-5) == pytest.approx(6.0, abs=1e-6)
+    assert epsilon([(z, 1.0, 4)], 1e-5) == pytest.approx(6.0, abs=1e-4)  # σ to a relative 1e-4
     assert epsilon([(z * 0.99, 1.0, 4)], 1e-5) > 6.0  # the smallest noise within budget
     strategy = make_strategy(s)
     assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
