@@ -60,3 +60,13 @@ def flower_task():
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
     yield
     TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+@pytest.fixture
+def node(tmp_path, consortium) -> dict:
+    """The node configuration of the consortium's first hospital, with its own state folder."""
+    return {
+        "data-dir": str(consortium / "hospital-1"),
+        "hospital-id": "h1",
+        "state-dir": str(tmp_path / "state"),
+    }

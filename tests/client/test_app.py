@@ -35,15 +35,6 @@ def _message(settings=SETTINGS, kind=MessageType.TRAIN, arrays=None, server_roun
     return Message(content=content, dst_node_id=7, message_type=kind)
 
 
-@pytest.fixture
-def node(tmp_path, consortium):
-    return {
-        "data-dir": str(consortium / "hospital-1"),
-        "hospital-id": "h1",
-        "state-dir": str(tmp_path / "state"),
-    }
-
-
 def _audit(node):
     lines = (__import__("pathlib").Path(node["state-dir"]) / "audit.jsonl").read_text()
     return [json.loads(x) for x in lines.splitlines()]

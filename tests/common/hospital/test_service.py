@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from common.federation import protocol as P
 from common.hospital.service import Hospital, Outcome, Refused, serve
 from common.learning.models import flat_state
@@ -11,15 +9,6 @@ from server.federation import initial_models
 from server.settings import RunSettings
 
 SETTINGS = RunSettings(detector_epochs=1, classifier_epochs=1)
-
-
-@pytest.fixture
-def node(tmp_path, consortium):
-    return {
-        "data-dir": str(consortium / "hospital-1"),
-        "hospital-id": "h1",
-        "state-dir": str(tmp_path / "state"),
-    }
 
 
 def _config(**changes):
