@@ -41,6 +41,12 @@ def asah_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def vandyke_dir() -> Path:
+    """The Van Dyke and Franken reader studies with published OR/DBM results (GPL-3)."""
+    return shared_fixture("mrmc-vandyke")
+
+
+@pytest.fixture(scope="session")
 def consortium(tmp_path_factory) -> Path:
     """A small synthetic consortium: 4 hospitals (every vendor), 6 exams each."""
     from common.synth.generate import SynthConfig, synthesize
