@@ -85,6 +85,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         **run_config(args.set or []),
     }
     if args.reader_study:
+        if args.assistance is None and not args.data:
+            # synthetic hospitals: the simulated readers read with the federated model
+            args.assistance = "simulated-model"
         try:
             study = study_config(args)
         except ValueError as exc:

@@ -74,6 +74,7 @@ def study_config(args: argparse.Namespace):
         "consensus": args.consensus,
         "unit": args.unit,
         "min_cell": getattr(args, "min_cell", None),
+        "assistance": args.assistance,
     }
     return replace(config, **{k: v for k, v in changes.items() if v is not None})
 
@@ -128,6 +129,14 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
         choices=("birads", "suspicion"),
         default=None,
         help="readers' ROC score (default: BI-RADS as an ordinal scale)",
+    )
+    g.add_argument(
+        "--assistance",
+        choices=("recorded", "simulated-model"),
+        default=None,
+        help="aided reads: as recorded (default), or, for simulated readers, simulated from "
+        "the model's own marks and scores on each breast (the default of simulate "
+        "--synthetic --reader-study)",
     )
     g.add_argument(
         "--unit",

@@ -18,9 +18,10 @@ from common.evaluation.metrics import RocStats
 from common.federation.protocol import Refusal
 from common.hospital.service import Hospital
 from common.hospital.settings import NodeSettings
+from common.learning.material import validation_split
 from common.learning.models import load_run
 from common.study.arms import StudyConfig, model_threshold
-from common.study.local import breast_scores, validation_roc
+from common.study.local import breast_scores, scores_roc
 from common.study.report import study_result, study_setup, write_study
 
 logger = logging.getLogger("calcifl")
@@ -67,7 +68,7 @@ def run_reader_study(
             logger.warning("refused %s", problem.line())
         refused[name] = len(problems)
     validation = RocStats.empty(config.bins)
-    scores = {}
+    scores, val_scores = {}, {}
     with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
         for name, hospital in sites.items():
             records, store = hospital.records(seed), hospital.store(options)
@@ -75,24 +76,19 @@ def run_reader_study(
             scores[name] = breast_scores(
                 models, records.test, store, cascade, lambda t=task: bar.advance(t)
             )
-            if config.model_threshold is None:
-                task = bar.add_task(f"{name}: model on validation images", total=None)
-                validation = validation + validation_roc(
-                    models,
-                    records.train,
-                    store,
-                    cascade,
-                    val_fraction,
-                    seed,
-                    config.bins,
-                    lambda t=task: bar.advance(t),
+            if config.model_threshold is None or config.assistance == "simulated-model":
+                val = validation_split(records.train, val_fraction, seed)["val"]
+                task = bar.add_task(f"{name}: model on validation images", total=len(val))
+                val_scores[name] = breast_scores(
+                    models, val, store, cascade, lambda t=task: bar.advance(t)
                 )
+                validation = validation + scores_roc(val_scores[name], config.bins)
     threshold = model_threshold(validation, config)
     per_site = {}
     for name, hospital in sites.items():
         try:
-            per_site[name] = hospital.study_stats(
-                scores[name], hospital.records(seed), config, threshold
+            per_site[name] = hospital.assisted_study(
+                scores[name], val_scores.get(name), hospital.records(seed), config, threshold, seed
             )
         except Refusal as exc:
             logger.error("%s: %s; this hospital is left out of the study", name, exc)

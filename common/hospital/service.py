@@ -58,7 +58,9 @@ from common.learning.material import (
 from common.learning.models import build, flat_state, load_flat_state
 from common.learning.samples import ImageStore
 from common.study.arms import StudyConfig, StudyStats
+from common.study.assist import aid_scale, model_assisted_reads
 from common.study.local import breast_scores, scores_roc, site_study
+from common.synth.readers import load_simulated_readers
 
 logger = logging.getLogger("calcifl")
 
@@ -417,7 +419,10 @@ class Hospital:
         if not records.test:
             raise Refusal(Code.NO_DATA, "no held-out images for the reader study")
         scores = self._scores(weights, spec, "test")
-        stats = self.study_stats(scores, records, study, threshold)
+        validation = None
+        if study.assistance == "simulated-model":
+            validation = self._scores(weights, spec, "val")
+        stats = self.assisted_study(scores, validation, records, study, threshold, spec.seed)
         cases = stats.strata["all"]["cases"] if "all" in stats.strata else 0
         metrics = {
             P.NUM_EXAMPLES: cases,
@@ -427,6 +432,63 @@ class Hospital:
         return self._statistics(
             metrics, P.STUDY_STATS, stats.to_dict(), stats.withheld, "reader-study"
         )
+
+    def assisted_study(
+        self,
+        scores: dict,
+        validation: dict | None,
+        records: SiteRecords,
+        study: StudyConfig,
+        threshold: float,
+        seed: int,
+    ) -> StudyStats:
+        """Study statistics with the study's assistance and the reads' provenance.
+
+        With ``simulated-model`` assistance (simulated readers only) the aided reads are
+        simulated from the model's ``scores`` on the held-out breasts, its ``validation``
+        scores setting the aid's scale.
+        """
+        try:
+            simulated = load_simulated_readers(self.settings.data_dir)
+        except ValueError as exc:
+            raise Refusal(Code.NO_DATA, str(exc)) from exc
+        assistance = "recorded"
+        if study.assistance == "simulated-model":
+            if simulated is None:
+                raise Refusal(
+                    Code.POLICY,
+                    "assistance 'simulated-model' needs simulated readers (a synthetic "
+                    "hospital folder); this hospital's readers are real",
+                )
+            try:
+                scale = aid_scale(validation or {})
+            except ValueError as exc:
+                raise Refusal(Code.NO_DATA, str(exc)) from exc
+            profiles, perception = simulated
+            names = {}
+            if not self.settings.share_reader_ids:
+                names = self.identity.readers((p.reader_id, p.role) for p in profiles.values())
+            reads, _ = model_assisted_reads(
+                records.reads,
+                records.test,
+                scores,
+                profiles,
+                perception,
+                scale,
+                study.detection_threshold,
+                seed,
+                names,
+            )
+            records = replace(records, reads=reads)
+            assistance = "simulated from the model"
+        elif simulated is not None and any(r.aided for r in records.reads):
+            assistance = "simulated CAD"
+        stats = self.study_stats(scores, records, study, threshold)
+        stats.provenance = {
+            "readers": "simulated" if simulated is not None else "recorded",
+            "assistance": assistance,
+        }
+        return stats
 
     @staticmethod
     def study_stats(

@@ -33,6 +33,7 @@ import numpy as np
 from common.data.records import ImageRecord, ReaderRead
 from common.evaluation.images import BreastScore
 from common.evaluation.metrics import DEFAULT_BINS, RocStats
+from common.study.panel import PanelStats
 from common.study.stats import ArmStats, PairStats
 
 #: BI-RADS 0 (incomplete: needs more imaging) ranks between 3 and 4: it is a recall
@@ -135,6 +136,10 @@ class StudyConfig:
     unit : str
         ``breast`` (default) or ``exam``: an exam is recalled when either breast is, its
         truth is its worse breast's, and its scores are the breasts' maxima.
+    assistance : str
+        ``recorded`` (the aided reads as the hospital has them) or ``simulated-model``
+        (simulated readers only: aided reads simulated from the federated model's own
+        marks and scores on each breast, :mod:`common.study.assist`).
     """
 
     arms: tuple[str, ...] = ()
@@ -149,9 +154,12 @@ class StudyConfig:
     bins: int = DEFAULT_BINS
     min_cell: int = 0
     unit: str = "breast"
+    assistance: str = "recorded"
 
     def __post_init__(self) -> None:
         """Validate the configuration (errors name the setting)."""
+        if self.assistance not in ("recorded", "simulated-model"):
+            raise ValueError("assistance must be 'recorded' or 'simulated-model'")
         if self.recall_from not in (2, 3, 4, 5):
             raise ValueError("recall_from must be a BI-RADS category 2–5")
         if self.reader_score not in ("birads", "suspicion"):
@@ -459,6 +467,14 @@ class StudyStats:
         "pairs": {"A vs B": PairStats}}.
     excluded : Counter
         Breasts left out and why (e.g. missing reads), counts only.
+    panels : dict
+        Reader panel name (e.g. ``"junior: unaided vs aided"``) → one
+        :class:`~common.study.panel.PanelStats` per hospital, all cases: the random-reader
+        (MRMC) analysis. Adding two studies puts their hospitals' panels side by side; a
+        hospital's readers are its own and are never matched with another's.
+    provenance : dict
+        Where the reads come from: ``readers`` (``recorded`` or ``simulated``) and
+        ``assistance`` (``recorded``, ``simulated CAD`` or ``simulated from the model``).
     """
 
     bins: int = DEFAULT_BINS
@@ -466,16 +482,28 @@ class StudyStats:
     excluded: Counter = field(default_factory=Counter)
     withheld: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    panels: dict[str, list[PanelStats]] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
 
     def __add__(self, other: StudyStats) -> StudyStats:
         if self.bins != other.bins:
             raise ValueError("cannot add study statistics with different binning")
+        panels = {k: list(v) for k, v in self.panels.items()}
+        for name, items in other.panels.items():
+            panels.setdefault(name, []).extend(items)
+        provenance = dict(self.provenance)
+        for key, value in other.provenance.items():
+            if provenance.get(key, value) != value:
+                value = "mixed"
+            provenance[key] = value
         out = StudyStats(
             self.bins,
             {},
             self.excluded + other.excluded,
             sorted(set(self.withheld) | set(other.withheld)),
             sorted(set(self.unavailable) | set(other.unavailable)),
+            panels,
+            provenance,
         )
         for name in list(self.strata) + [s for s in other.strata if s not in self.strata]:
             a = self.strata.get(name, _EMPTY)
@@ -510,12 +538,21 @@ class StudyStats:
             if name in primary or "all" in primary or name.partition("=")[0] in factors
         }
         kept = {n: s for n, s in self.strata.items() if n not in withheld}
+        panels = {}
+        for name, items in self.panels.items():
+            # a panel covers all cases: it goes when "all" does, or when a class is small
+            if "all" in withheld or any(p.small(min_cell) for p in items):
+                withheld.add(f"panel {name}")
+            else:
+                panels[name] = items
         return StudyStats(
             self.bins,
             kept,
             self.excluded,
             sorted(set(self.withheld) | withheld),
             self.unavailable,
+            panels,
+            self.provenance,
         )
 
     def to_dict(self) -> dict:
@@ -525,6 +562,8 @@ class StudyStats:
             "excluded": dict(self.excluded),
             "withheld": self.withheld,
             "unavailable": self.unavailable,
+            "provenance": dict(self.provenance),
+            "panels": {k: [p.to_dict() for p in v] for k, v in self.panels.items()},
             "strata": {
                 name: {
                     "cases": s["cases"],
@@ -554,6 +593,8 @@ class StudyStats:
             Counter(d.get("excluded", {})),
             list(d.get("withheld", [])),
             list(d.get("unavailable", [])),
+            {k: [PanelStats.from_dict(p) for p in v] for k, v in d.get("panels", {}).items()},
+            dict(d.get("provenance", {})),
         )
 
     def summary(self) -> dict:
@@ -580,6 +621,46 @@ def _merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
         out[k] = out[k] + v if k in out else v
+    return out
+
+
+#: Panels of the random-reader analysis: name → (modality names, arm suffixes)
+PANELS = {
+    "unaided vs aided": (("unaided", "aided"), ("", ":aided")),
+    "alone vs with the model": (("alone", "with model"), ("", "+model")),
+}
+
+
+def reader_panels(
+    arms: list[str], roles: dict[str, str], scores: np.ndarray, malignant: np.ndarray, bins: int
+) -> list[tuple[str, PanelStats]]:
+    """Per role, the panel of its readers who read both ways (e.g. unaided and aided).
+
+    Parameters
+    ----------
+    arms : list of str
+        Arm names, in the order of ``scores``' second axis.
+    roles : dict
+        Reader id → role.
+    scores : numpy.ndarray
+        (cases, arms) scores.
+    """
+    index = {a: i for i, a in enumerate(arms)}
+    out = []
+    for role in sorted(set(roles.values())):
+        readers = sorted(r for r, x in roles.items() if x == role)
+        for kind, (modalities, suffixes) in PANELS.items():
+            panel = [r for r in readers if all(f"{r}{s}" in index for s in suffixes)]
+            if not panel:
+                continue
+            cols = [[index[f"{r}{s}"] for r in panel] for s in suffixes]
+            ratings = np.stack([scores[:, c].T for c in cols])  # (modalities, readers, cases)
+            out.append(
+                (
+                    f"{role}: {kind}",
+                    PanelStats.from_cases(ratings, malignant, modalities, tuple(panel), bins),
+                )
+            )
     return out
 
 
@@ -628,6 +709,11 @@ def study_stats(
         return stats
     table = np.asarray(rows, dtype=np.float64)  # (cases, arms, 3)
     malignant = np.array([c.malignant for c in kept])
+    roles = {k[0]: r.role for c in kept for k, r in c.reads.items()}
+    stats.panels = {
+        name: [panel]
+        for name, panel in reader_panels(names, roles, table[:, :, 0], malignant, config.bins)
+    }
     calcified = np.array([c.calcified for c in kept])
     groups = {"all": np.ones(len(kept), bool)}
     for stratum in config.strata:

@@ -20,6 +20,8 @@ reports (``rrrc_jackknife.F``, ``or_jackknife.Cov2``, ``dbm.MS_TC`` ...):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import stats
 
@@ -31,11 +33,13 @@ def _means(theta: np.ndarray) -> tuple[float, float, float]:
     t, r = theta.shape
     grand = theta.mean()
     mt, mr = theta.mean(axis=1), theta.mean(axis=0)
-    ms_t = r * ((mt - grand) ** 2).sum() / (t - 1) if t > 1 else float("nan")
-    ms_r = t * ((mr - grand) ** 2).sum() / (r - 1) if r > 1 else float("nan")
+    nan = np.float64("nan")
+    ms_t = r * ((mt - grand) ** 2).sum() / (t - 1) if t > 1 else nan
+    ms_r = t * ((mr - grand) ** 2).sum() / (r - 1) if r > 1 else nan
     inter = theta - mt[:, None] - mr[None, :] + grand
-    ms_tr = (inter**2).sum() / ((t - 1) * (r - 1)) if t > 1 and r > 1 else float("nan")
-    return float(ms_t), float(ms_r), float(ms_tr)
+    ms_tr = (inter**2).sum() / ((t - 1) * (r - 1)) if t > 1 and r > 1 else nan
+    # numpy scalars: a degenerate study (identical readers) gives inf/nan, not an exception
+    return np.float64(ms_t), np.float64(ms_r), np.float64(ms_tr)
 
 
 def _masks(t: int, r: int) -> dict[str, np.ndarray]:
@@ -88,6 +92,18 @@ def _z_ci(est: float, se: float, level: float) -> tuple[float, float]:
     return est - half, est + half
 
 
+def _quiet(fn):
+    """Run ``fn`` with numpy's division warnings off: degenerate inputs give inf/nan."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def or_analysis(
     theta: np.ndarray, cov: np.ndarray, name: str = "jackknife", level: float = LEVEL
 ) -> dict[str, float]:
@@ -141,7 +157,7 @@ def or_analysis(
         key = f"rrrc_{name}"
         out.update({f"{key}.F": f, f"{key}.df": ddf, f"{key}.p": p, f"{key}.den": den})
         if t == 2:
-            se = float(np.sqrt(2 * den / r))
+            se = np.float64(np.sqrt(2 * den / r))
             lo, hi = _t_ci(diff, se, ddf, level)
             out.update(
                 {
@@ -156,7 +172,7 @@ def or_analysis(
         for i in range(t):
             ms_ri = out[f"or.MS_R_modality{i + 1}"]
             c2i = max(c[f"Cov2_modality{i + 1}"], 0.0)
-            se = float(np.sqrt((ms_ri + r * c2i) / r))
+            se = np.float64(np.sqrt((ms_ri + r * c2i) / r))
             df = (ms_ri + r * c2i) ** 2 / (ms_ri**2 / (r - 1))
             lo, hi = _t_ci(float(mt[i]), se, df, level)
             pre = f"rrrc_{name}.modality{i + 1}"
@@ -176,7 +192,7 @@ def or_analysis(
             }
         )
         if t == 2:
-            se = float(np.sqrt(2 * den / r))
+            se = np.float64(np.sqrt(2 * den / r))
             lo, hi = _z_ci(diff, se, level)
             out.update(
                 {
@@ -189,7 +205,7 @@ def or_analysis(
             )
             for j in range(r):
                 d = float(theta[0, j] - theta[1, j])
-                sej = float(np.sqrt(2 * (c[f"Var_reader{j + 1}"] - c[f"Cov1_reader{j + 1}"])))
+                sej = np.float64(np.sqrt(2 * (c[f"Var_reader{j + 1}"] - c[f"Cov1_reader{j + 1}"])))
                 lo, hi = _z_ci(d, sej, level)
                 z = d / sej
                 pre = f"{key}.reader{j + 1}"
@@ -198,7 +214,7 @@ def or_analysis(
                 out.update({f"{pre}.ci_lower": lo, f"{pre}.ci_upper": hi})
     for i in range(t):
         c2i = max(c.get(f"Cov2_modality{i + 1}", 0.0), 0.0)
-        se = float(np.sqrt((c[f"Var_modality{i + 1}"] + (r - 1) * c2i) / r))
+        se = np.float64(np.sqrt((c[f"Var_modality{i + 1}"] + (r - 1) * c2i) / r))
         lo, hi = _z_ci(float(mt[i]), se, level)
         pre = f"frrc_{name}.modality{i + 1}"
         out.update({f"{pre}.se": se, f"{pre}.ci_lower": lo, f"{pre}.ci_upper": hi})
@@ -206,6 +222,7 @@ def or_analysis(
     return out
 
 
+@_quiet
 def rrfc(theta: np.ndarray, level: float = LEVEL) -> dict[str, float]:
     """Random readers, fixed cases: F = MS(T)/MS(TR) (for two modalities, a paired t test)."""
     theta = np.asarray(theta, dtype=np.float64)
@@ -221,19 +238,20 @@ def rrfc(theta: np.ndarray, level: float = LEVEL) -> dict[str, float]:
         out.update({"rrfc.F": f, "rrfc.df": df, "rrfc.p": float(stats.f.sf(f, t - 1, df))})
         if t == 2:
             diff = float(mt[0] - mt[1])
-            se = float(np.sqrt(2 * ms_tr / r))
+            se = np.float64(np.sqrt(2 * ms_tr / r))
             lo, hi = _t_ci(diff, se, df, level)
             out.update({"rrfc.se": se, "rrfc.t": diff / se})
             out.update({"rrfc.ci_lower": lo, "rrfc.ci_upper": hi})
     for i in range(t):
         ms_ri = float(((theta[i] - mt[i]) ** 2).sum() / (r - 1))
-        se = float(np.sqrt(ms_ri / r))
+        se = np.float64(np.sqrt(ms_ri / r))
         lo, hi = _t_ci(float(mt[i]), se, r - 1, level)
         pre = f"rrfc.modality{i + 1}"
         out.update({f"{pre}.se": se, f"{pre}.ci_lower": lo, f"{pre}.ci_upper": hi})
     return out
 
 
+@_quiet
 def dbm_analysis(
     theta: np.ndarray, cov_jackknife: np.ndarray, cases: int, level: float = LEVEL
 ) -> dict[str, float]:
@@ -303,7 +321,7 @@ def dbm_analysis(
     )
     if t == 2:
         diff = float(mt[0] - mt[1])
-        se = float(np.sqrt(2 * ms_tc / (r * c)))
+        se = np.float64(np.sqrt(2 * ms_tc / (r * c)))
         lo, hi = _t_ci(diff, se, df, level)
         out.update({"dbm_frrc.se": se, "dbm_frrc.t": diff / se})
         out.update({"dbm_frrc.ci_lower": lo, "dbm_frrc.ci_upper": hi})
@@ -362,6 +380,7 @@ def analyse(
     return out
 
 
+@_quiet
 def split_plot(
     theta: np.ndarray,
     cov: np.ndarray,
@@ -400,8 +419,8 @@ def split_plot(
     sizes = np.array([(groups == g).sum() for g in labels])
     m = _masks(t, r)
     same_g = groups[m["rdr"]][:, None] == groups[m["rdr"]][None, :]
-    v = float(cov[m["Var"]].mean())
-    c1 = float(cov[m["Cov1"]].mean())
+    v = np.float64(cov[m["Var"]].mean())
+    c1 = np.float64(cov[m["Cov1"]].mean())
     within2, within3 = m["Cov2"] & same_g, m["Cov3"] & same_g
     c2 = float(cov[within2].mean()) if within2.any() else 0.0
     c3 = float(cov[within3].mean()) if within3.any() else 0.0
@@ -433,20 +452,67 @@ def split_plot(
     den = ms_trg + r_star * max(c2 - c3, 0.0)
     ddf = den**2 / (ms_trg**2 / dof) if ms_trg > 0 else float("inf")
     f = ms_t / den
+    # reader mean square within groups, per modality and averaged over modalities
+    ms_rg = [
+        sum(
+            float(((theta[i, groups == g] - theta[i, groups == g].mean()) ** 2).sum())
+            for g in labels
+        )
+        / (r - len(labels))
+        for i in range(t)
+    ]
+    reader_means = theta.mean(axis=0)
+    ms_rg_all = (
+        t
+        * sum(
+            float(((reader_means[groups == g] - reader_means[groups == g].mean()) ** 2).sum())
+            for g in labels
+        )
+        / (r - len(labels))
+    )
     out.update(
         {
             f"{key}.MS_TRG": ms_trg,
+            f"{key}.MS_RG": ms_rg_all,
             f"{key}.r_star": r_star,
             f"{key}.den": den,
             f"{key}.F": f,
             f"{key}.df": ddf,
             f"{key}.p": float(stats.f.sf(f, t - 1, ddf)),
+            f"{key}.VarR": (ms_rg_all - ms_trg) / t - c1 + c3,
+            f"{key}.VarTR": ms_trg - v + c1 + c2 - c3,
+        }
+    )
+    for i in range(t):
+        sel = m["Cov2"] & same_g & (m["mod"][:, None] == i) & (m["mod"][None, :] == i)
+        c2i = max(float(cov[sel].mean()) if sel.any() else 0.0, 0.0)
+        var_i = ms_rg[i] + r_star * c2i
+        se = np.float64(np.sqrt(var_i / r))
+        df = var_i**2 / (ms_rg[i] ** 2 / (r - len(labels))) if ms_rg[i] > 0 else float("inf")
+        lo, hi = _t_ci(float(mt[i]), se, df, level)
+        pre = f"{key}.modality{i + 1}"
+        out.update({f"{pre}.se": se, f"{pre}.df": df, f"{pre}.ci_lower": lo})
+        out[f"{pre}.ci_upper"] = hi
+    # fixed readers, random cases: only the cases vary
+    den_f = v - c1 + (r_star - 1) * max(c2 - c3, 0.0)
+    chisq = (t - 1) * ms_t / den_f
+    fixed = f"split_plot_frrc_{name}"
+    out.update(
+        {
+            f"{fixed}.chisq": chisq,
+            f"{fixed}.df": float(t - 1),
+            f"{fixed}.p": float(stats.chi2.sf(chisq, t - 1)),
+            f"{fixed}.den": den_f,
         }
     )
     if t == 2:
         diff = float(mt[0] - mt[1])
-        se = float(np.sqrt(2 * den / r))
+        se = np.float64(np.sqrt(2 * den / r))
         lo, hi = _t_ci(diff, se, ddf, level)
         out.update({f"{key}.diff": diff, f"{key}.se": se, f"{key}.t": diff / se})
         out.update({f"{key}.ci_lower": lo, f"{key}.ci_upper": hi})
+        se = np.float64(np.sqrt(2 * den_f / r))
+        lo, hi = _z_ci(diff, se, level)
+        out.update({f"{fixed}.diff": diff, f"{fixed}.se": se, f"{fixed}.z": diff / se})
+        out.update({f"{fixed}.ci_lower": lo, f"{fixed}.ci_upper": hi})
     return out

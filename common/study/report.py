@@ -16,6 +16,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from common.evaluation.metrics import RocStats  # noqa: E402
 from common.evaluation.report import clean_json, save_figure  # noqa: E402
 from common.study.arms import Arm, StudyConfig, StudyStats  # noqa: E402
+from common.study.randomreaders import (  # noqa: E402
+    plot_random_readers,
+    random_reader_markdown,
+    random_reader_summaries,
+)
 
 STRATUM_TITLES = {
     "pathology": "pathology",
@@ -103,12 +108,34 @@ def _classes(s: dict, unit: str = "breast") -> str:
     )
 
 
+def provenance_label(provenance: dict) -> str:
+    """Return the line that says which readers and which assistance a table shows."""
+    readers = provenance.get("readers", "recorded")
+    assistance = provenance.get("assistance", "recorded")
+    if readers == "recorded" and assistance == "recorded":
+        return ""
+    text = {
+        "simulated": "**Simulated readers** (calcifl's reader model, not radiologists)",
+        "mixed": "**Partly simulated readers**",
+    }.get(readers, "Recorded readers")
+    aid = {
+        "simulated from the model": "aided reads simulated from the **federated model's own "
+        "marks and scores** on each breast",
+        "simulated CAD": "aided reads simulated with the generator's **simulated CAD**",
+        "recorded": "aided reads as recorded",
+    }.get(assistance, f"assistance: {assistance}")
+    return f"{text}; {aid}."
+
+
 def study_markdown(result: dict) -> str:
     """Render a study result (see :func:`study_result`) as Markdown."""
     pooled = result["pooled"]
     lines = ["# Reader-assist study", ""]
     setup = result["setup"]
     unit = setup.get("unit", "breast")
+    label = provenance_label(result.get("provenance", {}))
+    if label:
+        lines += [label, ""]
     lines += [
         f"- Cases: {_classes(pooled['all'], unit)}"
         + (f" from {len(result['per_site'])} hospitals" if len(result["per_site"]) > 1 else ""),
@@ -136,7 +163,7 @@ def study_markdown(result: dict) -> str:
                 f"- {text}: "
                 + "; ".join(f"{site}: {', '.join(names)}" for site, names in result[key].items())
             )
-    lines += ["", "## All cases", ""]
+    lines += ["", "## All cases", ""] + ([label, ""] if label else [])
     lines += arms_table(pooled["all"]["arms"]) + [""]
     if pooled["all"]["comparisons"]:
         lines += comparisons_table(pooled["all"]["comparisons"]) + [""]
@@ -148,7 +175,7 @@ def study_markdown(result: dict) -> str:
         for name in names:
             s = pooled[name]
             lines += [f"### {name.split('=', 1)[1]} — {_classes(s, unit)}", ""]
-            lines += arms_table(s["arms"]) + [""]
+            lines += ([label, ""] if label else []) + arms_table(s["arms"]) + [""]
             if s["comparisons"]:
                 lines += comparisons_table(s["comparisons"]) + [""]
     if len(result["per_site"]) > 1:
@@ -158,9 +185,10 @@ def study_markdown(result: dict) -> str:
                 lines += [f"### {site} — all cases withheld", ""]
                 continue
             lines += [f"### {site} — {_classes(summary['all'], unit)}", ""]
-            lines += arms_table(summary["all"]["arms"]) + [""]
+            lines += ([label, ""] if label else []) + arms_table(summary["all"]["arms"]) + [""]
             if summary["all"]["comparisons"]:
                 lines += comparisons_table(summary["all"]["comparisons"]) + [""]
+    lines += random_reader_markdown(result.get("random_readers", {}), label)
     return "\n".join(lines) + "\n"
 
 
@@ -244,6 +272,8 @@ def study_result(per_site: dict[str, StudyStats], setup: dict) -> tuple[dict, St
         "excluded": dict(pooled.excluded),
         "withheld": {site: s.withheld for site, s in per_site.items() if s.withheld},
         "unavailable": {site: s.unavailable for site, s in per_site.items() if s.unavailable},
+        "provenance": dict(pooled.provenance),
+        "random_readers": random_reader_summaries(pooled.panels),
         "statistics": {"pooled": pooled.to_dict()},
     }
     return clean_json(result), pooled
@@ -260,5 +290,11 @@ def write_study(out_dir: Path, result: dict, pooled: StudyStats) -> dict[str, Pa
     }
     paths["json"].write_text(json.dumps(result, indent=2))
     paths["markdown"].write_text(study_markdown(result))
-    plot_study_roc(pooled, paths["roc"])
+    label = provenance_label(result.get("provenance", {})).replace("*", "")
+    plot_study_roc(
+        pooled, paths["roc"], "Reader study (all cases)" + (f"\n{label}" if label else "")
+    )
+    readers_png = out_dir / "reader_study_readers.png"
+    if plot_random_readers(pooled.panels, readers_png, label):
+        paths["readers"] = readers_png
     return paths

@@ -28,6 +28,8 @@ from common.synth.phantom import render_breast
 from common.synth.readers import (
     DEFAULT_CAD,
     DEFAULT_READERS,
+    PERCEPTION_COLUMNS,
+    PERCEPTION_NAME,
     CadProfile,
     ReaderProfile,
     read_breast,
@@ -212,12 +214,14 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
     cbis_rows: dict[str, list[dict]] = {"train": [], "test": []}
     manifest_rows: list[dict] = []
     read_rows: list[dict] = []
+    perception_rows: list[dict] = []
     counts: Counter = Counter()
     for patient in plan["patients"]:
         study_uid = new_uid(rng)
         prefix = "Calc-Training" if patient["split"] == "train" else "Calc-Test"
         for lat in ("L", "R"):
             clusters: list[Cluster] = patient["breasts"][lat]
+            seen: list = []
             reads = {
                 r.reader_id: read_breast(
                     r,
@@ -226,10 +230,22 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     patient["density"],
                     read_rng,
                     config.cad,
+                    seen,
                 )
                 for r in config.readers
             }
             read_rows.extend(_read_rows(patient, lat, reads, config.readers))
+            for r, p in zip(config.readers, seen, strict=True):
+                perception_rows.append(
+                    {
+                        "patient_id": patient["patient_id"],
+                        "exam_id": patient["patient_id"],
+                        "laterality": lat,
+                        "reader_id": r.reader_id,
+                        "missed": int(p.missed),
+                        "noise": f"{p.noise:.6f}",
+                    }
+                )
             for view in ("CC", "MLO"):
                 case = (
                     f"{prefix}_{patient['patient_id']}_{'LEFT' if lat == 'L' else 'RIGHT'}_{view}"
@@ -292,6 +308,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
         _write_csv(root / f"calc_case_description_{name}.csv", CALC_COLUMNS, cbis_rows[split])
     _write_csv(root / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows)
     _write_csv(root / READS_NAME, READ_COLUMNS, read_rows)
+    _write_csv(root / PERCEPTION_NAME, PERCEPTION_COLUMNS, perception_rows)
     info = {
         "hospital": plan["name"],
         "vendor": vendor.to_dict(),

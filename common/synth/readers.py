@@ -17,6 +17,7 @@ the miss rate of benign calcifications most.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +26,9 @@ import numpy as np
 from scipy.stats import norm
 
 ROLES = ("senior", "junior")
+#: Each simulated reader's unaided perception of each breast, beside the reads
+PERCEPTION_NAME = "simulated_readers.csv"
+PERCEPTION_COLUMNS = ("patient_id", "exam_id", "laterality", "reader_id", "missed", "noise")
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,72 @@ def _birads(profile: ReaderProfile, latent: float) -> tuple[int, float]:
     return birads, suspicion
 
 
+@dataclass(frozen=True)
+class Perception:
+    """What a simulated reader saw on a breast when reading it alone.
+
+    Attributes
+    ----------
+    missed : bool
+        The lesion was missed outright (read as if normal).
+    noise : float
+        The reader's N(0, 1) perception noise on this breast (shared by the aided read).
+    """
+
+    missed: bool
+    noise: float
+
+
+def perceive(
+    profile: ReaderProfile,
+    truth: str,
+    subtlety: int | None,
+    density: int | None,
+    rng: np.random.Generator,
+) -> Perception:
+    """Draw a reader's unaided perception of one breast."""
+    missed = truth != "normal" and rng.uniform() < profile.miss_probability(subtlety, density)
+    return Perception(bool(missed), float(rng.standard_normal()))
+
+
+def _shift(profile: ReaderProfile, truth: str) -> float:
+    return {"normal": 0.0, "benign": profile.benign_shift, "malignant": profile.d_prime}[truth]
+
+
+def unaided_read(profile: ReaderProfile, truth: str, seen: Perception) -> tuple[int, float]:
+    """(BI-RADS 1–5, suspicion 0–100) of the unaided read."""
+    return _birads(profile, (0.0 if seen.missed else _shift(profile, truth)) + seen.noise)
+
+
+def aided_read(
+    profile: ReaderProfile,
+    truth: str,
+    seen: Perception,
+    marked: bool,
+    aid_latent: float,
+    rng: np.random.Generator,
+) -> tuple[int, float]:
+    """Read a breast again with an aid that marks it (or not) and gives its suspicion.
+
+    Parameters
+    ----------
+    marked : bool
+        The aid marks something in the breast.
+    aid_latent : float
+        The aid's suspicion on the readers' latent scale (about N(0, 1) on normal breasts).
+    """
+    recovered = seen.missed and marked and rng.uniform() < profile.recovery
+    own = (0.0 if seen.missed and not recovered else _shift(profile, truth)) + seen.noise
+    w = profile.reliance
+    # keep a normal breast's latent N(0, 1)-like so the BI-RADS cut-offs keep their meaning
+    blended = ((1 - w) * own + w * aid_latent) / np.hypot(1 - w, w)
+    aided = _birads(profile, blended)
+    if marked and truth != "normal" and aided[0] == 1 and rng.uniform() < profile.recovery:
+        # a marked calcification the reader would have called normal is at least reported
+        aided = (2, aided[1])
+    return aided
+
+
 def read_breast(
     profile: ReaderProfile,
     truth: str,
@@ -167,35 +237,60 @@ def read_breast(
     density: int | None,
     rng: np.random.Generator,
     cad: CadProfile | None = None,
+    seen_out: list | None = None,
 ) -> tuple[tuple[int, float], tuple[int, float] | None]:
-    """Read one breast alone and (with ``cad``) aided.
+    """Read one breast alone and (with ``cad``) aided by the simulated CAD.
 
     Parameters
     ----------
     truth : {"normal", "benign", "malignant"}
         What the breast holds.
+    seen_out : list, optional
+        Receives the reader's :class:`Perception` (kept so that aids other than the CAD,
+        such as a trained model, can be simulated on the same reads later).
 
     Returns
     -------
     unaided, aided : tuple
         (BI-RADS 1–5, suspicion 0–100); ``aided`` is None without a CAD.
     """
-    shift = {"normal": 0.0, "benign": profile.benign_shift, "malignant": profile.d_prime}[truth]
-    missed = truth != "normal" and rng.uniform() < profile.miss_probability(subtlety, density)
-    noise = rng.standard_normal()
-    unaided = _birads(profile, (0.0 if missed else shift) + noise)
+    seen = perceive(profile, truth, subtlety, density, rng)
+    if seen_out is not None:
+        seen_out.append(seen)
+    unaided = unaided_read(profile, truth, seen)
     if cad is None:
         return unaided, None
     marked = truth != "normal" and rng.uniform() < cad.sensitivity
     cad_shift = {"normal": 0.0, "benign": cad.benign_shift, "malignant": cad.d_prime}[truth]
     cad_latent = (cad_shift if marked else 0.0) + rng.standard_normal()
-    recovered = missed and marked and rng.uniform() < profile.recovery
-    own = (0.0 if missed and not recovered else shift) + noise
-    w = profile.reliance
-    # keep a normal breast's latent N(0, 1)-like so the BI-RADS cut-offs keep their meaning
-    blended = ((1 - w) * own + w * cad_latent) / np.hypot(1 - w, w)
-    aided = _birads(profile, blended)
-    if marked and aided[0] == 1 and rng.uniform() < profile.recovery:
-        # a marked calcification the reader would have called normal is at least reported
-        aided = (2, aided[1])
-    return unaided, aided
+    return unaided, aided_read(profile, truth, seen, marked, cad_latent, rng)
+
+
+def load_simulated_readers(
+    folder: str | Path,
+) -> tuple[dict[str, ReaderProfile], dict[tuple, Perception]] | None:
+    """Load the simulated readers of a synthetic hospital folder (None for real readers).
+
+    Returns
+    -------
+    (dict, dict) or None
+        Reader id → profile (from ``synth.json``), and (patient, exam, laterality,
+        reader) → :class:`Perception` (from :data:`PERCEPTION_NAME`).
+    """
+    folder = Path(folder)
+    info, table = folder / "synth.json", folder / PERCEPTION_NAME
+    if not (info.is_file() and table.is_file()):
+        return None
+    try:
+        profiles = {
+            p.reader_id: p
+            for p in (ReaderProfile.from_dict(d) for d in json.loads(info.read_text())["readers"])
+        }
+        seen = {}
+        with table.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                key = (row["patient_id"], row["exam_id"], row["laterality"], row["reader_id"])
+                seen[key] = Perception(row["missed"] == "1", float(row["noise"]))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{folder}: cannot read the simulated readers: {exc}") from exc
+    return profiles, seen

@@ -97,10 +97,15 @@ def test_split_plot_with_one_group_is_the_crossed_analysis():
     theta, covs, _ = _random_study(4)
     crossed = or_analysis(theta, covs["jackknife"])
     nested = split_plot(theta, covs["jackknife"], np.zeros(theta.shape[1]))
-    for key in ("F", "df", "p", "ci_lower", "ci_upper"):
-        assert nested[f"split_plot_jackknife.{key}"] == pytest.approx(
-            crossed[f"rrrc_jackknife.{key}"], rel=1e-12
-        )
+    pairs = {f"split_plot_jackknife.{k}": f"rrrc_jackknife.{k}" for k in ("F", "df", "p")}
+    for k in ("ci_lower", "ci_upper", "modality1.ci_lower", "modality2.df", "modality2.se"):
+        pairs[f"split_plot_jackknife.{k}"] = f"rrrc_jackknife.{k}"
+    for k in ("chisq", "p", "ci_lower", "ci_upper"):
+        pairs[f"split_plot_frrc_jackknife.{k}"] = f"frrc_jackknife.{k}"
+    for k in ("VarR", "VarTR"):
+        pairs[f"split_plot_jackknife.{k}"] = f"or_jackknife.{k}"
+    for a, b in pairs.items():
+        assert nested[a] == pytest.approx(crossed[b], rel=1e-12), a
 
 
 def test_split_plot_denominator_uses_within_group_pairs_only():

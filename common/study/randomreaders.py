@@ -1,0 +1,237 @@
+"""The random-reader (MRMC) section of a reader study: summaries, table, figure.
+
+Each reader panel (e.g. ``junior: unaided vs aided``) arrives as one
+:class:`~common.study.panel.PanelStats` per hospital. With one hospital the design is fully
+crossed and every OR and DBM analysis applies; with several, readers and cases are nested
+in hospitals and the random-reader analysis is the split-plot one
+(:func:`~common.study.mrmc.split_plot`). Readers are pooled by role, never matched by id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common.evaluation.report import save_figure  # noqa: E402
+from common.study.panel import PanelStats, split_plot_panels  # noqa: E402
+from common.study.sizing import Pilot, plan  # noqa: E402
+
+#: The effect size the study-size table is computed for when the pilot's is tiny
+MIN_EFFECT = 0.05
+
+
+def _ci(out: dict, pre: str) -> list[float]:
+    return [out[f"{pre}.ci_lower"], out[f"{pre}.ci_upper"]]
+
+
+def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
+    """Analyses of one panel across hospitals (JSON-ready)."""
+    modalities = list(items[0].modalities)
+    summary = {
+        "modalities": modalities,
+        "hospitals": len(items),
+        "readers": sum(len(p.readers) for p in items),
+        "readers_per_hospital": [len(p.readers) for p in items],
+        "cases": sum(p.cases for p in items),
+        "abnormal": sum(p.abnormal for p in items),
+    }
+    try:
+        sp = split_plot_panels(items)
+        crossed = items[0].analyse() if len(items) == 1 else None
+    except ValueError as exc:
+        return {**summary, "note": str(exc)}
+    key = "split_plot_jackknife"
+    if f"{key}.F" not in sp:
+        return {**summary, "note": sp.get(f"{key}.note", "no reader variance")}
+    summary["design"] = (
+        "fully crossed (one hospital)"
+        if len(items) == 1
+        else "split-plot: readers and cases nested in hospitals"
+    )
+    summary["auc"] = {
+        m: {
+            "value": sp[f"{key}.modality{i + 1}"],
+            "ci95": _ci(sp, f"{key}.modality{i + 1}"),
+            "df": sp[f"{key}.modality{i + 1}.df"],
+        }
+        for i, m in enumerate(modalities)
+    }
+    diff = sp[f"{key}.diff"]
+    analyses = {
+        "random readers and cases (OR, Hillis df)": {
+            "F": sp[f"{key}.F"],
+            "df": [1, sp[f"{key}.df"]],
+            "p": sp[f"{key}.p"],
+            "ci95": _ci(sp, key),
+        },
+        "fixed readers, random cases (OR, χ²)": {
+            "chisq": sp["split_plot_frrc_jackknife.chisq"],
+            "df": [1],
+            "p": sp["split_plot_frrc_jackknife.p"],
+            "ci95": _ci(sp, "split_plot_frrc_jackknife"),
+        },
+    }
+    if crossed is not None and "rrfc.F" in crossed:
+        analyses["random readers, fixed cases"] = {
+            "F": crossed["rrfc.F"],
+            "df": [1, crossed["rrfc.df"]],
+            "p": crossed["rrfc.p"],
+            "ci95": _ci(crossed, "rrfc"),
+        }
+        analyses["DBM random readers and cases"] = {
+            "F": crossed["dbm_rrrc.F"],
+            "df": [1, crossed["dbm_rrrc.df"]],
+            "p": crossed["dbm_rrrc.p"],
+        }
+        analyses["DBM fixed readers, random cases"] = {
+            "F": crossed["dbm_frrc.F"],
+            "df": [1, crossed["dbm_frrc.df"]],
+            "p": crossed["dbm_frrc.p"],
+        }
+    summary["difference"] = {"modalities": f"{modalities[0]} − {modalities[1]}", "value": diff}
+    summary["analyses"] = analyses
+    summary["variance_components"] = {
+        k: sp[f"{key}.{k}"] for k in ("VarR", "VarTR", "Var", "Cov1", "Cov2", "Cov3")
+    }
+    summary["variance_components"]["covariance"] = "jackknife"
+    try:
+        pilot = Pilot.from_analysis(sp)
+        effect = max(abs(diff), MIN_EFFECT)
+        summary["sizing"] = plan(pilot, effect, target_power, groups=1)
+        summary["sizing"].pop("curves")
+    except (ValueError, ZeroDivisionError) as exc:
+        summary["sizing"] = {"note": str(exc)}
+    return summary
+
+
+def random_reader_summaries(panels: dict[str, list[PanelStats]]) -> dict:
+    """One :func:`panel_summary` per panel."""
+    return {name: panel_summary(items) for name, items in panels.items() if items}
+
+
+def _f(x, form=".3f") -> str:
+    ok = isinstance(x, int | float) and np.isfinite(x)
+    return f"{x:{form}}" if ok else "—"
+
+
+def _p(p) -> str:
+    if not isinstance(p, int | float) or not np.isfinite(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
+    """Markdown lines of the random-reader section."""
+    if not summaries:
+        return []
+    lines = [
+        "## Random-reader analysis (MRMC)",
+        "",
+        *([label, ""] if label else []),
+        "Readers and cases both random: Obuchowski–Rockette with Hillis' denominator df "
+        "(jackknife covariance; empirical AUC). Readers are pooled by role across hospitals "
+        "and never matched between them: with several hospitals readers and cases are "
+        "nested in hospitals (split-plot, Hillis 2014). Study size: the cases needed for "
+        "80% power at the observed difference (at least 0.05), Hillis, Obuchowski & "
+        "Berbaum 2011.",
+        "",
+    ]
+    for name, s in summaries.items():
+        lines += [
+            f"### {name} — {s['readers']} readers "
+            f"({', '.join(map(str, s['readers_per_hospital']))} per hospital), "
+            f"{s['cases']} cases ({s['abnormal']} malignant)",
+            "",
+        ]
+        if "note" in s:
+            lines += [f"Not analysed: {s['note']}.", ""]
+            continue
+        lines += [f"Design: {s['design']}.", ""]
+        lines += ["| Modality | AUC (95% CI) | df |", "|---|---|---|"]
+        for m, a in s["auc"].items():
+            lo, hi = a["ci95"]
+            lines.append(f"| {m} | {_f(a['value'])} ({_f(lo)}–{_f(hi)}) | {_f(a['df'], '.1f')} |")
+        lines += [
+            "",
+            f"Difference {s['difference']['modalities']}: {_f(s['difference']['value'], '+.3f')}",
+            "",
+        ]
+        lines += [
+            "| Analysis | Statistic | df | P | 95% CI of the difference |",
+            "|---|---|---|---|---|",
+        ]
+        for title, a in s["analyses"].items():
+            stat = f"χ² = {_f(a['chisq'], '.2f')}" if "chisq" in a else f"F = {_f(a['F'], '.2f')}"
+            df = ", ".join(_f(d, ".1f") for d in a["df"])
+            ci = a.get("ci95")
+            ci_text = f"{_f(ci[0], '+.3f')} to {_f(ci[1], '+.3f')}" if ci else "—"
+            lines.append(f"| {title} | {stat} | {df} | {_p(a['p'])} | {ci_text} |")
+        vc = s["variance_components"]
+        lines += [
+            "",
+            "Variance components: "
+            + ", ".join(
+                f"{k} {vc[k]:.3g}" for k in ("VarR", "VarTR", "Var", "Cov1", "Cov2", "Cov3")
+            ),
+            "",
+        ]
+        sizing = s.get("sizing", {})
+        if "table" in sizing:
+            lines += [
+                f"Study size for {100 * sizing['target_power']:.0f}% power at Δ AUC = "
+                f"{sizing['effect']:.3f} (α = {sizing['alpha']}):",
+                "",
+                "| Readers | Cases |",
+                "|---|---|",
+            ]
+            for row in sizing["table"]:
+                lines.append(f"| {row['readers']} | {row['cases'] or 'not reachable'} |")
+            lines.append("")
+    return lines
+
+
+def _curve(panel: PanelStats, reading: int) -> tuple[np.ndarray, np.ndarray]:
+    pos, neg = panel._marginal(panel.pos, reading), panel._marginal(panel.neg, reading)
+    tpr = np.concatenate([[0.0], np.cumsum(pos[::-1]) / pos.sum()])
+    fpr = np.concatenate([[0.0], np.cumsum(neg[::-1]) / neg.sum()])
+    return fpr, tpr
+
+
+def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: str = ""):
+    """Per panel: each reader's empirical ROC curve (thin) and the average per modality."""
+    names = [n for n, items in panels.items() if items and all(p.cases for p in items)]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.8), squeeze=False)
+    grid = np.linspace(0, 1, 101)
+    colours = ("tab:blue", "tab:red", "tab:green")
+    for ax, name in zip(axes[0], names, strict=True):
+        items = panels[name]
+        ax.plot([0, 1], [0, 1], color="0.85", lw=0.8)
+        for i, modality in enumerate(items[0].modalities):
+            curves = []
+            for panel in items:
+                for j in range(len(panel.readers)):
+                    fpr, tpr = _curve(panel, i * len(panel.readers) + j)
+                    ax.plot(fpr, tpr, color=colours[i % 3], lw=0.6, alpha=0.35)
+                    ax.scatter(fpr[1:-1], tpr[1:-1], color=colours[i % 3], s=6, alpha=0.35)
+                    curves.append(np.interp(grid, fpr, tpr))
+            ax.plot(
+                grid,
+                np.mean(curves, axis=0),
+                color=colours[i % 3],
+                lw=2.0,
+                label=f"{modality}: average of {len(curves)} readers",
+            )
+        ax.set(
+            xlim=(0, 1), ylim=(0, 1.01), xlabel="1 − specificity", ylabel="sensitivity", title=name
+        )
+        ax.legend(fontsize=7, loc="lower right")
+    if label:
+        fig.suptitle(label, fontsize=9)
+    return save_figure(fig, path)
