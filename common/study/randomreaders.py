@@ -235,3 +235,59 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
     if label:
         fig.suptitle(label, fontsize=9)
     return save_figure(fig, path)
+
+
+def mrmc_markdown(result: dict) -> str:
+    """Render a fully crossed OR/DBM analysis (``calcifl mrmc``)."""
+    out, mods = result["results"], result["modalities"]
+    t, r, c = (int(out[f"design.n_{k}"]) for k in ("modalities", "readers", "cases"))
+    lines = [
+        "# MRMC analysis",
+        "",
+        f"- {t} modalities ({', '.join(mods)}) × {r} readers × {c} cases "
+        f"({out.get('design.n_abnormal', '?')} abnormal); empirical AUC.",
+    ]
+    if result.get("refused_rows"):
+        lines.append(f"- Rows refused: {result['refused_rows']} (listed on the console).")
+    lines += [
+        "",
+        "| Modality | AUC | 95% CI (random readers and cases, jackknife) |",
+        "|---|---|---|",
+    ]
+    for i, m in enumerate(mods):
+        pre = f"rrrc_jackknife.modality{i + 1}"
+        ci = (out.get(f"{pre}.ci_lower"), out.get(f"{pre}.ci_upper"))
+        lines.append(f"| {m} | {_f(out[f'auc.modality{i + 1}'])} | {_f(ci[0])}–{_f(ci[1])} |")
+    lines += [
+        "",
+        "| Analysis | Statistic | df | P | 95% CI of the difference |",
+        "|---|---|---|---|---|",
+    ]
+    rows = []
+    for cov in ("jackknife", "delong", "unbiased"):
+        rows.append((f"OR random readers and cases ({cov})", f"rrrc_{cov}", "F", "df"))
+        rows.append((f"OR fixed readers, random cases ({cov})", f"frrc_{cov}", "chisq", "df"))
+    rows += [
+        ("OR random readers, fixed cases", "rrfc", "F", "df"),
+        ("DBM random readers and cases", "dbm_rrrc", "F", "df"),
+        ("DBM fixed readers, random cases", "dbm_frrc", "F", "df"),
+        ("DBM random readers, fixed cases", "dbm_rrfc", "F", "df"),
+    ]
+    for title, key, stat, df in rows:
+        if f"{key}.{stat}" not in out:
+            continue
+        name = "χ²" if stat == "chisq" else "F"
+        ci = f"{_f(out.get(f'{key}.ci_lower'), '+.4f')} to {_f(out.get(f'{key}.ci_upper'), '+.4f')}"
+        lines.append(
+            f"| {title} | {name} = {_f(out[f'{key}.{stat}'], '.4f')} | "
+            f"{_f(out[f'{key}.{df}'], '.2f')} | {_p(out[f'{key}.p'])} | {ci} |"
+        )
+    lines += [
+        "",
+        "OR variance components (jackknife): "
+        + ", ".join(
+            f"{k} {_f(out.get(f'or_jackknife.{k}'), '.4g')}"
+            for k in ("VarR", "VarTR", "Var", "Cov1", "Cov2", "Cov3")
+        ),
+    ]
+    return "\n".join(lines) + "\n"

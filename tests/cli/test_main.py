@@ -107,3 +107,28 @@ def test_simulate_defaults_are_the_run_settings_defaults():
 
 def test_synthetic_and_data_together_are_refused(tmp_path):
     assert main(["simulate", "--out", str(tmp_path / "r"), "--synthetic", "--data", "d"]) == 2
+
+
+def test_mrmc_and_plan_commands(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = ["modality,reader,case,truth,rating"]
+    truth = rng.random(60) < 0.4
+    for m, gain in (("alone", 0.0), ("aided", 0.7)):
+        for r in range(4):
+            for c in range(60):
+                x = rng.normal() + truth[c] * (1.2 + gain)
+                lines.append(f"{m},{r},{c},{int(truth[c])},{int(np.digitize(x, [-1, 0, 1, 2]))}")
+    path = tmp_path / "pilot.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["mrmc", str(path), "--out", str(tmp_path / "mrmc")]) == 0
+    out = json.loads((tmp_path / "mrmc" / "mrmc.json").read_text())
+    assert out["results"]["design.n_readers"] == 4
+    assert "DBM random readers and cases" in capsys.readouterr().out
+    assert main(["reader-study", "--plan", str(path), "--out", str(tmp_path / "plan")]) == 0
+    plan = json.loads((tmp_path / "plan" / "study_plan.json").read_text())
+    assert plan["effect"] == pytest.approx(abs(out["results"]["auc.diff"]))
+    assert (tmp_path / "plan" / "study_plan.png").stat().st_size > 10_000
+    assert "| Readers | Cases needed | Power |" in (tmp_path / "plan" / "study_plan.md").read_text()
+    assert main(["reader-study", "--out", str(tmp_path / "x")]) == 2
