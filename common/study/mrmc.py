@@ -12,8 +12,8 @@ reports (``rrrc_jackknife.F``, ``or_jackknife.Cov2``, ``dbm.MS_TC`` ...):
   pseudovalues' case cross-products are the jackknife covariance times c(c−1), so DBM needs
   no per-case value either. Its random-reader and fixed-case analyses equal OR's with the
   jackknife covariance; its fixed-reader test refers MS(T)/MS(TC) to F(t−1, (t−1)(c−1)).
-- **split-plot** (:func:`split_plot`): readers and cases nested in groups (hospitals);
-  Hillis 2014's OR analysis of the split-plot-C design.
+- **split-plot** (:func:`split_plot`): readers and cases nested in groups (hospitals):
+  the OR model's moment test for that covariance structure (Obuchowski 1995; Hillis 2014).
 
 ``diff`` is always modality 1 − modality 2 (for two modalities).
 """
@@ -26,6 +26,17 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
+
+
+def _quiet(fn):
+    """Run ``fn`` with numpy's division warnings off: degenerate inputs give inf/nan."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _means(theta: np.ndarray) -> tuple[float, float, float]:
@@ -56,6 +67,7 @@ def _masks(t: int, r: int) -> dict[str, np.ndarray]:
     }
 
 
+@_quiet
 def or_covariances(cov: np.ndarray, t: int, r: int) -> dict[str, float]:
     """Return Var, Cov1, Cov2, Cov3 of a (t·r)² covariance matrix (modality-major).
 
@@ -63,19 +75,19 @@ def or_covariances(cov: np.ndarray, t: int, r: int) -> dict[str, float]:
     """
     cov = np.asarray(cov, dtype=np.float64)
     m = _masks(t, r)
-    out = {k: float(cov[m[k]].mean()) if m[k].any() else float("nan") for k in _COV}
+    out = {k: np.float64(cov[m[k]].mean() if m[k].any() else "nan") for k in _COV}
     for k in ("rho1", "rho2", "rho3"):
         out[k] = out[f"Cov{k[-1]}"] / out["Var"]
     for i in range(t):
         sel = (m["mod"][:, None] == i) & (m["mod"][None, :] == i)
-        out[f"Var_modality{i + 1}"] = float(cov[sel & m["Var"]].mean())
+        out[f"Var_modality{i + 1}"] = np.float64(cov[sel & m["Var"]].mean())
         if r > 1:
-            out[f"Cov2_modality{i + 1}"] = float(cov[sel & m["Cov2"]].mean())
+            out[f"Cov2_modality{i + 1}"] = np.float64(cov[sel & m["Cov2"]].mean())
     for j in range(r):
         sel = (m["rdr"][:, None] == j) & (m["rdr"][None, :] == j)
-        out[f"Var_reader{j + 1}"] = float(cov[sel & m["Var"]].mean())
+        out[f"Var_reader{j + 1}"] = np.float64(cov[sel & m["Var"]].mean())
         if t > 1:
-            out[f"Cov1_reader{j + 1}"] = float(cov[sel & m["Cov1"]].mean())
+            out[f"Cov1_reader{j + 1}"] = np.float64(cov[sel & m["Cov1"]].mean())
     return out
 
 
@@ -90,17 +102,6 @@ def _t_ci(est: float, se: float, df: float, level: float) -> tuple[float, float]
 def _z_ci(est: float, se: float, level: float) -> tuple[float, float]:
     half = stats.norm.ppf(0.5 + level / 2) * se
     return est - half, est + half
-
-
-def _quiet(fn):
-    """Run ``fn`` with numpy's division warnings off: degenerate inputs give inf/nan."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 @_quiet
@@ -134,7 +135,7 @@ def or_analysis(
     mt = theta.mean(axis=1)
     for i in range(t):
         out[f"or.MS_R_modality{i + 1}"] = (
-            float(((theta[i] - mt[i]) ** 2).sum() / (r - 1)) if r > 1 else float("nan")
+            np.float64(((theta[i] - mt[i]) ** 2).sum() / (r - 1)) if r > 1 else float("nan")
         )
     v, c1, c2, c3 = (c[k] for k in _COV)
     if r > 1:
@@ -243,7 +244,7 @@ def rrfc(theta: np.ndarray, level: float = LEVEL) -> dict[str, float]:
             out.update({"rrfc.se": se, "rrfc.t": diff / se})
             out.update({"rrfc.ci_lower": lo, "rrfc.ci_upper": hi})
     for i in range(t):
-        ms_ri = float(((theta[i] - mt[i]) ** 2).sum() / (r - 1))
+        ms_ri = np.float64(((theta[i] - mt[i]) ** 2).sum() / (r - 1))
         se = np.float64(np.sqrt(ms_ri / r))
         lo, hi = _t_ci(float(mt[i]), se, r - 1, level)
         pre = f"rrfc.modality{i + 1}"
@@ -391,16 +392,19 @@ def split_plot(
     """OR analysis, random readers and cases, of a split-plot design.
 
     Readers are nested in groups (hospitals) and so are cases: each reader reads every case
-    of their own group under every modality, nothing of another group. Covariances
-    between readers of different groups are zero by design; Cov2 and Cov3 are averaged
-    over pairs of readers of the same group, and the reader-by-modality mean square is
-    taken within groups, MS(T×R(G)) on (t−1)(r−G) df. Following Hillis 2014 (split-plot-C),
-    with r_g readers in group g and r* = Σ r_g² / r (= r/G for equal groups),
+    of their own group under every modality, nothing of another group (Obuchowski 1995;
+    Hillis 2014 analyses the same design). Covariances between readers of different groups
+    are zero by design, so Cov2 and Cov3 are averaged over pairs of readers of the same
+    group. With r_g readers in group g, r* = Σ r_g² / r (r for one group, 1 for one reader
+    per group) and k = (r* − 1)/(r − 1), the OR model gives, under the null hypothesis,
 
-        F = MS(T) / [MS(T×R(G)) + r*·max(Cov2 − Cov3, 0)],
+        E[MS(T)]   = σ²_TR + Var − Cov1 + (r* − 1)(Cov2 − Cov3)
+        E[MS(T×R)] = σ²_TR + Var − Cov1 − k (Cov2 − Cov3)
 
-    whose denominator has the expectation of MS(T) under the null hypothesis, with
-    Satterthwaite denominator df = den² / [MS(T×R(G))² / ((t−1)(r−G))].
+    hence F = MS(T) / [MS(T×R) + r·k·max(Cov2 − Cov3, 0)] with Hillis-type denominator
+    df = den² / [MS(T×R)² / ((t−1)(r−1))]. One group is the crossed OR test; one reader
+    per group (each reader their own cases) is the paired t test of the readers'
+    differences. Per modality, SE² = [MS_R,i + r·k·max(Cov2_i, 0)] / r likewise.
 
     Parameters
     ----------
@@ -422,15 +426,10 @@ def split_plot(
     v = np.float64(cov[m["Var"]].mean())
     c1 = np.float64(cov[m["Cov1"]].mean())
     within2, within3 = m["Cov2"] & same_g, m["Cov3"] & same_g
-    c2 = float(cov[within2].mean()) if within2.any() else 0.0
-    c3 = float(cov[within3].mean()) if within3.any() else 0.0
-    ms_t, ms_r, _ = _means(theta)
+    c2 = np.float64(cov[within2].mean()) if within2.any() else np.float64(0.0)
+    c3 = np.float64(cov[within3].mean()) if within3.any() else np.float64(0.0)
+    ms_t, ms_r, ms_tr = _means(theta)
     mt = theta.mean(axis=1)
-    ss_trg, dof = 0.0, (t - 1) * (r - len(labels))
-    for g in labels:
-        sub = theta[:, groups == g]
-        inter = sub - sub.mean(axis=1)[:, None] - sub.mean(axis=0)[None, :] + sub.mean()
-        ss_trg += float((inter**2).sum())
     key = f"split_plot_{name}"
     out = {
         f"{key}.groups": len(labels),
@@ -444,57 +443,42 @@ def split_plot(
     }
     for i in range(t):
         out[f"{key}.modality{i + 1}"] = float(mt[i])
-    if dof <= 0 or t < 2:
-        out[f"{key}.note"] = "fewer than two readers in some group: no reader variance"
+    if r < 2 or t < 2:
+        out[f"{key}.note"] = "fewer than two readers: no reader variance"
         return out
-    ms_trg = ss_trg / dof
     r_star = float((sizes**2).sum() / r)
-    den = ms_trg + r_star * max(c2 - c3, 0.0)
-    ddf = den**2 / (ms_trg**2 / dof) if ms_trg > 0 else float("inf")
+    k = (r_star - 1) / (r - 1)
+    gap = max(c2 - c3, 0.0)
+    den = ms_tr + r * k * gap
+    dof = (t - 1) * (r - 1)
+    ddf = den**2 / (ms_tr**2 / dof)
     f = ms_t / den
-    # reader mean square within groups, per modality and averaged over modalities
-    ms_rg = [
-        sum(
-            float(((theta[i, groups == g] - theta[i, groups == g].mean()) ** 2).sum())
-            for g in labels
-        )
-        / (r - len(labels))
-        for i in range(t)
-    ]
-    reader_means = theta.mean(axis=0)
-    ms_rg_all = (
-        t
-        * sum(
-            float(((reader_means[groups == g] - reader_means[groups == g].mean()) ** 2).sum())
-            for g in labels
-        )
-        / (r - len(labels))
-    )
+    var_tr = ms_tr - v + c1 + k * (c2 - c3)
     out.update(
         {
-            f"{key}.MS_TRG": ms_trg,
-            f"{key}.MS_RG": ms_rg_all,
+            f"{key}.MS_TR": ms_tr,
             f"{key}.r_star": r_star,
             f"{key}.den": den,
             f"{key}.F": f,
             f"{key}.df": ddf,
             f"{key}.p": float(stats.f.sf(f, t - 1, ddf)),
-            f"{key}.VarR": (ms_rg_all - ms_trg) / t - c1 + c3,
-            f"{key}.VarTR": ms_trg - v + c1 + c2 - c3,
+            f"{key}.VarTR": var_tr,
+            f"{key}.VarR": (ms_r - var_tr - v - (t - 1) * c1 + k * (c2 + (t - 1) * c3)) / t,
         }
     )
     for i in range(t):
         sel = m["Cov2"] & same_g & (m["mod"][:, None] == i) & (m["mod"][None, :] == i)
-        c2i = max(float(cov[sel].mean()) if sel.any() else 0.0, 0.0)
-        var_i = ms_rg[i] + r_star * c2i
+        c2i = max(np.float64(cov[sel].mean()) if sel.any() else 0.0, 0.0)
+        ms_ri = np.float64(((theta[i] - mt[i]) ** 2).sum() / (r - 1))
+        var_i = ms_ri + r * k * c2i
         se = np.float64(np.sqrt(var_i / r))
-        df = var_i**2 / (ms_rg[i] ** 2 / (r - len(labels))) if ms_rg[i] > 0 else float("inf")
+        df = var_i**2 / (ms_ri**2 / (r - 1))
         lo, hi = _t_ci(float(mt[i]), se, df, level)
         pre = f"{key}.modality{i + 1}"
         out.update({f"{pre}.se": se, f"{pre}.df": df, f"{pre}.ci_lower": lo})
         out[f"{pre}.ci_upper"] = hi
     # fixed readers, random cases: only the cases vary
-    den_f = v - c1 + (r_star - 1) * max(c2 - c3, 0.0)
+    den_f = v - c1 + (r_star - 1) * gap
     chisq = (t - 1) * ms_t / den_f
     fixed = f"split_plot_frrc_{name}"
     out.update(

@@ -29,6 +29,11 @@ def _ci(out: dict, pre: str) -> list[float]:
     return [out[f"{pre}.ci_lower"], out[f"{pre}.ci_upper"]]
 
 
+def _ci_flipped(out: dict, pre: str) -> list[float]:
+    """CI of modality 2 − modality 1 (the analyses give 1 − 2)."""
+    return [-out[f"{pre}.ci_upper"], -out[f"{pre}.ci_lower"]]
+
+
 def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
     """Analyses of one panel across hospitals (JSON-ready)."""
     modalities = list(items[0].modalities)
@@ -40,9 +45,18 @@ def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
         "cases": sum(p.cases for p in items),
         "abnormal": sum(p.abnormal for p in items),
     }
+    # a hospital needs two cases of each class for its AUC covariances
+    usable = [p for p in items if p.abnormal >= 2 and p.normal >= 2]
+    if len(usable) < len(items):
+        summary["left_out"] = (
+            f"{len(items) - len(usable)} hospital(s) with fewer than two malignant or two "
+            "other cases"
+        )
+    if not usable:
+        return {**summary, "note": "no hospital has two malignant and two other cases"}
     try:
-        sp = split_plot_panels(items)
-        crossed = items[0].analyse() if len(items) == 1 else None
+        sp = split_plot_panels(usable)
+        crossed = usable[0].analyse() if len(usable) == 1 else None
     except ValueError as exc:
         return {**summary, "note": str(exc)}
     key = "split_plot_jackknife"
@@ -50,7 +64,7 @@ def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
         return {**summary, "note": sp.get(f"{key}.note", "no reader variance")}
     summary["design"] = (
         "fully crossed (one hospital)"
-        if len(items) == 1
+        if len(usable) == 1
         else "split-plot: readers and cases nested in hospitals"
     )
     summary["auc"] = {
@@ -67,13 +81,13 @@ def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
             "F": sp[f"{key}.F"],
             "df": [1, sp[f"{key}.df"]],
             "p": sp[f"{key}.p"],
-            "ci95": _ci(sp, key),
+            "ci95": _ci_flipped(sp, key),
         },
         "fixed readers, random cases (OR, χ²)": {
             "chisq": sp["split_plot_frrc_jackknife.chisq"],
             "df": [1],
             "p": sp["split_plot_frrc_jackknife.p"],
-            "ci95": _ci(sp, "split_plot_frrc_jackknife"),
+            "ci95": _ci_flipped(sp, "split_plot_frrc_jackknife"),
         },
     }
     if crossed is not None and "rrfc.F" in crossed:
@@ -81,7 +95,7 @@ def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
             "F": crossed["rrfc.F"],
             "df": [1, crossed["rrfc.df"]],
             "p": crossed["rrfc.p"],
-            "ci95": _ci(crossed, "rrfc"),
+            "ci95": _ci_flipped(crossed, "rrfc"),
         }
         analyses["DBM random readers and cases"] = {
             "F": crossed["dbm_rrrc.F"],
@@ -93,7 +107,8 @@ def panel_summary(items: list[PanelStats], target_power: float = 0.8) -> dict:
             "df": [1, crossed["dbm_frrc.df"]],
             "p": crossed["dbm_frrc.p"],
         }
-    summary["difference"] = {"modalities": f"{modalities[0]} − {modalities[1]}", "value": diff}
+    # shown as the second reading minus the first: aided − unaided, with model − alone
+    summary["difference"] = {"modalities": f"{modalities[1]} − {modalities[0]}", "value": -diff}
     summary["analyses"] = analyses
     summary["variance_components"] = {
         k: sp[f"{key}.{k}"] for k in ("VarR", "VarTR", "Var", "Cov1", "Cov2", "Cov3")
@@ -136,7 +151,8 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
         "Readers and cases both random: Obuchowski–Rockette with Hillis' denominator df "
         "(jackknife covariance; empirical AUC). Readers are pooled by role across hospitals "
         "and never matched between them: with several hospitals readers and cases are "
-        "nested in hospitals (split-plot, Hillis 2014). Study size: the cases needed for "
+        "nested in hospitals (split-plot OR; Obuchowski 1995, Hillis 2014; see "
+        "docs/reader-study.md). Study size: the cases needed for "
         "80% power at the observed difference (at least 0.05), Hillis, Obuchowski & "
         "Berbaum 2011.",
         "",
@@ -148,6 +164,8 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
             f"{s['cases']} cases ({s['abnormal']} malignant)",
             "",
         ]
+        if "left_out" in s:
+            lines += [f"Left out: {s['left_out']}.", ""]
         if "note" in s:
             lines += [f"Not analysed: {s['note']}.", ""]
             continue

@@ -239,7 +239,8 @@ def plot_study_roc(stats: StudyStats, path: Path, title: str = "Reader study (al
         ylabel="sensitivity",
         title=title,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)
 
 

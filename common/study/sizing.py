@@ -10,9 +10,9 @@ Var, Cov1..Cov3 (on c* cases, scaled by c*/c) and σ²_TR (negative estimates se
     λ    = r·δ² / (2·den),     power = P(F(1, ddf; λ) > F_{1−α}(1, ddf)).
 
 With ``groups`` > 1 the design is split-plot (each of G hospitals has r/G readers who read
-its c/G cases): the covariances scale with the cases per group, r−1 in ``den`` becomes
-r/G − 1 and the df are those of MS(T×R(G)), r − G (Hillis 2014; Hillis & Schartz 2018,
-J Med Imaging 5:045503).
+its c/G cases; :func:`common.study.mrmc.split_plot`): the covariances scale with the cases
+per group, r−1 in ``den`` becomes r/G − 1 and the Cov2 − Cov3 term of E[MS(T×R)] is
+multiplied by k = (r/G − 1)/(r − 1).
 """
 
 from __future__ import annotations
@@ -82,16 +82,18 @@ def power(
 
     ``cases`` is the study's total; with ``groups`` > 1 each group has cases/groups.
     """
-    if readers < 2 or readers <= groups or readers % groups:
-        raise ValueError("need at least two readers per group, the same number in each")
+    if readers < 2 or readers % groups:
+        raise ValueError("need at least two readers, the same number in each group")
     scale = pilot.cases / (cases / groups)
     var_tr = max(pilot.var_tr, 0.0)
     gap = max(pilot.cov2 - pilot.cov3, 0.0)
     base = pilot.var - pilot.cov1
     per_group = readers // groups
     den = var_tr + scale * (base + (per_group - 1) * gap)
-    ms_tr = var_tr + scale * (base - gap)
-    dof = readers - groups
+    ms_tr = var_tr + scale * (base - (per_group - 1) / (readers - 1) * gap)
+    if not (den > 0 and ms_tr > 0):
+        raise ValueError("the pilot's variance components leave no variance to size a study on")
+    dof = readers - 1
     ddf = den**2 / (ms_tr**2 / dof)
     ncp = readers * effect**2 / (2 * den)
     crit = stats.f.ppf(1 - alpha, 1, ddf)
@@ -144,7 +146,7 @@ def plan(
     """Study-size table: cases needed per reader count, and power curves for a plot."""
     rows = []
     for r in readers:
-        if r < 2 or r <= groups or r % groups:
+        if r < 2 or r % groups:
             continue
         c = cases_needed(pilot, r, effect, target, alpha, groups)
         rows.append(
@@ -170,5 +172,5 @@ def plan(
         "table": rows,
         "curves": {"cases": grid.tolist(), "power": curves},
         "method": "OR random readers and cases, Hillis, Obuchowski & Berbaum 2011 (eq. 10)"
-        + ("; split-plot, Hillis & Schartz 2018" if groups > 1 else ""),
+        + ("; split-plot (readers and cases nested in hospitals)" if groups > 1 else ""),
     }

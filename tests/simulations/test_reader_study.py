@@ -4,7 +4,9 @@ The pooled federated table must equal the table computed centrally on the union 
 hospitals' cases (same model, same binning), and the standalone command must agree.
 """
 
+import functools
 import json
+import operator
 import os
 import subprocess
 import sys
@@ -15,11 +17,14 @@ import pytest
 from common.data.cache import PreprocessCache
 from common.evaluation.metrics import RocStats
 from common.evaluation.report import clean_json
-from common.learning.material import site_study_data
+from common.learning.material import site_study_data, validation_split
 from common.learning.models import load_run
 from common.learning.samples import ImageStore
 from common.study.arms import StudyConfig, build_cases, model_threshold, study_stats
+from common.study.assist import aid_scale, model_assisted_reads
 from common.study.local import breast_scores, validation_roc
+from common.study.randomreaders import random_reader_summaries
+from common.synth.readers import load_simulated_readers
 from tests.common.study.test_arms import _close
 
 
@@ -65,6 +70,27 @@ def test_simulation_writes_the_study_table_and_figure(study_run):
     table = (study_run / "reader_study.md").read_text()
     assert "| junior-1:aided |" in table and "## By pathology" in table
     assert "## By hospital" in table and "McNemar" in table
+    # the random-reader section, and what is simulated said above every table
+    assert "## Random-reader analysis (MRMC)" in table
+    assert "### junior: unaided vs aided — " in table
+    label = "**Simulated readers** (calcifl's reader model, not radiologists); aided reads"
+    assert table.count(label) >= table.count("| Arm |")
+    assert "federated model's own marks and scores" in table
+    result = json.loads((study_run / "reader_study.json").read_text())
+    assert result["provenance"] == {
+        "readers": "simulated",
+        "assistance": "simulated from the model",
+    }
+    juniors = result["random_readers"]["junior: unaided vs aided"]
+    # each hospital's own two juniors; a hospital this small may lack two malignant breasts
+    assert juniors["readers_per_hospital"] == [2] * juniors["hospitals"]
+    assert juniors["hospitals"] >= 2
+    if "analyses" in juniors:
+        assert "random readers and cases (OR, Hillis df)" in juniors["analyses"]
+        assert juniors["sizing"]["table"]
+    else:
+        assert juniors["note"]
+    assert (study_run / "reader_study_readers.png").stat().st_size > 10_000
     report = json.loads((study_run / "report.json").read_text())
     assert sorted(report["reader_study"]["sites"]) == ["hospital-1", "hospital-2", "hospital-3"]
     assert "Reader-assist study" in (study_run / "report.md").read_text()
@@ -74,11 +100,25 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
     result = json.loads((study_run / "reader_study.json").read_text())
     models, options, cascade, spec = load_run(study_run)
     store = ImageStore(PreprocessCache(None, options))
-    config = StudyConfig()
-    union, validation = {}, RocStats.empty(config.bins)
+    config = StudyConfig(assistance="simulated-model")
+    union, validation, sites = {}, RocStats.empty(config.bins), []
     for i, root in enumerate(study_data):
         train, test, reads = site_study_data(root, seed=spec["seed"])
-        cases = build_cases(test, reads, breast_scores(models, test, store, cascade))
+        scores = breast_scores(models, test, store, cascade)
+        val = validation_split(train, spec["val_fraction"], spec["seed"])["val"]
+        val_scores = breast_scores(models, val, store, cascade)
+        # the simulated readers read again with the federated model's marks and scores
+        reads, _ = model_assisted_reads(
+            reads,
+            test,
+            scores,
+            *load_simulated_readers(root),
+            aid_scale(val_scores),
+            config.detection_threshold,
+            spec["seed"],
+        )
+        cases = build_cases(test, reads, scores)
+        sites.append(cases)
         union.update({(i, *k): c for k, c in cases.items()})
         validation = validation + validation_roc(
             models, train, store, cascade, spec["val_fraction"], spec["seed"], config.bins
@@ -88,6 +128,10 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
     central = clean_json(study_stats(union, config, threshold).summary())
     _close(result["pooled"], central)
     assert result["pooled"]["all"]["cases"] == len(union)
+    # random readers: each hospital's own panel, side by side (readers never matched)
+    per_site = [study_stats(cases, config, threshold) for cases in sites]
+    pooled = functools.reduce(operator.add, per_site)
+    _close(result["random_readers"], clean_json(random_reader_summaries(pooled.panels)))
 
 
 def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
@@ -104,6 +148,8 @@ def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
             *map(str, study_data),
             "--out",
             str(out),
+            "--assistance",
+            "simulated-model",
             "-q",
         ],
         capture_output=True,
@@ -114,6 +160,7 @@ def test_standalone_reader_study_agrees(study_run, study_data, tmp_path):
     local = json.loads((out / "reader_study.json").read_text())
     federated = json.loads((study_run / "reader_study.json").read_text())
     _close(local["pooled"], federated["pooled"])
+    _close(local["random_readers"], federated["random_readers"])
     assert local["per_site"].keys() == federated["per_site"].keys()
     assert (out / "reader_study_roc.png").stat().st_size > 10_000
 

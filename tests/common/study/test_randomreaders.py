@@ -84,3 +84,13 @@ def test_tables_and_figure_say_readers_and_assistance_are_simulated(tmp_path):
     assert "## Random-reader analysis (MRMC)" in md
     paths = write_study(tmp_path, result, stats)
     assert paths["readers"].stat().st_size > 10_000
+
+
+def test_constant_ratings_give_undefined_statistics_not_errors():
+    truth = np.arange(40) < 15
+    levels = np.full((2, 3, 40), 2)
+    panel = PanelStats.from_cases(levels, truth, ("unaided", "aided"), ("a", "b", "c"), 5, True)
+    s = random_reader_summaries({"p": [panel], "q": [panel, panel]})
+    assert s["p"]["auc"]["unaided"]["value"] == 0.5
+    assert not np.isfinite(s["p"]["analyses"]["random readers and cases (OR, Hillis df)"]["F"])
+    assert random_reader_markdown(s)

@@ -57,8 +57,10 @@ def test_split_plot_needs_more_than_crossed_and_reduces_to_it():
     pilot = Pilot.from_analysis(_pilot_analysis(2))
     crossed = power(pilot, 8, 200, 0.05)
     assert power(pilot, 8, 200, 0.05, groups=1) == crossed
-    nested = power(pilot, 8, 200, 0.05, groups=4)
-    # 4 hospitals of 2 readers: fewer shared cases per reader, fewer df
-    assert nested["ddf"] < crossed["ddf"]
+    # 4 hospitals of 2 readers, each reading its own quarter of the cases: each AUC is
+    # noisier than the shared cases' correlation saves, so more cases are needed
+    assert cases_needed(pilot, 8, 0.1, groups=4) > cases_needed(pilot, 8, 0.1)
+    one_each = power(pilot, 8, 200, 0.05, groups=8)  # one reader per hospital
+    assert one_each["ddf"] == pytest.approx(7.0)  # no covariance term: the paired t test
     with pytest.raises(ValueError, match="same number"):
         power(pilot, 9, 200, 0.05, groups=4)
