@@ -15,7 +15,14 @@ import numpy as np
 import torch
 
 from common.data.records import ImageRecord
-from common.evaluation.metrics import CalibrationStats, FrocStats, PointStats, RocStats
+from common.evaluation.clustered import ClusteredRoc
+from common.evaluation.metrics import (
+    CalibrationStats,
+    FrocStats,
+    PointStats,
+    RocStats,
+    auc_ci,
+)
 from common.learning.inference import (
     DEFAULT_CASCADE,
     CascadeConfig,
@@ -56,6 +63,8 @@ class EvalStats:
         default_factory=lambda: CalibrationStats.from_scores([], [])
     )
     breast_roc: RocStats = field(default_factory=RocStats.empty)
+    #: the findings' scores again, with pairs of findings of the same breast (clustered CI)
+    finding_units: ClusteredRoc = field(default_factory=ClusteredRoc.empty)
 
     def __add__(self, other: EvalStats) -> EvalStats:
         return EvalStats(
@@ -64,6 +73,7 @@ class EvalStats:
             self.finding_roc + other.finding_roc,
             self.finding_calibration + other.finding_calibration,
             self.breast_roc + other.breast_roc,
+            self.finding_units + other.finding_units,
         )
 
     def to_dict(self) -> dict:
@@ -74,6 +84,7 @@ class EvalStats:
             "finding_roc": self.finding_roc.to_dict(),
             "finding_calibration": self.finding_calibration.to_dict(),
             "breast_roc": self.breast_roc.to_dict(),
+            "finding_units": self.finding_units.to_dict(),
         }
 
     @classmethod
@@ -85,6 +96,9 @@ class EvalStats:
             RocStats.from_dict(d["finding_roc"]),
             CalibrationStats.from_dict(d["finding_calibration"]),
             RocStats.from_dict(d["breast_roc"]),
+            ClusteredRoc.from_dict(d["finding_units"])
+            if "finding_units" in d
+            else ClusteredRoc.empty(),
         )
 
     def summary(self, operating_point: float = 0.5) -> dict:
@@ -110,9 +124,27 @@ class EvalStats:
             },
             "classification": {
                 **roc(self.finding_roc),
+                **self._clustered(),
                 "ece": self.finding_calibration.ece(),
             },
             "breast": roc(self.breast_roc),
+        }
+
+    def _clustered(self) -> dict:
+        """Return the findings' AUC CI with the breast as unit (Obuchowski 1997).
+
+        A lesion's CC and MLO findings are correlated, so this CI replaces DeLong's, which
+        treats them as independent (kept as ``auc_ci95_views_independent``).
+        """
+        auc, var = self.finding_units.variance()
+        naive = list(self.finding_roc.auc_ci())
+        if not np.isfinite(var):
+            return {"auc_ci95_views_independent": naive, "auc_ci_unit": "finding"}
+        return {
+            "auc_ci95": list(auc_ci(auc, var)),
+            "auc_var": var,
+            "auc_ci95_views_independent": naive,
+            "auc_ci_unit": f"breast ({self.finding_units.units} breasts, clustered)",
         }
 
 
@@ -148,7 +180,7 @@ def evaluate_images(
     image_scores: list[tuple[tuple, float]] = []
     detections: dict[tuple, float] = defaultdict(float)
     breast_labels: dict[tuple, bool] = defaultdict(bool)
-    finding_labels, finding_probs = [], []
+    finding_labels, finding_probs, finding_breasts = [], [], []
     for item in prepare(records, store):
         image = store.get(item.record)
         result = run_cascade(models, image, config)
@@ -174,6 +206,7 @@ def evaluate_images(
             probs = classify(models["classifier"], image.pixels, centres, config.tta)
             finding_probs.extend(probs.tolist())
             finding_labels.extend(float(f.malignant) for f in labelled)
+            finding_breasts.extend([item.record.breast_key] * len(labelled))
         key = item.record.breast_key
         image_scores.append((key, result.score))
         best = max((c.detection_score for c in result.clusters), default=0.0)
@@ -184,6 +217,9 @@ def evaluate_images(
     if finding_labels:
         stats.finding_roc = RocStats.from_scores(finding_probs, finding_labels)
         stats.finding_calibration = CalibrationStats.from_scores(finding_probs, finding_labels)
+        stats.finding_units = ClusteredRoc.from_scores(
+            finding_probs, finding_labels, finding_breasts
+        )
     breast_scores, _ = aggregate_scores(image_scores)
     keys = list(breast_scores)
     if keys:

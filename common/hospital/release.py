@@ -29,6 +29,7 @@ def release_eval(stats: EvalStats, min_cell: int) -> tuple[EvalStats, list[str]]
             withheld.append(name)
             if name == "finding_roc":
                 stats.finding_calibration = empty.finding_calibration
+                stats.finding_units = empty.finding_units
     froc = stats.froc
     lesions = int(froc.lesion_best.sum()) + froc.missed
     if _small(min_cell, lesions, froc.images):

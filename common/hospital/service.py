@@ -460,10 +460,7 @@ class Hospital:
                     "assistance 'simulated-model' needs simulated readers (a synthetic "
                     "hospital folder); this hospital's readers are real",
                 )
-            try:
-                scale = aid_scale(validation or {})
-            except ValueError as exc:
-                raise Refusal(Code.NO_DATA, str(exc)) from exc
+            scale = aid_scale(validation or {})
             profiles, perception = simulated
             names = {}
             if not self.settings.share_reader_ids:

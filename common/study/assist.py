@@ -34,11 +34,19 @@ def _probit(score: float) -> float:
     return float(norm.ppf(np.clip(score, 1e-4, 1 - 1e-4)))
 
 
+#: Fewest non-malignant validation breasts to scale the aid on
+MIN_SCALE_BREASTS = 5
+
+
 def aid_scale(validation: dict[tuple, BreastScore]) -> tuple[float, float]:
-    """(mean, sd) of the probit model scores of non-malignant validation breasts."""
+    """(mean, sd) of the probit model scores of non-malignant validation breasts.
+
+    With fewer than :data:`MIN_SCALE_BREASTS` of them, (0, 1): the aid's latent is then
+    the probit of the model's probability itself.
+    """
     values = np.array([_probit(s.score) for s in validation.values() if not s.malignant])
-    if len(values) < 2:
-        raise ValueError("fewer than two non-malignant validation breasts to scale the aid")
+    if len(values) < MIN_SCALE_BREASTS:
+        return 0.0, 1.0
     return float(values.mean()), float(max(values.std(ddof=1), 1e-3))
 
 
