@@ -104,6 +104,32 @@ def _z_ci(est: float, se: float, level: float) -> tuple[float, float]:
     return est - half, est + half
 
 
+def _f_test(key, ms_t, den, ddf, t, r, diff, level) -> dict:
+    """F = MS(T)/den on (t−1, ddf) df; for two modalities the difference's SE, t and CI."""
+    f = ms_t / den
+    out = {f"{key}.F": f, f"{key}.df": ddf, f"{key}.p": float(stats.f.sf(f, t - 1, ddf))}
+    out[f"{key}.den"] = den
+    if t == 2:
+        se = np.float64(np.sqrt(2 * den / r))
+        lo, hi = _t_ci(diff, se, ddf, level)
+        out.update({f"{key}.diff": diff, f"{key}.se": se, f"{key}.t": diff / se})
+        out.update({f"{key}.ci_lower": lo, f"{key}.ci_upper": hi})
+    return out
+
+
+def _chisq_test(key, ms_t, den, t, r, diff, level) -> dict:
+    """χ² = (t−1)·MS(T)/den on t−1 df (fixed readers); normal-theory CI for two."""
+    chisq = (t - 1) * ms_t / den
+    out = {f"{key}.chisq": chisq, f"{key}.df": float(t - 1), f"{key}.den": den}
+    out[f"{key}.p"] = float(stats.chi2.sf(chisq, t - 1))
+    if t == 2:
+        se = np.float64(np.sqrt(2 * den / r))
+        lo, hi = _z_ci(diff, se, level)
+        out.update({f"{key}.diff": diff, f"{key}.se": se, f"{key}.z": diff / se})
+        out.update({f"{key}.ci_lower": lo, f"{key}.ci_upper": hi})
+    return out
+
+
 @_quiet
 def or_analysis(
     theta: np.ndarray, cov: np.ndarray, name: str = "jackknife", level: float = LEVEL
@@ -153,22 +179,7 @@ def or_analysis(
         # random readers and cases (Hillis 2007)
         den = ms_tr + r * max(c2 - c3, 0.0)
         ddf = den**2 / (ms_tr**2 / ((t - 1) * (r - 1)))
-        f = ms_t / den
-        p = float(stats.f.sf(f, t - 1, ddf))
-        key = f"rrrc_{name}"
-        out.update({f"{key}.F": f, f"{key}.df": ddf, f"{key}.p": p, f"{key}.den": den})
-        if t == 2:
-            se = np.float64(np.sqrt(2 * den / r))
-            lo, hi = _t_ci(diff, se, ddf, level)
-            out.update(
-                {
-                    f"{key}.diff": diff,
-                    f"{key}.se": se,
-                    f"{key}.t": diff / se,
-                    f"{key}.ci_lower": lo,
-                    f"{key}.ci_upper": hi,
-                }
-            )
+        out.update(_f_test(f"rrrc_{name}", ms_t, den, ddf, t, r, diff, level))
     if r > 1:
         for i in range(t):
             ms_ri = out[f"or.MS_R_modality{i + 1}"]
@@ -182,28 +193,9 @@ def or_analysis(
     if t > 1:
         # fixed readers, random cases: chi-square on t-1 df
         den = v - c1 + (r - 1) * max(c2 - c3, 0.0)
-        chisq = (t - 1) * ms_t / den
         key = f"frrc_{name}"
-        out.update(
-            {
-                f"{key}.chisq": chisq,
-                f"{key}.df": float(t - 1),
-                f"{key}.p": float(stats.chi2.sf(chisq, t - 1)),
-                f"{key}.den": den,
-            }
-        )
+        out.update(_chisq_test(key, ms_t, den, t, r, diff, level))
         if t == 2:
-            se = np.float64(np.sqrt(2 * den / r))
-            lo, hi = _z_ci(diff, se, level)
-            out.update(
-                {
-                    f"{key}.diff": diff,
-                    f"{key}.se": se,
-                    f"{key}.z": diff / se,
-                    f"{key}.ci_lower": lo,
-                    f"{key}.ci_upper": hi,
-                }
-            )
             for j in range(r):
                 d = float(theta[0, j] - theta[1, j])
                 sej = np.float64(np.sqrt(2 * (c[f"Var_reader{j + 1}"] - c[f"Cov1_reader{j + 1}"])))
@@ -452,16 +444,11 @@ def split_plot(
     den = ms_tr + r * k * gap
     dof = (t - 1) * (r - 1)
     ddf = den**2 / (ms_tr**2 / dof)
-    f = ms_t / den
     var_tr = ms_tr - v + c1 + k * (c2 - c3)
     out.update(
         {
             f"{key}.MS_TR": ms_tr,
             f"{key}.r_star": r_star,
-            f"{key}.den": den,
-            f"{key}.F": f,
-            f"{key}.df": ddf,
-            f"{key}.p": float(stats.f.sf(f, t - 1, ddf)),
             f"{key}.VarTR": var_tr,
             f"{key}.VarR": (ms_r - var_tr - v - (t - 1) * c1 + k * (c2 + (t - 1) * c3)) / t,
         }
@@ -477,26 +464,9 @@ def split_plot(
         pre = f"{key}.modality{i + 1}"
         out.update({f"{pre}.se": se, f"{pre}.df": df, f"{pre}.ci_lower": lo})
         out[f"{pre}.ci_upper"] = hi
+    diff = float(mt[0] - mt[1]) if t == 2 else float("nan")
+    out.update(_f_test(key, ms_t, den, ddf, t, r, diff, level))
     # fixed readers, random cases: only the cases vary
     den_f = v - c1 + (r_star - 1) * gap
-    chisq = (t - 1) * ms_t / den_f
-    fixed = f"split_plot_frrc_{name}"
-    out.update(
-        {
-            f"{fixed}.chisq": chisq,
-            f"{fixed}.df": float(t - 1),
-            f"{fixed}.p": float(stats.chi2.sf(chisq, t - 1)),
-            f"{fixed}.den": den_f,
-        }
-    )
-    if t == 2:
-        diff = float(mt[0] - mt[1])
-        se = np.float64(np.sqrt(2 * den / r))
-        lo, hi = _t_ci(diff, se, ddf, level)
-        out.update({f"{key}.diff": diff, f"{key}.se": se, f"{key}.t": diff / se})
-        out.update({f"{key}.ci_lower": lo, f"{key}.ci_upper": hi})
-        se = np.float64(np.sqrt(2 * den_f / r))
-        lo, hi = _z_ci(diff, se, level)
-        out.update({f"{fixed}.diff": diff, f"{fixed}.se": se, f"{fixed}.z": diff / se})
-        out.update({f"{fixed}.ci_lower": lo, f"{fixed}.ci_upper": hi})
+    out.update(_chisq_test(f"split_plot_frrc_{name}", ms_t, den_f, t, r, diff, level))
     return out

@@ -7,6 +7,15 @@ from common.study.panel import PanelStats
 from common.study.randomreaders import random_reader_markdown, random_reader_summaries
 from common.study.report import study_markdown, study_result, write_study
 
+SETUP = {
+    "recall_from": 4,
+    "reader_score": "birads",
+    "consensus": "max",
+    "model_threshold": 0.5,
+    "threshold_source": "given",
+    "detection_threshold": 0.5,
+}
+
 
 def _panel(seed, readers, cases=80, gain=0.5, same=False):
     rng = np.random.default_rng(seed)
@@ -50,17 +59,7 @@ def test_sites_add_side_by_side_and_are_analysed_split_plot():
 def test_degenerate_panels_are_reported_not_fatal(tmp_path):
     # identical readers: no reader-by-modality variance; one reader: no reader variance
     pooled = _stats([_panel(2, ("j1", "j2"), same=True)]) + _stats([_panel(3, ("j9",))])
-    result, stats = study_result(
-        {"h1": pooled},
-        {
-            "recall_from": 4,
-            "reader_score": "birads",
-            "consensus": "max",
-            "model_threshold": 0.5,
-            "threshold_source": "given",
-            "detection_threshold": 0.5,
-        },
-    )
+    result, stats = study_result({"h1": pooled}, SETUP)
     lines = random_reader_markdown(result["random_readers"])
     assert any("junior: unaided vs aided" in line for line in lines)
 
@@ -68,15 +67,7 @@ def test_degenerate_panels_are_reported_not_fatal(tmp_path):
 def test_tables_and_figure_say_readers_and_assistance_are_simulated(tmp_path):
     pooled = _stats([_panel(4, ("j1", "j2", "j3"))])
     pooled.strata = {}
-    summary = {
-        "recall_from": 4,
-        "reader_score": "birads",
-        "consensus": "max",
-        "model_threshold": 0.5,
-        "threshold_source": "given",
-        "detection_threshold": 0.5,
-    }
-    result, stats = study_result({"h1": pooled}, summary)
+    result, stats = study_result({"h1": pooled}, SETUP)
     result["pooled"]["all"] = {"cases": 0, "classes": {}, "arms": {}, "comparisons": {}}
     md = study_markdown(result)
     assert md.count("**Simulated readers**") >= 2
