@@ -36,7 +36,8 @@ def cmd_reader_study(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(study_markdown(result).split("\n## By ")[0])
-    print(f"written to {out}: reader_study.md, reader_study.json, reader_study_roc.png")
+    names = ", ".join(Path(p).name for p in result["paths"].values())
+    print(f"written to {out}: {names}")
     return 0
 
 
