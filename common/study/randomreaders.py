@@ -152,7 +152,8 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
         "(jackknife covariance; empirical AUC). Readers are pooled by role across hospitals "
         "and never matched between them: with several hospitals readers and cases are "
         "nested in hospitals (split-plot OR; Obuchowski 1995, Hillis 2014; see "
-        "docs/reader-study.md). Study size: the cases needed for "
+        "docs/reader-study.md). Study size: the cases a fully crossed study (every reader "
+        "reads every case) needs for "
         "80% power at the observed difference (at least 0.05), Hillis, Obuchowski & "
         "Berbaum 2011.",
         "",
