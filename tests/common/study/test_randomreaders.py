@@ -85,3 +85,14 @@ def test_constant_ratings_give_undefined_statistics_not_errors():
     assert s["p"]["auc"]["unaided"]["value"] == 0.5
     assert not np.isfinite(s["p"]["analyses"]["random readers and cases (OR, Hillis df)"]["F"])
     assert random_reader_markdown(s)
+
+
+def test_release_withholds_small_panels_and_lists_them():
+    stats = _stats([_panel(5, ("j1", "j2"), cases=30)])
+    panel = stats.panels["junior: unaided vs aided"][0]
+    smallest = min(panel.abnormal, panel.normal)
+    kept = stats.release(smallest)
+    assert kept.panels and not kept.withheld
+    held = StudyStats.from_dict(stats.release(smallest + 1).to_dict())
+    assert held.panels == {}
+    assert held.withheld == ["panel junior: unaided vs aided"]
