@@ -15,7 +15,6 @@ from common.data.records import ImageRecord, ReaderRead
 from common.evaluation.images import BreastScore, evaluate_images
 from common.evaluation.metrics import RocStats
 from common.learning.inference import CascadeConfig
-from common.learning.material import validation_split
 from common.learning.samples import ImageStore
 from common.study.arms import StudyConfig, StudyStats, build_cases, study_stats
 
@@ -31,25 +30,6 @@ def breast_scores(
     if not records:
         return {}
     return evaluate_images(models, records, store, cascade, tick=tick)[1]
-
-
-def validation_roc(
-    models: dict[str, torch.nn.Module],
-    train: list[ImageRecord],
-    store: ImageStore,
-    cascade: CascadeConfig,
-    val_fraction: float,
-    seed: int,
-    bins: int,
-    tick: Callable[[], None] | None = None,
-) -> RocStats:
-    """Model breast scores on the hospital's validation patients, as ROC histograms.
-
-    The validation patients are those training held out for early stopping (never
-    trained on, never in the study), so the operating point chosen on them is honest.
-    """
-    val = validation_split(train, val_fraction, seed)["val"]
-    return scores_roc(breast_scores(models, val, store, cascade, tick), bins)
 
 
 def scores_roc(scores: dict[tuple, BreastScore], bins: int) -> RocStats:

@@ -37,13 +37,6 @@ class Ratings:
     truth: np.ndarray
     problems: list[str] = field(default_factory=list)
 
-    def ordinal(self) -> tuple[np.ndarray, int] | None:
-        """Ratings as integer levels 0..L-1 (their ranks) when they take few values."""
-        levels = np.unique(self.values)
-        if len(levels) > 200:
-            return None
-        return np.searchsorted(levels, self.values), len(levels)
-
 
 def _key(text: str) -> tuple:
     # numeric ids sort as numbers (reader 10 after reader 9)

@@ -22,7 +22,7 @@ from common.learning.models import load_run
 from common.learning.samples import ImageStore
 from common.study.arms import StudyConfig, build_cases, model_threshold, study_stats
 from common.study.assist import aid_scale, model_assisted_reads
-from common.study.local import breast_scores, validation_roc
+from common.study.local import breast_scores, scores_roc
 from common.study.randomreaders import random_reader_summaries
 from common.synth.readers import load_simulated_readers
 from tests.common.study.test_arms import _close
@@ -120,9 +120,7 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
         cases = build_cases(test, reads, scores)
         sites.append(cases)
         union.update({(i, *k): c for k, c in cases.items()})
-        validation = validation + validation_roc(
-            models, train, store, cascade, spec["val_fraction"], spec["seed"], config.bins
-        )
+        validation = validation + scores_roc(val_scores, config.bins)
     threshold = model_threshold(validation, config)
     assert result["setup"]["model_threshold"] == pytest.approx(threshold, abs=1e-12)
     central = clean_json(study_stats(union, config, threshold).summary())

@@ -45,7 +45,8 @@ def test_pooled_panels_equal_the_union_of_cases():
 
 def test_pooled_van_dyke_equals_the_published_union(vandyke_dir):
     ratings = load_ratings(vandyke_dir / "vandyke.csv")
-    levels, n = ratings.ordinal()
+    values, levels = np.unique(ratings.values, return_inverse=True)
+    levels, n = levels.reshape(ratings.values.shape), len(values)
     site = np.arange(len(ratings.cases)) % 4
     panels = [
         PanelStats.from_cases(
