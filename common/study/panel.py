@@ -54,8 +54,8 @@ class PanelStats:
 
     @property
     def abnormal(self) -> int:
-        """Number of abnormal cases."""
-        return sum(self.pos.get((0, 0), Counter()).values())
+        """Number of abnormal cases (a wAFROC panel's weights sum to one per case)."""
+        return int(round(sum(self.pos.get((0, 0), Counter()).values())))
 
     @property
     def normal(self) -> int:
@@ -107,6 +107,62 @@ class PanelStats:
                 out.neg[(a, b)] = Counter(
                     zip(pa[~truth].tolist(), pb[~truth].tolist(), strict=True)
                 )
+        return out
+
+    @classmethod
+    def from_marks(
+        cls,
+        fp: np.ndarray,
+        lesions: list[np.ndarray],
+        modalities: tuple[str, ...],
+        readers: tuple[str, ...],
+        bins: int = DEFAULT_BINS,
+        weights: list[np.ndarray] | None = None,
+    ) -> PanelStats:
+        """Count a wAFROC panel (RJafroc's weighted AFROC figure of merit) from marks.
+
+        A normal case's rating is its highest non-lesion mark; an abnormal case's are its
+        lesions' ratings (a lesion's highest localising mark), each weighted (default
+        1/L per lesion, RJafroc's equal weights). Unmarked is below every mark and ties
+        with unmarked (bin 0; marks take bins 1..bins-1). The abnormal "cells" are the
+        weighted pairs of lesions of the same case, Σ W_l W_l', so that
+        :meth:`fom` gives the wAFROC and its jackknife and DeLong covariances exactly.
+
+        Parameters
+        ----------
+        fp : numpy.ndarray
+            (modalities, readers, normal cases): highest mark in [0, 1], NaN for none.
+        lesions : list of numpy.ndarray
+            Per abnormal case, (modalities, readers, lesions): lesion ratings, NaN unmarked.
+        weights : list of numpy.ndarray, optional
+            Per abnormal case, its lesions' weights (summing to 1).
+        """
+        fp = np.asarray(fp, dtype=np.float64)
+        t, r, _ = fp.shape
+        k = t * r
+
+        def level(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=np.float64).reshape(k, -1)
+            out = 1 + bin_scores(np.nan_to_num(x, nan=0.0), bins - 1)
+            return np.where(np.isnan(x), 0, out)
+
+        out = cls(tuple(modalities), tuple(readers), bins)
+        normal = level(fp)
+        abnormal = [level(case) for case in lesions]
+        if weights is None:
+            weights = [np.full(case.shape[1], 1.0 / case.shape[1]) for case in abnormal]
+        for w in weights:
+            if abs(float(np.sum(w)) - 1.0) > 1e-9:
+                raise ValueError("each abnormal case's lesion weights must sum to 1")
+        for a in range(k):
+            for b in range(a, k):
+                out.neg[(a, b)] = Counter(zip(normal[a].tolist(), normal[b].tolist(), strict=True))
+                cells: Counter = Counter()
+                for case, w in zip(abnormal, weights, strict=True):
+                    for i, wi in enumerate(w):
+                        for j, wj in enumerate(w):
+                            cells[(int(case[a, i]), int(case[b, j]))] += float(wi * wj)
+                out.pos[(a, b)] = cells
         return out
 
     def __add__(self, other: PanelStats) -> PanelStats:
@@ -183,7 +239,7 @@ class PanelStats:
 
         def dump(joint: dict) -> dict:
             return {
-                f"{a},{b}": {f"{u},{v}": int(c) for (u, v), c in sorted(h.items())}
+                f"{a},{b}": {f"{u},{v}": _number(c) for (u, v), c in sorted(h.items())}
                 for (a, b), h in sorted(joint.items())
             }
 
@@ -204,7 +260,10 @@ class PanelStats:
             for key, cells in joint.items():
                 a, b = (int(x) for x in key.split(","))
                 out[(a, b)] = Counter(
-                    {tuple(int(x) for x in cell.split(",")): int(c) for cell, c in cells.items()}
+                    {
+                        tuple(int(x) for x in cell.split(",")): _number(c)
+                        for cell, c in cells.items()
+                    }
                 )
             return out
 
@@ -219,6 +278,11 @@ class PanelStats:
     def small(self, min_cell: int) -> bool:
         """Whether a class has fewer than ``min_cell`` cases (but more than none)."""
         return any(0 < x < min_cell for x in (self.abnormal, self.normal, self.cases))
+
+
+def _number(c) -> int | float:
+    """Return a count as an int, a lesion weight sum (wAFROC panels) as a float."""
+    return int(c) if float(c).is_integer() else float(c)
 
 
 def _cells(joint: Counter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
