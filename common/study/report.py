@@ -134,8 +134,8 @@ def study_markdown(result: dict) -> str:
     setup = result["setup"]
     unit = setup.get("unit", "breast")
     label = provenance_label(result.get("provenance", {}))
-    if label:
-        lines += [label, ""]
+    tag = [label, ""] if label else []  # above every table: who read, with what aid
+    lines += tag
     lines += [
         f"- Cases: {_classes(pooled['all'], unit)}"
         + (f" from {len(result['per_site'])} hospitals" if len(result["per_site"]) > 1 else ""),
@@ -163,7 +163,7 @@ def study_markdown(result: dict) -> str:
                 f"- {text}: "
                 + "; ".join(f"{site}: {', '.join(names)}" for site, names in result[key].items())
             )
-    lines += ["", "## All cases", ""] + ([label, ""] if label else [])
+    lines += ["", "## All cases", "", *tag]
     lines += arms_table(pooled["all"]["arms"]) + [""]
     if pooled["all"]["comparisons"]:
         lines += comparisons_table(pooled["all"]["comparisons"]) + [""]
@@ -175,7 +175,7 @@ def study_markdown(result: dict) -> str:
         for name in names:
             s = pooled[name]
             lines += [f"### {name.split('=', 1)[1]} — {_classes(s, unit)}", ""]
-            lines += ([label, ""] if label else []) + arms_table(s["arms"]) + [""]
+            lines += tag + arms_table(s["arms"]) + [""]
             if s["comparisons"]:
                 lines += comparisons_table(s["comparisons"]) + [""]
     if len(result["per_site"]) > 1:
@@ -185,7 +185,7 @@ def study_markdown(result: dict) -> str:
                 lines += [f"### {site} — all cases withheld", ""]
                 continue
             lines += [f"### {site} — {_classes(summary['all'], unit)}", ""]
-            lines += ([label, ""] if label else []) + arms_table(summary["all"]["arms"]) + [""]
+            lines += tag + arms_table(summary["all"]["arms"]) + [""]
             if summary["all"]["comparisons"]:
                 lines += comparisons_table(summary["all"]["comparisons"]) + [""]
     lines += random_reader_markdown(result.get("random_readers", {}), label)
