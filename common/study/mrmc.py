@@ -291,43 +291,23 @@ def dbm_analysis(
     if t < 2 or r < 2:
         return out
     mt = theta.mean(axis=1)
+
+    def f_test(key: str, den: float, ddf: float) -> dict:
+        f = ms_t / den
+        p = float(stats.f.sf(f, t - 1, ddf))
+        return {f"{key}.F": f, f"{key}.df": ddf, f"{key}.den": den, f"{key}.p": p}
+
     den = ms_tr + max(ms_tc - ms_trc, 0.0)
-    ddf = den**2 / (ms_tr**2 / ((t - 1) * (r - 1)))
-    f = ms_t / den
-    out.update(
-        {
-            "dbm_rrrc.F": f,
-            "dbm_rrrc.df": ddf,
-            "dbm_rrrc.den": den,
-            "dbm_rrrc.p": float(stats.f.sf(f, t - 1, ddf)),
-        }
-    )
+    out.update(f_test("dbm_rrrc", den, den**2 / (ms_tr**2 / ((t - 1) * (r - 1)))))
     df = float((t - 1) * (c - 1))
-    f = ms_t / ms_tc
-    out.update(
-        {
-            "dbm_frrc.F": f,
-            "dbm_frrc.df": df,
-            "dbm_frrc.den": ms_tc,
-            "dbm_frrc.p": float(stats.f.sf(f, t - 1, df)),
-        }
-    )
+    out.update(f_test("dbm_frrc", ms_tc, df))
     if t == 2:
         diff = float(mt[0] - mt[1])
         se = np.float64(np.sqrt(2 * ms_tc / (r * c)))
         lo, hi = _t_ci(diff, se, df, level)
         out.update({"dbm_frrc.se": se, "dbm_frrc.t": diff / se})
         out.update({"dbm_frrc.ci_lower": lo, "dbm_frrc.ci_upper": hi})
-    df = float((t - 1) * (r - 1))
-    f = ms_t / ms_tr
-    out.update(
-        {
-            "dbm_rrfc.F": f,
-            "dbm_rrfc.df": df,
-            "dbm_rrfc.den": ms_tr,
-            "dbm_rrfc.p": float(stats.f.sf(f, t - 1, df)),
-        }
-    )
+    out.update(f_test("dbm_rrfc", ms_tr, float((t - 1) * (r - 1))))
     return out
 
 
