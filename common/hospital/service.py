@@ -465,7 +465,7 @@ class Hospital:
             names = {}
             if not self.settings.share_reader_ids:
                 names = self.identity.readers((p.reader_id, p.role) for p in profiles.values())
-            reads, _ = model_assisted_reads(
+            reads = model_assisted_reads(
                 records.reads,
                 records.test,
                 scores,

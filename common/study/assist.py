@@ -60,7 +60,7 @@ def model_assisted_reads(
     detection_threshold: float,
     seed: int,
     names: dict[str, str] | None = None,
-) -> tuple[list[ReaderRead], int]:
+) -> list[ReaderRead]:
     """Replace the recorded aided reads by reads simulated from the model's output.
 
     Parameters
@@ -75,9 +75,8 @@ def model_assisted_reads(
 
     Returns
     -------
-    (list, int)
-        Unaided reads as they were plus the simulated aided reads, and the number of
-        (breast, reader) pairs simulated.
+    list
+        Unaided reads as they were plus the simulated aided reads.
     """
     names = names or {}
     kept = [r for r in reads if not r.aided]
@@ -109,4 +108,4 @@ def model_assisted_reads(
                     "simulated from the model",
                 )
             )
-    return kept + added, len(added)
+    return kept + added

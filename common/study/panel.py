@@ -184,7 +184,9 @@ class PanelStats:
             {k: self.neg.get(k, Counter()) + other.neg.get(k, Counter()) for k in keys},
         )
 
-    def _marginal(self, joint: dict, a: int) -> np.ndarray:
+    def marginal(self, abnormal: bool, a: int) -> np.ndarray:
+        """Histogram of reading ``a``'s ratings over the abnormal (or normal) cases."""
+        joint = self.pos if abnormal else self.neg
         h = np.zeros(self.bins)
         for (u, _), n in joint[(a, a)].items():
             h[u] += n
@@ -199,7 +201,7 @@ class PanelStats:
         c = m + n
         place_pos, place_neg, theta = [], [], np.zeros(k)
         for a in range(k):
-            ph, nh = self._marginal(self.pos, a), self._marginal(self.neg, a)
+            ph, nh = self.marginal(True, a), self.marginal(False, a)
             below = np.concatenate([[0.0], np.cumsum(nh)[:-1]])
             above = m - np.cumsum(ph)
             place_pos.append((below + 0.5 * nh) / n)  # an abnormal case's placement

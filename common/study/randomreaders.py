@@ -215,7 +215,7 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
 
 
 def _curve(panel: PanelStats, reading: int) -> tuple[np.ndarray, np.ndarray]:
-    pos, neg = panel._marginal(panel.pos, reading), panel._marginal(panel.neg, reading)
+    pos, neg = panel.marginal(True, reading), panel.marginal(False, reading)
     tpr = np.concatenate([[0.0], np.cumsum(pos[::-1]) / pos.sum()])
     fpr = np.concatenate([[0.0], np.cumsum(neg[::-1]) / neg.sum()])
     return fpr, tpr

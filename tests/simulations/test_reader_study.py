@@ -108,7 +108,7 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
         val = validation_split(train, spec["val_fraction"], spec["seed"])["val"]
         val_scores = breast_scores(models, val, store, cascade)
         # the simulated readers read again with the federated model's marks and scores
-        reads, _ = model_assisted_reads(
+        reads = model_assisted_reads(
             reads,
             test,
             scores,
