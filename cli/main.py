@@ -6,15 +6,15 @@ import argparse
 import logging
 import sys
 
-from cli import data, federation, models, privacy, study
-from cli.options import setup_logging
-from common.errors import CalciflInputError
-
 logger = logging.getLogger("calcifl")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``calcifl`` argument parser."""
+    # imported here, not at the top: worker processes that a command spawns re-import this
+    # module, and should not pay for torch, Flower and Opacus
+    from cli import data, federation, models, privacy, study
+
     parser = argparse.ArgumentParser(
         prog="calcifl",
         description=(
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    from cli.options import setup_logging
+    from common.errors import CalciflInputError
+
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

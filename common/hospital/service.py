@@ -65,9 +65,11 @@ from common.synth.readers import load_simulated_readers
 logger = logging.getLogger("calcifl")
 
 # A simulation serves many messages in one process: keep a few sites' samples in memory
-# (a real SuperNode starts a fresh process per message and relies on the disk cache)
+# (a real SuperNode starts a fresh process per message and relies on the disk cache).
+# A site holds up to five items (records, samples, images, test and validation scores):
+# enough for three simulated hospitals served by one process to keep theirs between rounds
 _MEMORY: OrderedDict = OrderedDict()
-_MAX_ITEMS = 4
+_MAX_ITEMS = 16
 
 
 def _remember(key: tuple, make: Callable):

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,11 @@ def resize(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndar
         )
         return array[rows[:, None], cols[None, :]]
     # torch's antialiased bilinear is Pillow's filter (same output to ~1e-4), but
-    # vectorised and threaded: ~12x faster than Pillow on float32 images
+    # vectorised and threaded: ~12x faster than Pillow on float32 images. Imported here so
+    # that reading and writing DICOM (e.g. in the generator's worker processes) need no torch
+    import torch
+    from torch.nn import functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     out = F.interpolate(tensor, size=tuple(shape), mode="bilinear", antialias=True)
     return out[0, 0].numpy()

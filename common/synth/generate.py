@@ -133,25 +133,50 @@ def synthesize(
 
 
 def _write_in_processes(out: Path, plans: list[dict], config, workers: int, tick) -> list[Path]:
-    """Write each hospital in a worker process; ``tick`` once per image written."""
+    """Write each hospital in a worker process; ``tick`` once per image written.
+
+    The costliest hospitals start first, so one large site does not start last.
+    """
     ctx = mp.get_context("spawn")  # no fork of a process that may hold torch's threads
-    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        ticks = manager.Queue()
-        futures = [pool.submit(_write_hospital_queued, out, plan, config, ticks) for plan in plans]
-        while not all(f.done() for f in futures):
+    ticks = ctx.Queue()
+    order = sorted(range(len(plans)), key=lambda i: -_cost(plans[i], config))
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_set_ticks, initargs=(ticks,)
+    ) as pool:
+        futures = {i: pool.submit(_write_hospital_queued, out, plans[i], config) for i in order}
+        while not all(f.done() for f in futures.values()):
             try:
                 ticks.get(timeout=0.2)
                 tick()
             except queue.Empty:
                 pass
-        while not ticks.empty():
-            ticks.get()
+        dirs = [futures[i].result() for i in range(len(plans))]
+    while True:
+        try:
+            ticks.get(timeout=0.05)
             tick()
-        return [f.result() for f in futures]
+        except queue.Empty:
+            return dirs
 
 
-def _write_hospital_queued(out: Path, plan: dict, config, ticks) -> Path:
-    return _write_hospital(out, plan, config, lambda: ticks.put(1))
+def _cost(plan: dict, config: SynthConfig) -> float:
+    """Relative time to write a hospital: pixels written, JPEG 2000 encoding costing more."""
+    vendor: Vendor = plan["vendor"]
+    height_mm, width_mm = SIZES[config.size]
+    pixels = height_mm * width_mm / vendor.spacing_mm**2
+    return len(plan["patients"]) * 4 * pixels * (1 + 0.5 * vendor.jpeg2000)
+
+
+_TICKS = None
+
+
+def _set_ticks(ticks) -> None:
+    global _TICKS
+    _TICKS = ticks
+
+
+def _write_hospital_queued(out: Path, plan: dict, config) -> Path:
+    return _write_hospital(out, plan, config, lambda: _TICKS.put(1))
 
 
 def _plan_hospital(h: int, config: SynthConfig) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 ROLES = ("senior", "junior")
 #: Each simulated reader's unaided perception of each breast, beside the reads
@@ -160,7 +160,7 @@ def load_profiles(path: str | Path) -> tuple[ReaderProfile, ...]:
 
 def _birads(profile: ReaderProfile, latent: float) -> tuple[int, float]:
     birads = 1 + int(np.searchsorted(profile.thresholds, latent))
-    suspicion = float(np.round(100 * norm.cdf(latent - profile.d_prime / 2), 1))
+    suspicion = float(np.round(100 * ndtr(latent - profile.d_prime / 2), 1))
     return birads, suspicion
 
 

@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 
 import pydicom
 import pytest
@@ -49,6 +50,18 @@ def test_console_script_runs(tmp_path):
     )
     assert result.returncode == 2 and "neither" in result.stderr
     assert subprocess.run([exe, "synth", "--help"], capture_output=True).returncode == 0
+
+
+def test_worker_processes_import_neither_torch_nor_flower():
+    # spawned workers (the generator's) re-import the console script's module and their own
+    code = (
+        "import sys, cli.main, common.synth.generate;"
+        "print(sorted(m for m in ('torch', 'flwr', 'opacus') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_simulate_offers_exactly_the_servers_strategies():
