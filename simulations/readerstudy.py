@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from common.evaluation.metrics import RocStats
 from common.federation.protocol import Refusal
-from common.hospital.service import Hospital
+from common.hospital.service import Hospital, stored_spacing
 from common.hospital.settings import NodeSettings
 from common.learning.material import validation_split
 from common.learning.models import load_run
@@ -88,7 +88,13 @@ def run_reader_study(
     for name, hospital in sites.items():
         try:
             per_site[name] = hospital.assisted_study(
-                scores[name], val_scores.get(name), hospital.records(seed), config, threshold, seed
+                scores[name],
+                val_scores.get(name),
+                hospital.records(seed),
+                config,
+                threshold,
+                seed,
+                stored_spacing(hospital.store(options)),
             )
         except Refusal as exc:
             logger.error("%s: %s; this hospital is left out of the study", name, exc)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data.cbis import CALC_TYPE_ALIASES
+from common.data.marks import parse_marks
 from common.data.problems import ProblemLog
 from common.data.records import Finding, HospitalData, ImageRecord, ReaderRead
 from common.data.tables import Row, read_rows
@@ -48,7 +49,7 @@ MANIFEST_COLUMNS = (
     "density",
     *FINDING_COLUMNS,
 )
-READ_FIELDS = ("reader_id", "reader_role", "birads", "suspicion", "aided")
+READ_FIELDS = ("reader_id", "reader_role", "birads", "suspicion", "aided", "marks")
 READ_COLUMNS = ("patient_id", "exam_id", "laterality", *READ_FIELDS)
 
 PATHOLOGY = {
@@ -97,6 +98,12 @@ def parse_read(row: Row, patient_id: str, exam_id: str, laterality: str | None) 
     """Parse the read columns of a row (reader id known to be present)."""
     if laterality is None:
         raise row.error("laterality", "a read needs the breast's laterality")
+    marks = None
+    if "marks" in row.values:  # the column, even empty: marks recorded (maybe none)
+        try:
+            marks = parse_marks(row.values["marks"] or "")
+        except ValueError as exc:
+            raise row.error("marks", str(exc)) from None
     return ReaderRead(
         patient_id=patient_id,
         exam_id=exam_id,
@@ -107,6 +114,7 @@ def parse_read(row: Row, patient_id: str, exam_id: str, laterality: str | None) 
         suspicion=row.number_("suspicion", 0.0, 100.0),
         aided=row.flag("aided"),
         source=row.source,
+        marks=marks,
     )
 
 

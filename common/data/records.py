@@ -104,6 +104,8 @@ class ReaderRead:
     suspicion: float | None
     aided: bool
     source: str = ""
+    #: the read's marks (:class:`common.data.marks.Mark`); None: no marks recorded
+    marks: tuple | None = None
 
 
 @dataclass

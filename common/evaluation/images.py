@@ -23,6 +23,7 @@ from common.evaluation.metrics import (
     RocStats,
     auc_ci,
 )
+from common.imaging.roi import in_roi
 from common.learning.inference import (
     DEFAULT_CASCADE,
     CascadeConfig,
@@ -149,13 +150,7 @@ class EvalStats:
 
 
 def _hit(centre, finding, tolerance: float) -> bool:
-    if finding.box is not None:
-        r0, c0, r1, c1 = finding.box
-        return (
-            r0 - tolerance <= centre[0] <= r1 + tolerance
-            and c0 - tolerance <= centre[1] <= c1 + tolerance
-        )
-    return float(np.hypot(*(np.asarray(centre) - finding.centroid))) <= tolerance
+    return in_roi(centre, finding.box, finding.centroid, tolerance)
 
 
 @torch.no_grad()

@@ -424,7 +424,10 @@ class Hospital:
         validation = None
         if study.assistance == "simulated-model":
             validation = self._scores(weights, spec, "val")
-        stats = self.assisted_study(scores, validation, records, study, threshold, spec.seed)
+        store = self.store(self.read_options(spec))
+        stats = self.assisted_study(
+            scores, validation, records, study, threshold, spec.seed, stored_spacing(store)
+        )
         cases = stats.strata["all"]["cases"] if "all" in stats.strata else 0
         metrics = {
             P.NUM_EXAMPLES: cases,
@@ -443,12 +446,14 @@ class Hospital:
         study: StudyConfig,
         threshold: float,
         seed: int,
+        spacing: Callable | None = None,
     ) -> StudyStats:
         """Study statistics with the study's assistance and the reads' provenance.
 
         With ``simulated-model`` assistance (simulated readers only) the aided reads are
         simulated from the model's ``scores`` on the held-out breasts, its ``validation``
-        scores setting the aid's scale.
+        scores setting the aid's scale. ``spacing`` (an image's stored pixel spacing, see
+        :func:`stored_spacing`) lets readers' marks be localised on the findings.
         """
         try:
             simulated = load_simulated_readers(self.settings.data_dir)
@@ -482,7 +487,7 @@ class Hospital:
             assistance = "simulated from the model"
         elif simulated is not None and any(r.aided for r in records.reads):
             assistance = "simulated CAD"
-        stats = self.study_stats(scores, records, study, threshold)
+        stats = self.study_stats(scores, records, study, threshold, spacing)
         stats.provenance = {
             "readers": "simulated" if simulated is not None else "recorded",
             "assistance": assistance,
@@ -491,11 +496,15 @@ class Hospital:
 
     @staticmethod
     def study_stats(
-        scores: dict, records: SiteRecords, study: StudyConfig, threshold: float
+        scores: dict,
+        records: SiteRecords,
+        study: StudyConfig,
+        threshold: float,
+        spacing: Callable | None = None,
     ) -> StudyStats:
         """Study statistics of the held-out breasts' model ``scores``, after release."""
         try:
-            return site_study(scores, records.test, records.reads, study, threshold)
+            return site_study(scores, records.test, records.reads, study, threshold, spacing)
         except ValueError as exc:
             raise Refusal(Code.NO_DATA, str(exc)) from exc
 
@@ -538,6 +547,11 @@ class Hospital:
             "tables": released_tables(stats),
         }
         return Outcome(metrics, site=site, audit=audit)
+
+
+def stored_spacing(store: ImageStore) -> Callable[[ImageRecord], tuple[float, float]]:
+    """Return a function giving an image's stored pixel spacing (mm), through the cache."""
+    return lambda record: tuple(store.get(record).source_spacing_mm)
 
 
 @dataclass

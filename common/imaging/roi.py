@@ -40,6 +40,21 @@ def geometry_of(mask: np.ndarray) -> RoiGeometry | None:
     )
 
 
+def in_roi(point, box, centroid, tolerance: float | tuple[float, float]) -> bool:
+    """Whether a (row, col) point lies in an ROI box grown by ``tolerance`` pixels.
+
+    ``tolerance`` is one number or (rows, columns); without a box, the point must lie
+    within the tolerance of the centroid (an ellipse for two tolerances).
+    """
+    tr, tc = (tolerance, tolerance) if np.isscalar(tolerance) else tolerance
+    if box is not None:
+        r0, c0, r1, c1 = box
+        return r0 - tr <= point[0] <= r1 + tr and c0 - tc <= point[1] <= c1 + tc
+    if centroid is None:
+        return False
+    return float(np.hypot((point[0] - centroid[0]) / tr, (point[1] - centroid[1]) / tc)) <= 1.0
+
+
 def binary_mask(path: Path) -> np.ndarray | None:
     """Return the mask if the file holds at most two values (0 and one other), else None."""
     arr = read_file(path).pixel_array

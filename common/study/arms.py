@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import numpy as np
 from common.data.records import ImageRecord, ReaderRead
 from common.evaluation.images import BreastScore
 from common.evaluation.metrics import DEFAULT_BINS, RocStats
+from common.study.localisation import BreastViews, breast_views, localise
 from common.study.panel import PanelStats
 from common.study.stats import ArmStats, PairStats
 
@@ -278,6 +280,8 @@ class Case:
     strata: dict[str, str]
     reads: dict[tuple[str, bool], ReaderRead] = field(default_factory=dict)
     model: BreastScore | None = None
+    #: the findings of its views, for localising readers' marks (None: not known)
+    views: BreastViews | None = None
 
     @property
     def malignant(self) -> bool:
@@ -294,8 +298,12 @@ def build_cases(
     images: list[ImageRecord],
     reads: list[ReaderRead],
     model: dict[tuple, BreastScore] | None = None,
+    spacing: Callable[[ImageRecord], tuple[float, float]] | None = None,
 ) -> dict[tuple, Case]:
     """Gather the study's breasts: truth and strata from the images, reads, model scores.
+
+    With ``spacing`` (an image's stored pixel spacing in mm), each breast also keeps its
+    views' findings, so that readers' marks can be localised on them.
 
     Returns
     -------
@@ -332,6 +340,9 @@ def build_cases(
     for key, score in (model or {}).items():
         if key in cases:
             cases[key].model = score
+    if spacing is not None:
+        for key, views in breast_views(images, spacing).items():
+            cases[key].views = views
     return cases
 
 
@@ -664,6 +675,64 @@ def reader_panels(
     return out
 
 
+def wafroc_panels(
+    cases: list[Case], roles: dict[str, str], bins: int
+) -> tuple[list[tuple[str, PanelStats]], list[str]]:
+    """Per role, the wAFROC panel (unaided vs aided) of its readers whose reads carry marks.
+
+    Lesions are the malignant findings; a breast without one is non-diseased and rated
+    by its highest mark (:mod:`common.study.localisation`). Ratings are suspicion / 100.
+    Cases built without their views' findings (:func:`build_cases` without ``spacing``)
+    have nothing to localise marks on: no panel.
+
+    Returns
+    -------
+    panels : list
+        (name, :class:`PanelStats`) per role with marks.
+    unavailable : list of str
+        Why a reader or a role with marks has no panel.
+    """
+    out, unavailable = [], []
+    flags = (False, True)
+
+    def marked(case: Case, reader: str, aided: bool) -> bool:
+        read = case.reads.get((reader, aided))
+        return read is not None and read.marks is not None
+
+    for role in sorted(set(roles.values())):
+        readers = sorted(r for r, x in roles.items() if x == role)
+        with_marks = [r for r in readers if any(marked(c, r, a) for c in cases for a in flags)]
+        if not with_marks or any(c.views is None for c in cases):
+            continue
+        name = f"{role}: unaided vs aided (wAFROC)"
+        panel = [r for r in with_marks if all(marked(c, r, a) for c in cases for a in flags)]
+        for r in sorted(set(with_marks) - set(panel)):
+            unavailable.append(f"{name}: {r} has reads without marks")
+        if not panel:
+            continue
+        fp, lesions = [], []
+        for c in cases:
+            reads = [[localise(c.reads[(r, a)].marks, c.views) for r in panel] for a in flags]
+            ids = c.views.lesions
+            if c.malignant and ids:
+                lesions.append(
+                    np.array([[[m.lesions[i] for i in ids] for m in row] for row in reads]) / 100
+                )
+            elif not c.malignant:
+                fp.append([[m.non_lesion for m in row] for row in reads])
+        if not fp or not lesions:
+            unavailable.append(f"{name}: needs both diseased and non-diseased breasts")
+            continue
+        fp_array = np.transpose(np.array(fp, dtype=np.float64), (1, 2, 0)) / 100
+        out.append(
+            (
+                name,
+                PanelStats.from_marks(fp_array, lesions, ("unaided", "aided"), tuple(panel), bins),
+            )
+        )
+    return out, unavailable
+
+
 def model_threshold(validation: RocStats, config: StudyConfig) -> float:
     """Return the model's operating point: given, or the highest reaching the target."""
     if config.model_threshold is not None:
@@ -714,6 +783,9 @@ def study_stats(
         name: [panel]
         for name, panel in reader_panels(names, roles, table[:, :, 0], malignant, config.bins)
     }
+    marked, why = wafroc_panels(kept, roles, config.bins)
+    stats.panels.update({name: [panel] for name, panel in marked})
+    stats.unavailable = sorted(set(stats.unavailable) | set(why))
     calcified = np.array([c.calcified for c in kept])
     groups = {"all": np.ones(len(kept), bool)}
     for stratum in config.strata:

@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 from scipy.stats import norm
 
+from common.data.marks import Mark
 from common.data.records import ImageRecord, ReaderRead
 from common.evaluation.images import BreastScore
 from common.study.arms import build_cases
@@ -80,8 +81,9 @@ def model_assisted_reads(
     """
     names = names or {}
     kept = [r for r in reads if not r.aided]
-    unaided = {(r.patient_id, r.exam_id, r.laterality, r.reader_id) for r in kept}
+    unaided = {(r.patient_id, r.exam_id, r.laterality, r.reader_id): r for r in kept}
     cases = build_cases(images, [], scores)
+    centres = _finding_centres(images)
     mu, sd = scale
     added = []
     for key, case in sorted(cases.items()):
@@ -96,7 +98,9 @@ def model_assisted_reads(
                 continue
             # one stream per breast and reader: the same read whatever else is in the study
             rng = np.random.default_rng([seed, zlib.crc32("|".join((*key, reader_id)).encode())])
-            birads, suspicion = aided_read(profile, case.truth, seen, marked, latent, rng)
+            found: list = []
+            birads, suspicion = aided_read(profile, case.truth, seen, marked, latent, rng, found)
+            own = unaided[(*key, released)]
             added.append(
                 ReaderRead(
                     *key,
@@ -106,6 +110,33 @@ def model_assisted_reads(
                     suspicion,
                     True,
                     "simulated from the model",
+                    _aided_marks(own.marks, found[0], birads, suspicion, centres.get(key, [])),
                 )
             )
     return kept + added
+
+
+def _finding_centres(images: list[ImageRecord]) -> dict[tuple, list[tuple[str, float, float]]]:
+    """Per breast, (view, row, col) of each finding's centre on each view (stored pixels)."""
+    out: dict[tuple, list] = {}
+    for im in images:
+        for f in im.findings:
+            if f.centroid is not None:
+                out.setdefault(im.breast_key, []).append(((im.view or "").upper(), *f.centroid))
+    return out
+
+
+def _aided_marks(own, found: bool, birads: int, suspicion: float, centres: list) -> tuple | None:
+    """Return the simulated aided read's marks, by the rule of the generator's reads.
+
+    Seeing the breast's calcifications, the reader marks each finding on each view at its
+    centre; seeing none and calling BI-RADS 3 or more, they keep the spots they marked
+    unaided, now at the aided suspicion. None where the unaided read recorded no marks.
+    """
+    if own is None:
+        return None
+    if found:
+        return tuple(Mark(view, row, col, suspicion) for view, row, col in centres)
+    if birads < 3:
+        return ()
+    return tuple(Mark(m.view, m.row, m.col, suspicion) for m in own)

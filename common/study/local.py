@@ -46,11 +46,15 @@ def site_study(
     reads: list[ReaderRead],
     config: StudyConfig,
     threshold: float,
+    spacing: Callable[[ImageRecord], tuple[float, float]] | None = None,
 ) -> StudyStats:
-    """Return the hospital's study statistics after its release policy (``min_cell``)."""
+    """Return the hospital's study statistics after its release policy (``min_cell``).
+
+    ``spacing`` (an image's stored pixel spacing in mm) lets readers' marks be localised.
+    """
     if not reads:
         raise ValueError("no reader reads (reader_reads.csv or read columns of the manifest)")
-    cases = build_cases(test, reads, scores)
+    cases = build_cases(test, reads, scores, spacing)
     if not any(c.reads for c in cases.values()):
         raise ValueError("no reader read refers to a held-out breast")
     return study_stats(cases, config, threshold).release(config.min_cell)

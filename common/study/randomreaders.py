@@ -140,6 +140,11 @@ def _p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def figure_of_merit(panel: str) -> str:
+    """Return the figure of merit a panel's name says it holds: "wAFROC" or "AUC"."""
+    return "wAFROC" if panel.endswith("(wAFROC)") else "AUC"
+
+
 def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
     """Markdown lines of the random-reader section."""
     if not summaries:
@@ -171,7 +176,8 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
             lines += [f"Not analysed: {s['note']}.", ""]
             continue
         lines += [f"Design: {s['design']}.", ""]
-        lines += ["| Modality | AUC (95% CI) | df |", "|---|---|---|"]
+        fom = figure_of_merit(name)
+        lines += [f"| Modality | {fom} (95% CI) | df |", "|---|---|---|"]
         for m, a in s["auc"].items():
             lo, hi = a["ci95"]
             lines.append(f"| {m} | {_f(a['value'])} ({_f(lo)}–{_f(hi)}) | {_f(a['df'], '.1f')} |")
@@ -202,7 +208,7 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
         sizing = s.get("sizing", {})
         if "table" in sizing:
             lines += [
-                f"Study size for {100 * sizing['target_power']:.0f}% power at Δ AUC = "
+                f"Study size for {100 * sizing['target_power']:.0f}% power at Δ {fom} = "
                 f"{sizing['effect']:.3f} (α = {sizing['alpha']}):",
                 "",
                 "| Readers | Cases |",
@@ -222,7 +228,7 @@ def _curve(panel: PanelStats, reading: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: str = ""):
-    """Per panel: each reader's empirical ROC curve (thin) and the average per modality."""
+    """Per panel: each reader's empirical ROC (or wAFROC) curve and the average per modality."""
     names = [n for n, items in panels.items() if items and all(p.cases for p in items)]
     if not names:
         return None
@@ -231,6 +237,7 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
     colours = ("tab:blue", "tab:red", "tab:green")
     for ax, name in zip(axes[0], names, strict=True):
         items = panels[name]
+        wafroc = figure_of_merit(name) == "wAFROC"
         ax.plot([0, 1], [0, 1], color="0.85", lw=0.8)
         for i, modality in enumerate(items[0].modalities):
             curves = []
@@ -248,7 +255,11 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
                 label=f"{modality}: average of {len(curves)} readers",
             )
         ax.set(
-            xlim=(0, 1), ylim=(0, 1.01), xlabel="1 − specificity", ylabel="sensitivity", title=name
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+            xlabel="false-positive fraction (non-diseased)" if wafroc else "1 − specificity",
+            ylabel="weighted lesion localisation fraction" if wafroc else "sensitivity",
+            title=name,
         )
         ax.legend(fontsize=7, loc="lower right")
     if label:

@@ -22,6 +22,7 @@ from rich.progress import Progress
 
 from common.data.cbis import CALC_COLUMNS
 from common.data.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
+from common.data.marks import Mark, format_marks
 from common.imaging.writing import mammogram_dataset, mask_dataset, new_uid, save
 from common.synth.calcs import Cluster, draw_cluster, make_cluster
 from common.synth.phantom import render_breast
@@ -234,6 +235,8 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
     rng = np.random.default_rng([config.seed, plan["index"], 1])
     # reads draw from their own stream: changing the readers leaves the images unchanged
     read_rng = np.random.default_rng([config.seed, plan["index"], 2])
+    # and marks from a third: adding them left the images and the reads unchanged
+    mark_rng = np.random.default_rng([config.seed, plan["index"], 3])
     height_mm, width_mm = SIZES[config.size]
     shape = (round(height_mm / vendor.spacing_mm), round(width_mm / vendor.spacing_mm))
     cbis_rows: dict[str, list[dict]] = {"train": [], "test": []}
@@ -247,6 +250,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
         for lat in ("L", "R"):
             clusters: list[Cluster] = patient["breasts"][lat]
             seen: list = []
+            found: dict[str, list] = {r.reader_id: [] for r in config.readers}
             reads = {
                 r.reader_id: read_breast(
                     r,
@@ -256,10 +260,13 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     read_rng,
                     config.cad,
                     seen,
+                    found[r.reader_id],
                 )
                 for r in config.readers
             }
-            read_rows.extend(_read_rows(patient, lat, reads, config.readers))
+            breast_rows = list(_read_rows(patient, lat, reads, config.readers))
+            read_rows.extend(breast_rows)
+            views: dict[str, dict] = {}
             for r, p in zip(config.readers, seen, strict=True):
                 perception_rows.append(
                     {
@@ -278,6 +285,10 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                 image_rel, findings = _write_image(
                     dicom_root, case, study_uid, patient, lat, view, clusters, vendor, shape, rng
                 )
+                views[view] = {
+                    "inside": findings.pop("inside"),
+                    "centres": [item["points"].mean(axis=0) for item in findings["items"]],
+                }
                 counts["images"] += 1
                 counts["jpeg2000"] += int(findings.pop("jpeg2000"))
                 base = {
@@ -329,6 +340,11 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                         }
                     )
                 tick()
+            for row in breast_rows:
+                aided = row["aided"] == "yes"
+                row["marks"] = format_marks(
+                    _marks(views, found[row["reader_id"]][int(aided)], row, mark_rng)
+                )
     for split, name in (("train", "train_set"), ("test", "test_set")):
         _write_csv(root / f"calc_case_description_{name}.csv", CALC_COLUMNS, cbis_rows[split])
     _write_csv(root / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows)
@@ -372,6 +388,31 @@ def _read_rows(patient: dict, lat: str, reads: dict, readers: tuple[ReaderProfil
                 "suspicion": read[1],
                 "aided": aided,
             }
+
+
+def _marks(views: dict, found: bool, read: dict, rng: np.random.Generator) -> tuple:
+    """Return a simulated read's marks.
+
+    A reader marks each calcification cluster they saw, on both views, rated by their
+    suspicion; seeing none and calling BI-RADS 3 or more, they mark one random spot of the
+    breast (a false mark, or a true one by chance).
+    """
+    rating = float(read["suspicion"])
+    if found:
+        return tuple(
+            Mark(view, float(c[0]), float(c[1]), rating)
+            for view, v in views.items()
+            for c in v["centres"]
+        )
+    if read["birads"] < 3:
+        return ()
+    view = VIEW_ORDER[int(rng.integers(len(VIEW_ORDER)))]
+    rows, cols = np.nonzero(views[view]["inside"])
+    i = int(rng.integers(len(rows)))
+    return (Mark(view, float(rows[i]), float(cols[i]), rating),)
+
+
+VIEW_ORDER = ("CC", "MLO")
 
 
 def _write_image(
@@ -435,6 +476,7 @@ def _write_image(
         ds.Laterality = lat
     rel = f"{case}/{study_uid}/{ds.SeriesInstanceUID}/000000.dcm"
     save(ds, dicom_root / rel, jpeg2000=jpeg2000)
+    inside = phantom.mask[:, ::-1] if flip else phantom.mask
     items = []
     for i, (cluster, points, roi) in enumerate(drawn, start=1):
         if flip:
@@ -478,7 +520,7 @@ def _write_image(
                 "crop": f"{folder}/000001.dcm",
             }
         )
-    return rel, {"items": items, "jpeg2000": jpeg2000}
+    return rel, {"items": items, "jpeg2000": jpeg2000, "inside": inside}
 
 
 def _place(phantom, rng: np.random.Generator) -> tuple[float, float]:

@@ -208,6 +208,7 @@ def aided_read(
     marked: bool,
     aid_latent: float,
     rng: np.random.Generator,
+    found_out: list | None = None,
 ) -> tuple[int, float]:
     """Read a breast again with an aid that marks it (or not) and gives its suspicion.
 
@@ -219,6 +220,8 @@ def aided_read(
         The aid's suspicion on the readers' latent scale (about N(0, 1) on normal breasts).
     """
     recovered = seen.missed and marked and rng.uniform() < profile.recovery
+    if found_out is not None:  # whether the reader saw the breast's calcifications
+        found_out.append(truth != "normal" and (not seen.missed or bool(recovered)))
     own = (0.0 if seen.missed and not recovered else _shift(profile, truth)) + seen.noise
     w = profile.reliance
     # keep a normal breast's latent N(0, 1)-like so the BI-RADS cut-offs keep their meaning
@@ -238,6 +241,7 @@ def read_breast(
     rng: np.random.Generator,
     cad: CadProfile | None = None,
     seen_out: list | None = None,
+    found_out: list | None = None,
 ) -> tuple[tuple[int, float], tuple[int, float] | None]:
     """Read one breast alone and (with ``cad``) aided by the simulated CAD.
 
@@ -248,6 +252,9 @@ def read_breast(
     seen_out : list, optional
         Receives the reader's :class:`Perception` (kept so that aids other than the CAD,
         such as a trained model, can be simulated on the same reads later).
+    found_out : list, optional
+        Receives whether the reader saw the breast's calcifications, unaided and (with
+        ``cad``) aided: where their marks go.
 
     Returns
     -------
@@ -258,12 +265,14 @@ def read_breast(
     if seen_out is not None:
         seen_out.append(seen)
     unaided = unaided_read(profile, truth, seen)
+    if found_out is not None:
+        found_out.append(truth != "normal" and not seen.missed)
     if cad is None:
         return unaided, None
     marked = truth != "normal" and rng.uniform() < cad.sensitivity
     cad_shift = {"normal": 0.0, "benign": cad.benign_shift, "malignant": cad.d_prime}[truth]
     cad_latent = (cad_shift if marked else 0.0) + rng.standard_normal()
-    return unaided, aided_read(profile, truth, seen, marked, cad_latent, rng)
+    return unaided, aided_read(profile, truth, seen, marked, cad_latent, rng, found_out)
 
 
 def load_simulated_readers(

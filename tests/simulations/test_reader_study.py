@@ -17,6 +17,7 @@ import pytest
 from common.data.cache import PreprocessCache
 from common.evaluation.metrics import RocStats
 from common.evaluation.report import clean_json
+from common.hospital.service import stored_spacing
 from common.learning.material import site_study_data, validation_split
 from common.learning.models import load_run
 from common.learning.samples import ImageStore
@@ -73,6 +74,10 @@ def test_simulation_writes_the_study_table_and_figure(study_run):
     # the random-reader section, and what is simulated said above every table
     assert "## Random-reader analysis (MRMC)" in table
     assert "### junior: unaided vs aided — " in table
+    # the simulated readers' marks: wAFROC per arm, with no reader left without marks
+    assert "### junior: unaided vs aided (wAFROC) — " in table
+    assert "| Modality | wAFROC (95% CI) | df |" in table or "Not analysed" in table
+    assert "has reads without marks" not in table
     label = "**Simulated readers** (calcifl's reader model, not radiologists); aided reads"
     assert table.count(label) >= table.count("| Arm |")
     assert "federated model's own marks and scores" in table
@@ -81,6 +86,7 @@ def test_simulation_writes_the_study_table_and_figure(study_run):
         "readers": "simulated",
         "assistance": "simulated from the model",
     }
+    assert "junior: unaided vs aided (wAFROC)" in result["random_readers"]
     juniors = result["random_readers"]["junior: unaided vs aided"]
     # each hospital's own two juniors; a hospital this small may lack two malignant breasts
     assert juniors["readers_per_hospital"] == [2] * juniors["hospitals"]
@@ -117,7 +123,7 @@ def test_pooled_federated_study_equals_the_union(study_run, study_data):
             config.detection_threshold,
             spec["seed"],
         )
-        cases = build_cases(test, reads, scores)
+        cases = build_cases(test, reads, scores, stored_spacing(store))
         sites.append(cases)
         union.update({(i, *k): c for k, c in cases.items()})
         validation = validation + scores_roc(val_scores, config.bins)

@@ -99,3 +99,47 @@ def test_real_readers_refuse_simulated_assistance(site, tmp_path):
     config = StudyConfig(model_threshold=0.5, assistance="simulated-model")
     with pytest.raises(Refusal, match="readers are real"):
         hospital.assisted_study({}, {}, records, config, 0.5, 0)
+
+
+def _aided_reads(site, tmp_path, quality: float):
+    from common.study.assist import aid_scale, model_assisted_reads
+
+    records = _hospital(site, tmp_path).records(0)
+    cases = build_cases(records.test, [])
+    val = {k: BreastScore(float(i % 7) / 7 + 0.05, 0.0, False) for i, k in enumerate(cases)}
+    scores = _model(cases, quality, 1)
+    reads = model_assisted_reads(
+        records.reads, records.test, scores, *load_simulated_readers(site), aid_scale(val), 0.5, 0
+    )
+    return records, scores, reads
+
+
+def test_simulated_aided_reads_mark_where_the_reader_looked(site, tmp_path):
+    from common.study.arms import wafroc_panels
+
+    records, scores, reads = _aided_reads(site, tmp_path / "a", 3.0)
+    centres = {
+        (im.breast_key, (im.view or "").upper(), f.centroid)
+        for im in records.test
+        for f in im.findings
+    }
+    own = {(r.patient_id, r.exam_id, r.laterality, r.reader_id): r for r in reads if not r.aided}
+    aided = [r for r in reads if r.aided]
+    assert aided and all(r.marks is not None for r in reads)
+    for r in aided:
+        key = (r.patient_id, r.exam_id, r.laterality)
+        spots = {(m.view, m.row, m.col) for m in own[(*key, r.reader_id)].marks}
+        for m in r.marks:
+            assert m.rating == r.suspicion
+            assert (key, m.view, (m.row, m.col)) in centres or (m.view, m.row, m.col) in spots
+    # a better model: better aided wAFROC, unaided unchanged
+    spacing = json.loads((site / "synth.json").read_text())["vendor"]["spacing_mm"]
+    fom = {}
+    for quality in (0.0, 3.0):
+        records, scores, reads = _aided_reads(site, tmp_path / str(quality), quality)
+        cases = build_cases(records.test, reads, scores, lambda im: (spacing, spacing))
+        roles = {r.reader_id: r.role for r in reads}
+        panels = dict(wafroc_panels(list(cases.values()), roles, 101)[0])
+        fom[quality] = panels["junior: unaided vs aided (wAFROC)"].fom()[0].reshape(2, -1)
+    assert np.allclose(fom[0.0][0], fom[3.0][0])
+    assert fom[3.0][1].mean() > fom[0.0][1].mean() + 0.02
