@@ -302,8 +302,8 @@ def build_cases(
 ) -> dict[tuple, Case]:
     """Gather the study's breasts: truth and strata from the images, reads, model scores.
 
-    With ``spacing`` (an image's stored pixel spacing in mm), each breast also keeps its
-    views' findings, so that readers' marks can be localised on them.
+    With ``spacing`` (an image's stored pixel spacing in mm) and reads carrying marks, each
+    breast also keeps its views' findings, so that the marks can be localised on them.
 
     Returns
     -------
@@ -340,7 +340,8 @@ def build_cases(
     for key, score in (model or {}).items():
         if key in cases:
             cases[key].model = score
-    if spacing is not None:
+    if spacing is not None and any(r.marks is not None for r in reads):
+        # only reads with marks need the views (reading each image's spacing)
         for key, views in breast_views(images, spacing).items():
             cases[key].views = views
     return cases
