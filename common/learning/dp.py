@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from opacus.accountants import RDPAccountant
-
 DEFAULT_DELTA = 1e-5
 
 # A call that needs more noise than this (σ relative to the clipping norm) to fit what is
@@ -94,6 +92,8 @@ def epsilon(history: History, delta: float) -> float:
     """Cumulative ε of an accountant history at ``delta`` (0 for no history)."""
     if not history:
         return 0.0
+    from opacus.accountants import RDPAccountant  # opacus costs seconds to import
+
     accountant = RDPAccountant()
     accountant.history = [tuple(h) for h in history]
     return float(accountant.get_epsilon(delta))

@@ -1,6 +1,8 @@
 """Privacy accounting (Opacus RDP) against closed forms."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 from scipy.optimize import brentq
@@ -50,3 +52,18 @@ def test_delta_above_one_over_n_is_refused():
     assert DPConfig(noise_multiplier=1.0, delta=1e-3).delta_for(1000) == 1e-3
     with pytest.raises(ValueError, match="above 1/n"):
         DPConfig(noise_multiplier=1.0, delta=1e-3).delta_for(1001)
+
+
+def test_apps_load_opacus_only_when_privacy_is_accounted():
+    # every simulated SuperNode process loads the ClientApp; opacus costs seconds there
+    code = (
+        "import sys, client.app, server.app;"
+        "print('opacus' in sys.modules);"
+        "from common.learning.dp import epsilon;"
+        "epsilon([(1.0, 0.01, 100)], 1e-5);"
+        "print('opacus' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]
