@@ -274,6 +274,11 @@ def check_dataset(ds: Dataset, path: str | Path, options: ReadOptions = DEFAULT_
             )
 
 
+def _syntax_name(ds: Dataset) -> str:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return f"{syntax.name} ({syntax})" if syntax else "an unnamed transfer syntax"
+
+
 def presentation_intent(ds: Dataset) -> str:
     """Return 'FOR PRESENTATION', 'FOR PROCESSING' or 'UNKNOWN'."""
     value = str(ds.get("PresentationIntentType", "") or "").upper()
@@ -413,10 +418,13 @@ def mammogram_from_dataset(
     try:
         stored = ds.pixel_array
     except Exception as exc:  # codecs raise many types; all mean "cannot decode"
-        message = str(exc).lower()
+        reason = " ".join(str(exc).split())  # plugins' reasons come one per line
+        message = reason.lower()
         if "truncat" in message or "end of" in message or "shorter" in message:
-            raise TruncatedDicomError(path, f"pixel data is truncated ({exc})") from exc
-        raise PixelDecodeError(path, f"cannot decode pixel data ({exc})") from exc
+            raise TruncatedDicomError(path, f"pixel data is truncated ({reason})") from exc
+        raise PixelDecodeError(
+            path, f"cannot decode pixel data in {_syntax_name(ds)} ({reason})"
+        ) from exc
     if stored.ndim != 2:
         raise DimensionError(path, f"pixel array has shape {stored.shape}, expected 2-D")
 

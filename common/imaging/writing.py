@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    JPEG2000,
     PYDICOM_IMPLEMENTATION_UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
@@ -113,12 +126,107 @@ def mask_dataset(mask: np.ndarray, rng: np.random.Generator | None = None, **att
     return ds
 
 
-def save(ds: Dataset, path: str | Path, jpeg2000: bool = False) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file (JPEG 2000 lossless when asked)."""
+#: Transfer syntaxes :func:`save` writes, with the encoder used: pydicom's own writer,
+#: one of pydicom's encoding plugins (pylibjpeg-openjpeg, pyjpegls, pylibjpeg-rle) or GDCM
+#: (the JPEG processes, which pydicom does not encode).
+ENCODERS = {
+    ExplicitVRLittleEndian: "pydicom",
+    ImplicitVRLittleEndian: "pydicom",
+    ExplicitVRBigEndian: "pydicom",
+    DeflatedExplicitVRLittleEndian: "pydicom",
+    RLELossless: "plugin",
+    JPEGLSLossless: "plugin",
+    JPEGLSNearLossless: "plugin",
+    JPEG2000Lossless: "plugin",
+    JPEG2000: "plugin",
+    JPEGLosslessSV1: "gdcm",
+    JPEGLossless: "gdcm",
+    JPEGBaseline8Bit: "gdcm",
+}
+
+_PLUGINS = {
+    RLELossless: ("pylibjpeg", {}),
+    JPEGLSLossless: ("pyjpegls", {}),
+    JPEGLSNearLossless: ("pyjpegls", {"jls_error": 2}),
+    JPEG2000Lossless: ("pylibjpeg", {}),
+    JPEG2000: ("pylibjpeg", {"j2k_cr": [10]}),
+}
+
+
+def save(ds: Dataset, path: str | Path, syntax: str = ExplicitVRLittleEndian) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file in transfer syntax ``syntax``.
+
+    Lossless syntaxes keep the pixels; the lossy ones (JPEG-LS near-lossless with an error
+    bound of 2, JPEG 2000 at 10:1, 8-bit JPEG baseline) change them. The instance UID is
+    kept, so that writing stays deterministic. Raises ``ValueError`` for another syntax.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if jpeg2000:
-        # lossless: the instance stays the same, so keep its UID (and determinism)
-        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
+    syntax = pydicom.uid.UID(syntax)
+    how = ENCODERS.get(syntax)
+    if how is None:
+        raise ValueError(f"cannot write transfer syntax {syntax}")
+    if how == "gdcm":
+        return _save_gdcm(ds, path, syntax)
+    if how == "plugin":
+        plugin, kwargs = _PLUGINS[syntax]
+        if syntax == RLELossless and not _has_module("rle"):
+            plugin = "pydicom"
+        ds.compress(syntax, encoding_plugin=plugin, generate_instance_uid=False, **kwargs)
+    elif syntax == ExplicitVRBigEndian:
+        ds = _big_endian(ds)
+    else:
+        ds.file_meta.TransferSyntaxUID = syntax
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _big_endian(ds: Dataset) -> Dataset:
+    """Return a copy of ``ds`` with big-endian pixel bytes (pydicom writes them as given)."""
+    out = ds.copy()
+    out.file_meta = FileMetaDataset(ds.file_meta)
+    out.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    if ds.BitsAllocated == 16:
+        pixels = np.frombuffer(ds.PixelData, dtype="<u2")
+        out.PixelData = pixels.astype(">u2").tobytes()
+    return out
+
+
+def _save_gdcm(ds: Dataset, path: Path, syntax: str) -> Path:
+    """Write uncompressed, then let GDCM re-encode the file into ``path``."""
+    import gdcm
+
+    targets = {
+        JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1,
+        JPEGLossless: gdcm.TransferSyntax.JPEGLosslessProcess14,
+        JPEGBaseline8Bit: gdcm.TransferSyntax.JPEGBaselineProcess1,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".dcm")
+    os.close(fd)
+    try:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(tmp, enforce_file_format=True)
+        reader = gdcm.ImageReader()
+        reader.SetFileName(tmp)
+        if not reader.Read():
+            raise ValueError(f"GDCM could not read {tmp}")
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(targets[syntax]))
+        change.SetInput(reader.GetImage())
+        if not change.Change():
+            raise ValueError(f"GDCM could not encode {syntax.name}")
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        if not writer.Write():
+            raise ValueError(f"GDCM could not write {path}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000Lossless
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
 from common.errors import (
     CalciflInputError,
@@ -42,7 +42,7 @@ def phantom(bits: int = 12) -> np.ndarray:
 def write(tmp_path: Path, stored: np.ndarray, name: str = "img.dcm", jpeg2000=False, **kw):
     """Write ``stored`` as an MG file; keyword arguments become DICOM attributes."""
     ds = mammogram_dataset(stored, **kw)
-    return save(ds, tmp_path / name, jpeg2000=jpeg2000)
+    return save(ds, tmp_path / name, JPEG2000Lossless if jpeg2000 else ExplicitVRLittleEndian)
 
 
 def window_for(bits: int) -> dict:
@@ -330,3 +330,66 @@ def test_reading_never_writes_the_source(tmp_path):
     before = (path.read_bytes(), path.stat().st_mtime_ns)
     read_mammogram(path)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+# --- every PACS transfer syntax ------------------------------------------------------------
+
+LOSSLESS = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Process 14
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, Process 14 SV1 (FFDM PACS' usual export)
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+]
+LOSSY = {
+    "1.2.840.10008.1.2.4.81": 2 / 4095,  # JPEG-LS near-lossless: |error| <= 2 stored values
+    "1.2.840.10008.1.2.4.91": 0.02,  # JPEG 2000 at 10:1
+}
+
+
+@pytest.mark.parametrize("syntax", LOSSLESS)
+def test_lossless_syntaxes_read_as_the_uncompressed_file(tmp_path, syntax):
+    plain = write(tmp_path, phantom(), "plain.dcm", **window_for(12))
+    ds = mammogram_dataset(phantom(), **window_for(12))
+    coded = save(ds, tmp_path / "coded.dcm", syntax)
+    assert pydicom.dcmread(coded).file_meta.TransferSyntaxUID == syntax
+    a, b = read_mammogram(plain, NATIVE), read_mammogram(coded, NATIVE)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert b.transfer_syntax == syntax and b.laterality == a.laterality
+
+
+@pytest.mark.parametrize("syntax", sorted(LOSSY))
+def test_lossy_syntaxes_read_within_their_error(tmp_path, syntax):
+    plain = write(tmp_path, phantom(), "plain.dcm", **window_for(12))
+    coded = save(mammogram_dataset(phantom(), **window_for(12)), tmp_path / "coded.dcm", syntax)
+    a, b = read_mammogram(plain, NATIVE), read_mammogram(coded, NATIVE)
+    assert b.transfer_syntax == syntax
+    error = np.abs(a.pixels - b.pixels)
+    assert 0 < error.max() and error.mean() <= LOSSY[syntax]
+
+
+def test_8_bit_jpeg_baseline_reads(tmp_path):
+    stored = (phantom(8)).astype(np.uint8)
+    path = save(
+        mammogram_dataset(stored, bits_stored=8, **window_for(8)),
+        tmp_path / "baseline.dcm",
+        "1.2.840.10008.1.2.4.50",
+    )
+    m = read_mammogram(path, NATIVE)
+    assert m.bits_stored == 8 and m.laterality == "L" and m.mask.mean() > 0.3
+
+
+def test_an_undecodable_syntax_is_one_line_naming_file_and_syntax(tmp_path):
+    path = write(tmp_path, phantom(), **window_for(12))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.51"  # 12-bit JPEG Extended
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8" + b"\x00" * 64 + b"\xff\xd9"])
+    ds.save_as(tmp_path / "extended.dcm", enforce_file_format=True)
+    with pytest.raises(CalciflInputError) as info:
+        read_mammogram(tmp_path / "extended.dcm")
+    message = str(info.value)
+    assert "\n" not in message and "extended.dcm" in message and "JPEG Extended" in message
