@@ -49,7 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "normal images",
         "benign findings",
         "malignant findings",
-        "JPEG 2000",
+        "compressed",
     ):
         table.add_column(col)
     for d in dirs:
@@ -62,10 +62,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
             str(c.get("normal_images", 0)),
             str(c.get("findings_benign", 0)),
             str(c.get("findings_malignant", 0)),
-            str(c.get("jpeg2000", 0)),
+            _compressed(c.get("compressed", 0), info["vendor"].get("syntax", "")),
         )
     console.print(table)
     return 0
+
+
+def _compressed(count: int, syntax: str) -> str:
+    from pydicom.uid import UID
+
+    return f"{count} ({UID(syntax).keyword})" if count else "0"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

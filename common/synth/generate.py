@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 from rich.progress import Progress
 
 from common.data.cbis import CALC_COLUMNS
@@ -165,7 +166,9 @@ def _cost(plan: dict, config: SynthConfig) -> float:
     vendor: Vendor = plan["vendor"]
     height_mm, width_mm = SIZES[config.size]
     pixels = height_mm * width_mm / vendor.spacing_mm**2
-    return len(plan["patients"]) * 4 * pixels * (1 + 0.5 * vendor.jpeg2000)
+    # encoding costs half the drawing in JPEG 2000, a tenth in JPEG-LS
+    extra = {JPEG2000Lossless: 0.5, JPEGLSLossless: 0.1}.get(vendor.syntax, 0.0)
+    return len(plan["patients"]) * 4 * pixels * (1 + extra * vendor.compressed)
 
 
 _TICKS = None
@@ -290,7 +293,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     "centres": [item["points"].mean(axis=0) for item in findings["items"]],
                 }
                 counts["images"] += 1
-                counts["jpeg2000"] += int(findings.pop("jpeg2000"))
+                counts["compressed"] += int(findings.pop("compressed"))
                 base = {
                     "image": f"CBIS-DDSM/{image_rel}",
                     "patient_id": patient["patient_id"],
@@ -448,7 +451,7 @@ def _write_image(
     laterality_kw = "ImageLaterality"
     if vendor.orientation == "series-laterality":
         laterality_kw = "Laterality"
-    jpeg2000 = bool(rng.uniform() < vendor.jpeg2000)
+    compressed = bool(rng.uniform() < vendor.compressed)
     common = {
         "PatientID": patient["patient_id"],
         "PatientName": patient["name"],
@@ -475,7 +478,7 @@ def _write_image(
     if laterality_kw == "Laterality":
         ds.Laterality = lat
     rel = f"{case}/{study_uid}/{ds.SeriesInstanceUID}/000000.dcm"
-    save(ds, dicom_root / rel, jpeg2000=jpeg2000)
+    save(ds, dicom_root / rel, vendor.syntax if compressed else ExplicitVRLittleEndian)
     inside = phantom.mask[:, ::-1] if flip else phantom.mask
     items = []
     for i, (cluster, points, roi) in enumerate(drawn, start=1):
@@ -520,7 +523,7 @@ def _write_image(
                 "crop": f"{folder}/000001.dcm",
             }
         )
-    return rel, {"items": items, "jpeg2000": jpeg2000, "inside": inside}
+    return rel, {"items": items, "compressed": compressed, "inside": inside}
 
 
 def _place(phantom, rng: np.random.Generator) -> tuple[float, float]:

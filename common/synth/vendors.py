@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Vendor:
     ----------
     voi : str
         'window' (two LINEAR windows), 'linear-exact', 'sigmoid' or 'lut'.
+    compressed : float
+        Share of the images written compressed, in transfer syntax ``syntax`` (lossless).
     orientation : str
         'patient-orientation' (PatientOrientation set), 'image-laterality' (only
         ImageLaterality, standard display), 'series-laterality' (only series Laterality)
@@ -40,7 +43,8 @@ class Vendor:
     voi: str
     gamma: float
     noise: float
-    jpeg2000: float
+    compressed: float
+    syntax: str
     rescale: tuple[float, float]
     padding: bool
     orientation: str
@@ -63,6 +67,7 @@ VENDORS = (
         1.0,
         0.012,
         0.0,
+        ExplicitVRLittleEndian,
         (1.0, 0.0),
         False,
         "patient-orientation",
@@ -79,6 +84,7 @@ VENDORS = (
         0.85,
         0.010,
         1.0,
+        JPEG2000Lossless,
         (1.0, 0.0),
         True,
         "image-laterality",
@@ -95,6 +101,7 @@ VENDORS = (
         1.15,
         0.008,
         0.5,
+        JPEGLSLossless,
         (2.0, -1000.0),
         False,
         "fov-flip",
@@ -111,6 +118,7 @@ VENDORS = (
         0.8,
         0.015,
         0.0,
+        ExplicitVRLittleEndian,
         (1.0, 0.0),
         False,
         "series-laterality",

@@ -48,6 +48,17 @@ def test_summary_counts_and_privacy(consortium):
     assert leaked == []
 
 
+def test_files_are_counted_by_transfer_syntax(consortium):
+    site = consortium / "hospital-3"  # a vendor storing part of its images as JPEG-LS
+    counts = json.loads((site / "synth.json").read_text())["counts"]
+    syntaxes = summarize(load_hospital(site, echo=False))["dicom"]["by_transfer_syntax"]
+    assert syntaxes == {
+        "JPEG-LS Lossless Image Compression": counts["compressed"],
+        "Explicit VR Little Endian": counts["images"] - counts["compressed"],
+    }
+    assert 0 < counts["compressed"] < counts["images"]
+
+
 def test_small_cells_are_suppressed(consortium):
     data = load_hospital(consortium / "hospital-3", echo=False)
     plain = summarize(data)
