@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
-from cli.options import add_study_args, run_config, study_config
+from cli.options import add_read_options, add_study_args, node_reading, run_config, study_config
 from common.synth.generate import SynthConfig
 from server.settings import STRATEGIES, RunSettings
 
@@ -37,6 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     extra = {} if args.min_cell is None else {"min-cell": args.min_cell}
     if args.privacy_budget:
         extra["privacy-budget"] = args.privacy_budget
+    extra.update(node_reading(args))  # how every hospital reads its own files
     if args.data and len(args.data) == 1 and args.partition:
         nodes = partition_nodes(
             args.data[0], args.hospitals, args.partition, args.seed, state, cache, **extra
@@ -82,6 +84,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "central-dp-epsilon": args.central_dp_epsilon,
         "central-dp-delta": args.central_dp_delta,
         "federation": args.federation or out.name,
+        **({"spacing-mm": args.spacing} if args.spacing is not None else {}),
         **run_config(args.set or []),
     }
     if args.reader_study:
@@ -102,6 +105,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     setup = SimulationSetup(
         nodes, cpus_per_client=args.cpus_per_client, ray_address=args.ray_address
     )
+    out.mkdir(parents=True, exist_ok=True)
+    reading = {"target-spacing-mm": settings.spacing_mm, **node_reading(args)}
+    (out / "reading.json").write_text(json.dumps(reading, indent=2))
     report = run_simulation(settings, setup, progress=not args.quiet, verbose=args.verbose)
     if args.baselines:
         from simulations.baselines import run_baselines
@@ -305,6 +311,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_study_args(p)
+    add_read_options(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(

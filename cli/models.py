@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -84,6 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from common.learning.samples import ImageStore
 
     models, options, cascade, _ = load_run(args.model)
+    options = read_options(args, options)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     data = load_hospital(args.data)
@@ -117,7 +119,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from common.learning.models import load_run
 
     models, options, cascade, _ = load_run(args.model)
+    options = read_options(args, options)
     args.out.mkdir(parents=True, exist_ok=True)
+    # what the outputs were read with, beside them
+    reading = {k: v for k, v in asdict(options).items() if k != "key_salt"}
+    (args.out / "reading.json").write_text(json.dumps(reading, indent=2))
     failed = 0
     index: list[tuple[str, str, str]] = []
     for path in args.images:
@@ -220,6 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="operating point")
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_read_options(p, model=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -235,4 +242,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
     p.add_argument("images", nargs="+", type=Path, help="DICOM files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_read_options(p, model=True)
     p.set_defaults(func=cmd_predict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -21,37 +22,61 @@ def setup_logging(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def read_options(args: argparse.Namespace) -> ReadOptions:
-    """Return the image-reading options given on the command line."""
-    return ReadOptions(
-        target_spacing_mm=args.spacing,
-        fallback_spacing_mm=args.fallback_spacing,
-        for_processing=args.for_processing,
-        modalities=None if args.any_modality else ("MG",),
+def read_options(args: argparse.Namespace, model: ReadOptions | None = None) -> ReadOptions:
+    """Return the reading options given on the line over ``model``'s (or the defaults)."""
+    base = model or ReadOptions()
+    spacing = args.spacing if args.spacing is not None else base.target_spacing_mm
+    if model is not None and spacing != base.target_spacing_mm:
+        logger.warning(
+            "--spacing %g mm: the model was trained at %g mm", spacing, base.target_spacing_mm
+        )
+    return replace(
+        base,
+        target_spacing_mm=spacing,
+        fallback_spacing_mm=(
+            args.fallback_spacing if args.fallback_spacing is not None else base.fallback_spacing_mm
+        ),
+        for_processing=args.for_processing or base.for_processing,
+        modalities=None if args.any_modality else base.modalities,
     )
 
 
-def add_read_options(p: argparse.ArgumentParser) -> None:
-    """Add the image-reading options to a command."""
+def node_reading(args: argparse.Namespace) -> dict:
+    """Return the node-config keys of the file-reading options given on the line."""
+    keys = {}
+    if args.fallback_spacing is not None:
+        keys["fallback-spacing"] = args.fallback_spacing
+    if args.for_processing:
+        keys["for-processing"] = args.for_processing
+    if args.any_modality:
+        keys["any-modality"] = True
+    return keys
+
+
+def add_read_options(p: argparse.ArgumentParser, model: bool = False) -> None:
+    """Add the image-reading options to a command (``model``: defaults from the model)."""
     g = p.add_argument_group("image reading")
+    default = ReadOptions()
     g.add_argument(
         "--spacing",
         type=float,
-        default=ReadOptions().target_spacing_mm,
+        default=None,
         metavar="MM",
-        help="target pixel spacing of the canonical image (default: %(default)s mm)",
+        help="target pixel spacing of the canonical image (default: "
+        + ("the model's)" if model else f"{default.target_spacing_mm} mm)"),
     )
     g.add_argument(
         "--fallback-spacing",
         type=float,
         default=None,
         metavar="MM",
-        help="spacing to assume for files that give none (default: refuse them)",
+        help="spacing to assume for files that give none, e.g. digitised film at 0.05 "
+        "(default: refuse them)",
     )
     g.add_argument(
         "--for-processing",
         choices=("refuse", "normalize"),
-        default="refuse",
+        default=None,
         help="FOR PROCESSING (raw) images: refuse (default) or window to percentiles",
     )
     g.add_argument("--any-modality", action="store_true", help="accept modalities other than MG")

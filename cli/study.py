@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cli.options import add_study_args, study_config
+from cli.options import add_read_options, add_study_args, read_options, study_config
 
 logger = logging.getLogger("calcifl")
 
@@ -28,8 +28,17 @@ def cmd_reader_study(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path(args.model) / "reader-study"
     try:
+        from common.learning.models import load_run
+
+        read = read_options(args, load_run(args.model)[1])
         result = run_reader_study(
-            args.model, args.data, out, config, cache_dir=args.cache, progress=not args.quiet
+            args.model,
+            args.data,
+            out,
+            config,
+            cache_dir=args.cache,
+            progress=not args.quiet,
+            read=read,
         )
     except ValueError as exc:
         logger.error("%s", exc)
@@ -131,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or table")
+    add_read_options(p, model=True)
     add_study_args(p)
     g = p.add_argument_group("study size (--plan)")
     g.add_argument(

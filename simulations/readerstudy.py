@@ -18,6 +18,7 @@ from common.evaluation.metrics import RocStats
 from common.federation.protocol import Refusal
 from common.hospital.service import Hospital, stored_spacing
 from common.hospital.settings import NodeSettings
+from common.imaging.reading import ReadOptions
 from common.learning.material import validation_split
 from common.learning.models import load_run
 from common.study.arms import StudyConfig, model_threshold
@@ -37,6 +38,7 @@ def run_reader_study(
     seed: int | None = None,
     val_fraction: float | None = None,
     progress: bool = True,
+    read: ReadOptions | None = None,
 ) -> dict:
     """Run the study on each hospital folder and write the pooled and per-site tables.
 
@@ -44,9 +46,13 @@ def run_reader_study(
     -------
     dict
         The study result (also in ``out_dir/reader_study.json``), with ``paths``.
+
+    ``read`` replaces the model's reading options (e.g. with a fallback spacing for
+    digitised film).
     """
     config = config or StudyConfig()
     models, options, cascade, spec = load_run(model_dir)
+    options = read or options  # the model's, or the caller's for these files
     seed = int(spec.get("seed", 0)) if seed is None else seed
     val_fraction = float(spec.get("val_fraction", 0.15)) if val_fraction is None else val_fraction
     sites: dict[str, Hospital] = {}

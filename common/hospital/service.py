@@ -158,7 +158,8 @@ class Hospital:
 
     def read_options(self, spec: RoundSpec) -> ReadOptions:
         """Return the round's reading options, with this hospital's own image-key salt."""
-        return replace(spec.models().read, key_salt=self.identity.salt)
+        read = self.settings.reading(spec.models().read)
+        return replace(read, key_salt=self.identity.salt)
 
     # -- data -------------------------------------------------------------------------
 

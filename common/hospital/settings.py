@@ -14,7 +14,10 @@ ids leave in reader-study statistics; default false: role pseudonyms such as
 statistics of a set with fewer positives or negatives; reader-study strata with fewer
 breasts of a class), ``reader-study`` (false: refuse to take part in reader studies),
 ``test-fraction`` (held-out
-patients when the data carry no split), and for simulations of a pooled data set
+patients when the data carry no split), how this hospital's files are read:
+``fallback-spacing`` (mm to assume for images without a spacing tag, e.g. digitised film;
+default: refuse them), ``for-processing`` ("refuse" or "normalize" raw images) and
+``any-modality`` (accept modalities other than MG), and for simulations of a pooled data set
 ``partition`` ("I/N"), ``partition-scheme`` and ``partition-seed``.
 """
 
@@ -22,10 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.data.partition import PartitionSpec
+from common.imaging.reading import ReadOptions
 from common.learning.dp import DEFAULT_DELTA
 
 DEFAULT_TOTAL_BUDGET = 20.0
@@ -43,6 +47,9 @@ KNOWN = {
     "min-cell",
     "reader-study",
     "test-fraction",
+    "fallback-spacing",
+    "for-processing",
+    "any-modality",
     "partition",
     "partition-scheme",
     "partition-seed",
@@ -68,6 +75,18 @@ class NodeSettings:
     reader_study: bool = True
     test_fraction: float = 0.25
     partition: tuple[int, PartitionSpec] | None = None
+    fallback_spacing_mm: float | None = None
+    for_processing: str = "refuse"
+    any_modality: bool = False
+
+    def reading(self, options: ReadOptions) -> ReadOptions:
+        """Return ``options`` (the round's) with what this hospital says of its own files."""
+        return replace(
+            options,
+            fallback_spacing_mm=self.fallback_spacing_mm,
+            for_processing=self.for_processing,
+            modalities=None if self.any_modality else options.modalities,
+        )
 
     @property
     def ledger_path(self) -> Path:
@@ -135,6 +154,12 @@ class NodeSettings:
                 n, str(node.get("partition-scheme", "iid")), int(node.get("partition-seed", 0))
             )
             partition = (i, spec)
+        fallback = float(node.get("fallback-spacing", 0) or 0) or None
+        if fallback is not None and not 0.01 <= fallback <= 1.0:
+            raise ValueError(f"fallback-spacing {fallback:g} mm: expected 0.01..1")
+        for_processing = str(node.get("for-processing", "refuse"))
+        if for_processing not in ("refuse", "normalize"):
+            raise ValueError(f"for-processing '{for_processing}': 'refuse' or 'normalize'")
         return cls(
             data_dir=data_dir,
             hospital_id=hospital,
@@ -149,6 +174,9 @@ class NodeSettings:
             reader_study=_flag(node.get("reader-study", True)),
             test_fraction=float(node.get("test-fraction", 0.25)),
             partition=partition,
+            fallback_spacing_mm=fallback,
+            for_processing=for_processing,
+            any_modality=_flag(node.get("any-modality", False)),
         )
 
 

@@ -61,6 +61,29 @@ _VIEW_BY_MEANING = {
     "latero-medial oblique": "LMO",
     "caudo-cranial (from below)": "FB",
     "superolateral to inferomedial oblique": "SIO",
+    "inferomedial to superolateral oblique": "ISO",
+}
+
+#: CID 4014 (View for Mammography) code values, SNOMED CT and SNOMED-RT, for files whose
+#: View Code Sequence carries a code without (or with a localised) meaning.
+_VIEW_BY_CODE = {
+    "399162004": "CC",
+    "R-10242": "CC",
+    "399368009": "MLO",
+    "R-10226": "MLO",
+    "399260004": "ML",
+    "R-10224": "ML",
+    "399352003": "LM",
+    "R-10228": "LM",
+    "399099002": "LMO",
+    "R-10230": "LMO",
+    "399192003": "XCCL",
+    "R-1024A": "XCCL",
+    "399101009": "XCCM",
+    "R-1024B": "XCCM",
+    "R-10244": "FB",
+    "R-102D0": "SIO",
+    "R-40AAA": "ISO",
 }
 
 
@@ -302,6 +325,9 @@ def view_of(ds: Dataset) -> str | None:
     if value:
         return value
     for item in ds.get("ViewCodeSequence", []) or []:
+        code = str(item.get("CodeValue", "")).strip().upper()
+        if code in _VIEW_BY_CODE:
+            return _VIEW_BY_CODE[code]
         meaning = str(item.get("CodeMeaning", "")).strip().lower()
         if meaning in _VIEW_BY_MEANING:
             return _VIEW_BY_MEANING[meaning]
@@ -326,7 +352,9 @@ def spacing_of(
                 return (row, col), keyword
     if fallback is None:
         raise SpacingError(
-            path, "no ImagerPixelSpacing or PixelSpacing (set fallback_spacing_mm to assume one)"
+            path,
+            "no ImagerPixelSpacing or PixelSpacing (assume one with --fallback-spacing MM, "
+            "or fallback-spacing in the node config)",
         )
     return (fallback, fallback), "fallback"
 

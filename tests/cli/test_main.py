@@ -145,3 +145,34 @@ def test_mrmc_and_plan_commands(tmp_path, capsys):
     assert (tmp_path / "plan" / "study_plan.png").stat().st_size > 10_000
     assert "| Readers | Cases needed | Power |" in (tmp_path / "plan" / "study_plan.md").read_text()
     assert main(["reader-study", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "--model", "m", "--out", "o", "f.dcm"],
+        ["evaluate", "--model", "m", "--data", "d"],
+        ["reader-study", "--model", "m", "--data", "d"],
+        ["train-central", "--data", "d", "--out", "o"],
+        ["simulate", "--out", "o", "--data", "d"],
+        ["inspect", "d"],
+    ],
+)
+def test_every_command_that_reads_images_takes_the_reading_options(command):
+    from cli.options import node_reading, read_options
+    from common.imaging.reading import ReadOptions
+
+    given = ["--fallback-spacing", "0.05", "--for-processing", "normalize", "--any-modality"]
+    args = build_parser().parse_args([*command, *given])
+    model = ReadOptions(target_spacing_mm=0.07)
+    read = read_options(args, model)
+    assert read.target_spacing_mm == 0.07 and read.fallback_spacing_mm == 0.05
+    assert read.for_processing == "normalize" and read.modalities is None
+    assert node_reading(args) == {
+        "fallback-spacing": 0.05,
+        "for-processing": "normalize",
+        "any-modality": True,
+    }
+    # nothing given: the model's own options, unchanged
+    plain = build_parser().parse_args(command)
+    assert read_options(plain, model) == model and node_reading(plain) == {}

@@ -161,3 +161,43 @@ def test_dp_picks_fixed_schedules_and_the_descriptor_classifier():
     assert (cls.patience, cls.restore_best, cls.lr) == (0, False, 0.3)
     own = TrainConfig(epochs=2)
     assert CentralConfig(dp=dp.dp, dp_detector_train=own).detector_schedule() is own
+
+
+def _film_like(source, path):
+    """A copy of ``source`` as a film scanner writes it: no spacing, no ViewPosition, RLE."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.uid import RLELossless
+
+    from common.imaging.writing import save
+
+    ds = pydicom.dcmread(source)
+    ds.decompress()
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing", "ViewPosition"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "399162004", "SCT"
+    code.CodeMeaning = "kraniokaudal"  # a localised meaning: the code decides
+    ds.ViewCodeSequence = [code]
+    return save(ds, path, RLELossless)
+
+
+def test_predict_reads_film_without_spacing_when_told_one(run, consortium, tmp_path, caplog):
+    source = next((consortium / "hospital-2").rglob("Calc-*_CC/*/*/000000.dcm"))
+    film = _film_like(source, tmp_path / "film.dcm")
+    before = film.read_bytes()
+    model = str(run / "model")
+    assert main(["predict", "--model", model, str(film), "--out", str(tmp_path / "a")]) == 1
+    (line,) = [r.getMessage() for r in caplog.records if "film.dcm" in r.getMessage()]
+    assert "no ImagerPixelSpacing or PixelSpacing" in line and "\n" not in line
+    out = tmp_path / "b"
+    code = main(
+        ["predict", "--model", model, str(film), "--fallback-spacing", "0.05", "--out", str(out)]
+    )
+    assert code == 0 and film.read_bytes() == before
+    (row,) = csv.DictReader((out / "index.csv").open())
+    result = json.loads((out / f"{row['output']}.json").read_text())
+    assert result["image"]["view"] == "CC" and result["image"]["spacing_source"] == "fallback"
+    reading = json.loads((out / "reading.json").read_text())
+    assert reading["fallback_spacing_mm"] == 0.05 and reading["target_spacing_mm"] == 0.1

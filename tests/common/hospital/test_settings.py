@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from common.hospital.settings import NodeSettings
+from common.imaging.reading import ReadOptions
 
 
 def test_defaults_and_paths(tmp_path, monkeypatch):
@@ -66,8 +67,23 @@ def test_flwr_run_maps_node_numbers_to_hospital_folders():
         ({"data-dir": "/d", "data_dir": "/d"}, "unknown node-config key"),
         ({"data-dir": "/d", "partition": "3/3"}, "I must be in"),
         ({"data-dir": "/d", "partition": "a/b"}, "expected 'I/N'"),
+        ({"data-dir": "/d", "fallback-spacing": 5}, "fallback-spacing 5 mm"),
+        ({"data-dir": "/d", "for-processing": "keep"}, "'refuse' or 'normalize'"),
     ],
 )
 def test_bad_configuration_is_named(config, message):
     with pytest.raises(ValueError, match=message):
         NodeSettings.from_config(config)
+
+
+def test_the_hospital_says_how_its_own_files_are_read():
+    node = {"data-dir": "/d", "fallback-spacing": 0.05, "for-processing": "normalize"}
+    settings = NodeSettings.from_config({**node, "any-modality": "true"})
+    # what a round asks for (a coordinator's choice) cannot change how these files are read
+    asked = ReadOptions(target_spacing_mm=0.07, fallback_spacing_mm=0.2, modalities=("MG",))
+    read = settings.reading(asked)
+    assert read.target_spacing_mm == 0.07 and read.fallback_spacing_mm == 0.05
+    assert read.for_processing == "normalize" and read.modalities is None
+    plain = NodeSettings.from_config({"data-dir": "/d"}).reading(asked)
+    assert plain.fallback_spacing_mm is None and plain.for_processing == "refuse"
+    assert plain.modalities == ("MG",)

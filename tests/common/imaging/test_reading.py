@@ -393,3 +393,24 @@ def test_an_undecodable_syntax_is_one_line_naming_file_and_syntax(tmp_path):
         read_mammogram(tmp_path / "extended.dcm")
     message = str(info.value)
     assert "\n" not in message and "extended.dcm" in message and "JPEG Extended" in message
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning", "view"),
+    [
+        ("399368009", "médio-latéral oblique", "MLO"),  # SNOMED CT code, localised meaning
+        ("R-10242", "", "CC"),  # SNOMED-RT code of older files
+        ("", "cranio-caudal", "CC"),  # a meaning only
+        ("12345", "unknown", None),
+    ],
+)
+def test_view_from_the_view_code_sequence_without_view_position(tmp_path, code, meaning, view):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    if code:
+        item.CodeValue, item.CodingSchemeDesignator = code, "SCT"
+    if meaning:
+        item.CodeMeaning = meaning
+    path = write(tmp_path, phantom(), view=None, ViewCodeSequence=[item], **window_for(12))
+    assert read_mammogram(path).view == view
