@@ -30,7 +30,7 @@ from common.imaging.reading import (
 )
 
 #: Bump when the preprocessing code changes what it produces.
-FORMAT_VERSION = 2  # 2: breast mask refined for bright pectoral muscles
+FORMAT_VERSION = 3  # 2: bright pectoral muscles; 3: film borders cleared
 
 
 def default_cache_dir() -> Path:

@@ -1,4 +1,12 @@
-"""Breast segmentation: a binary mask and its bounding box on the canonical image."""
+"""Breast segmentation on the canonical image: mask, bounding box and search region.
+
+The search region is where detection looks: the breast without the pectoral muscle of
+oblique views.
+
+Film and scanner artifacts are kept out of the mask: bright borders and scanner edges along
+the image's sides are cleared before the breast is taken as the largest bright component,
+so labels, lead markers and a white frame are not part of it.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +65,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
         floor = float(np.median(air))
         noise = 1.4826 * float(np.median(np.abs(air - floor)))
         thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
-    fg = small > thr
+    fg = _clear_borders(small > thr)
     labels, n = ndimage.label(fg)
     if n == 0:
         return np.zeros(image.shape, dtype=bool)
@@ -75,6 +83,95 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
     cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
     return np.take(np.take(fg, rows, axis=0), cols, axis=1)
+
+
+#: Outer share of each side searched for film borders and scanner edges.
+BORDER_BAND = 0.05
+
+
+def _clear_borders(fg: np.ndarray) -> np.ndarray:
+    """Clear lines near the top, bottom and right sides that are bright nearly end to end.
+
+    A breast never spans a whole side; a film border or a scanner edge does.
+
+    The chest-wall side (left) only loses lines bright over their whole length, since a
+    large breast can cover most of it.
+    """
+    fg = fg.copy()
+    h, w = fg.shape
+    nr, nc = max(1, int(BORDER_BAND * h)), max(1, int(BORDER_BAND * w))
+    top, bottom = fg[:nr], fg[h - nr :]
+    top[top.mean(axis=1) > 0.9] = False
+    bottom[bottom.mean(axis=1) > 0.9] = False
+    right, left = fg[:, w - nc :], fg[:, :nc]
+    right[:, right.mean(axis=0) > 0.9] = False
+    left[:, left.mean(axis=0) > 0.995] = False
+    return fg
+
+
+def pectoral_mask(image: np.ndarray, mask: np.ndarray, work_size: int = 160) -> np.ndarray:
+    """Return the pectoral muscle of a canonical oblique view, or an empty mask.
+
+    On an MLO view with the chest wall on the left and superior up, the muscle is the
+    bright region in the upper-left corner bounded by a near-straight edge. Each row of
+    the breast's upper part gives the column where the corner's brightness ends; a robust
+    (Theil–Sen) line through them is the muscle's edge. Nothing is removed unless the
+    corner is clearly brighter than the tissue below the edge and the line cuts off a
+    corner of plausible size (2–45 % of the breast).
+    """
+    from scipy.stats import theilslopes
+
+    empty = np.zeros(mask.shape, dtype=bool)
+    h, w = image.shape
+    step = max(1, -(-max(h, w) // work_size))
+    small = ndimage.uniform_filter(image, step)[::step, ::step] if step > 1 else image
+    m = mask[::step, ::step]
+    if m.sum() < 100:
+        return empty
+    r0, c0, r1, c1 = bounding_box(m)
+    depth = c1 - c0
+    corner = small[r0 : r0 + max(2, (r1 - r0) // 12), c0 : c0 + max(2, depth // 12)]
+    corner_m = m[r0 : r0 + corner.shape[0], c0 : c0 + corner.shape[1]]
+    if corner_m.mean() < 0.8:
+        return empty
+    muscle_level = float(np.median(corner[corner_m]))
+    upper = small[r0 : r0 + (r1 - r0) * 2 // 3, c0 : c0 + depth * 2 // 3]
+    upper_m = m[r0 : r0 + upper.shape[0], c0 : c0 + upper.shape[1]]
+    tissue_level = float(np.median(upper[upper_m]))
+    if muscle_level - tissue_level < 0.05:
+        return empty
+    threshold = 0.5 * (muscle_level + tissue_level)
+    edge_rows, edge_cols = [], []
+    for i in range(upper.shape[0]):
+        line = upper[i] > threshold
+        if not line[0]:
+            break  # below the muscle's lower tip
+        run = int(np.argmin(line)) if not line.all() else line.size
+        edge_rows.append(i)
+        edge_cols.append(run)
+    if len(edge_rows) < 5:
+        return empty
+    slope, intercept, _, _ = theilslopes(edge_cols, edge_rows)
+    if slope >= 0 or intercept <= 0:
+        return empty
+    rr, cc = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
+    small_muscle = ((cc - c0) < intercept + slope * (rr - r0)) & m
+    share = small_muscle.sum() / m.sum()
+    inside = small[small_muscle]
+    below = small[m & ~small_muscle]
+    if not 0.02 <= share <= 0.45 or inside.mean() - np.median(below) < 0.05:
+        return empty
+    # back to full size on the full grid, so the edge stays straight
+    rows, cols = np.mgrid[0:h, 0:w]
+    edge = (intercept + slope * (rows / step - r0)) * step + c0 * step
+    return (cols < edge) & mask
+
+
+def search_region(image: np.ndarray, mask: np.ndarray, view: str | None) -> np.ndarray:
+    """Return where calcifications are searched: the breast, less an oblique view's muscle."""
+    if view and view.upper() in ("MLO", "ML", "LMO", "SIO", "ISO"):
+        return mask & ~pectoral_mask(image, mask)
+    return mask
 
 
 def _darkest_mode(values: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch.nn import functional as F
 
+from common.imaging.breast import search_region
 from common.imaging.reading import Mammogram
 from common.learning.samples import roi_crop
 
@@ -91,8 +92,17 @@ class ImageResult:
 
 
 @torch.no_grad()
-def heatmap(detector: torch.nn.Module, pixels: np.ndarray, bbox, config: CascadeConfig):
+def heatmap(
+    detector: torch.nn.Module,
+    pixels: np.ndarray,
+    bbox,
+    config: CascadeConfig,
+    region: np.ndarray | None = None,
+):
     """Detector probabilities over the breast box, by overlapping tiles.
+
+    Tiles whose core holds no pixel of ``region`` (where marks may fall) are not run and
+    stay at probability 0.
 
     Returns
     -------
@@ -112,6 +122,9 @@ def heatmap(detector: torch.nn.Module, pixels: np.ndarray, bbox, config: Cascade
     padded = np.pad(region, ((halo, ph - h + halo + t), (halo, pw - w + halo + t)))
     detector.eval()
     corners = [(tr, tc) for tr in range(0, ph, t) for tc in range(0, pw, t)]
+    if region is not None:
+        inside = region[r0:r1, c0:c1]
+        corners = [(tr, tc) for tr, tc in corners if inside[tr : tr + t, tc : tc + t].any()]
     # tiles go through in batches: GroupNorm is per sample, so batching changes nothing
     for start in range(0, len(corners), TILE_BATCH):
         chunk = corners[start : start + TILE_BATCH]
@@ -203,14 +216,15 @@ def run_cascade(
 ) -> ImageResult:
     """Run detector → clusters → classifier on one canonical mammogram."""
     detector, classifier = models["detector"], models["classifier"]
-    prob, (r0, c0) = heatmap(detector, image.pixels, image.bbox, config)
+    region = search_region(image.pixels, image.mask, image.view)
+    prob, (r0, c0) = heatmap(detector, image.pixels, image.bbox, config, region)
     idx, scores = peaks(prob, config.peak_threshold, config.max_points)
     stride = detector.config.stride
     points = idx.astype(np.float64) * stride + np.array([r0, c0])
-    if len(points):
-        r = np.clip(points[:, 0].astype(int), 0, image.mask.shape[0] - 1)
-        c = np.clip(points[:, 1].astype(int), 0, image.mask.shape[1] - 1)
-        inside = image.mask[r, c]
+    if len(points):  # nothing outside the breast (or in an oblique view's muscle) is a mark
+        r = np.clip(points[:, 0].astype(int), 0, region.shape[0] - 1)
+        c = np.clip(points[:, 1].astype(int), 0, region.shape[1] - 1)
+        inside = region[r, c]
         points, scores = points[inside], scores[inside]
     clusters = group(points, scores, image.spacing_mm[0], config)
     probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)

@@ -18,6 +18,7 @@ from common.data.cache import PreprocessCache
 from common.data.problems import ProblemLog
 from common.data.records import ImageRecord
 from common.errors import CalciflInputError
+from common.imaging.breast import search_region
 from common.imaging.geometry import resize
 
 
@@ -174,12 +175,14 @@ def detector_patches(
                 origins.append(
                     (int(centre[0]) - half + jitter[0], int(centre[1]) - half + jitter[1])
                 )
-        inside = np.argwhere(m.mask[::4, ::4]) * 4
+        # negatives come from where the cascade searches: not the air, not the muscle
+        region = search_region(m.pixels, m.mask, m.view)
+        inside = np.argwhere(region[::4, ::4]) * 4
         if len(inside):
             for _ in range(negatives_per_image):
                 r, c = inside[rng.integers(len(inside))]
                 origins.append((int(r) - half, int(c) - half))
-            hard = _bright_spots(m.pixels, m.mask, pts, min_distance=patch / 4)
+            hard = _bright_spots(m.pixels, region, pts, min_distance=patch / 4)
             if len(hard):
                 r, c = hard[rng.integers(min(len(hard), 20))]
                 origins.append((int(r) - half, int(c) - half))

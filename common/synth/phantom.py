@@ -35,6 +35,8 @@ class Phantom:
         Half the breast's extent along the chest wall.
     glandular : numpy.ndarray
         float32 fibroglandular weight in [0, 1] (for lesion placement and reader models).
+    muscle : numpy.ndarray or None
+        bool pectoral muscle (MLO views), the truth of its segmentation.
     """
 
     attenuation: np.ndarray
@@ -43,6 +45,7 @@ class Phantom:
     depth: float
     half_height: float
     glandular: np.ndarray
+    muscle: np.ndarray | None = None
 
     def position(self, depth_frac: float, lateral_frac: float) -> tuple[float, float]:
         """Return (row, col) of a point given as fractions of depth and half-height."""
@@ -97,6 +100,7 @@ def render_breast(
     glandular = ndimage.gaussian_filter(glandular, 1.0).astype(np.float32) * mask
 
     attenuation = thickness * (0.30 + 0.40 * glandular + (0.015 + 0.05 * glandular) * fine)
+    muscle = None
     if mlo:
         muscle = (cols / pec_w + rows / pec_h) < 1.0
         attenuation = np.where(muscle, np.maximum(attenuation, 0.78 + 0.03 * fine), attenuation)
@@ -110,4 +114,5 @@ def render_breast(
         depth=float(depth),
         half_height=float(half),
         glandular=glandular,
+        muscle=muscle,
     )

@@ -1,6 +1,12 @@
 import numpy as np
 
-from common.imaging.breast import bounding_box, breast_mask, otsu_threshold
+from common.imaging.breast import (
+    bounding_box,
+    breast_mask,
+    otsu_threshold,
+    pectoral_mask,
+    search_region,
+)
 from common.synth.phantom import render_breast
 
 
@@ -37,3 +43,63 @@ def test_breast_mask_with_bright_pectoral_and_noiseless_air():
     image[breast & (cols < 100 - rows * 0.8)] = 0.9
     mask = breast_mask(image)
     assert (mask & breast).sum() / (mask | breast).sum() > 0.95
+
+
+def _film(view="CC", seed=5, shape=(480, 384)):
+    """A phantom breast on a digitised-film background: grainy air, returned with its truth."""
+    rng = np.random.default_rng(seed)
+    p = render_breast(shape, view, 2, rng)
+    image = np.clip(p.attenuation, 0, 1) + 0.02 * rng.standard_normal(shape)
+    return np.clip(image, 0, 1).astype(np.float32), p
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_film_borders_scanner_edges_and_white_frames_are_not_breast():
+    image, p = _film()
+    h, w = image.shape
+    cases = {}
+    border = image.copy()
+    border[-12:, :] = 0.95  # bright strip along the film's bottom, touching the breast
+    border[:, -8:] = 0.9  # and a scanner edge on the nipple side
+    cases["border"] = border
+    frame = image.copy()
+    frame[:3, :] = frame[-3:, :] = frame[:, :3] = frame[:, -3:] = 1.0  # a white frame
+    cases["frame"] = frame
+    edge = image.copy()
+    edge[6:9, :] = 0.97  # a bright scanner line a few pixels in from the top
+    cases["scanner line"] = edge
+    for name, picture in cases.items():
+        mask = breast_mask(picture)
+        assert _iou(mask, p.mask) > 0.93, name
+        assert not mask[-5:, w // 2 :].any() and not mask[:, -3:].any(), name
+
+
+def test_labels_and_lead_markers_apart_from_the_breast_are_not_breast():
+    image, p = _film()
+    labelled = image.copy()
+    for k in range(3):  # "LCC": three bright letter blocks in the top-right corner
+        labelled[20:44, 280 + 26 * k : 300 + 26 * k] = 1.0
+    labelled[420:440, 330:360] = 0.85  # a lead marker near the bottom edge
+    mask = breast_mask(labelled)
+    assert _iou(mask, p.mask) > 0.95
+    assert not mask[20:44, 280:360].any() and not mask[420:440, 330:360].any()
+
+
+def test_search_region_leaves_out_the_pectoral_muscle_of_oblique_views():
+    ious = []
+    for seed in range(8):
+        image, p = _film("MLO", seed)
+        mask = breast_mask(image)
+        muscle = pectoral_mask(image, mask)
+        ious.append(_iou(muscle, p.muscle & mask))
+        region = search_region(image, mask, "MLO")
+        assert not (region & muscle).any() and (region | muscle).sum() == mask.sum()
+    assert np.median(ious) > 0.85 and min(ious) > 0.5, ious
+    for seed in range(4):  # a cranio-caudal view has none to find
+        image, _ = _film("CC", seed)
+        mask = breast_mask(image)
+        assert not pectoral_mask(image, mask).any()
+        assert (search_region(image, mask, "CC") == mask).all()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from common.learning.inference import CascadeConfig, aggregate_scores, group, heatmap, peaks
-from common.learning.models import Detector, DetectorConfig
+from common.learning.models import Detector, DetectorConfig, build
 
 
 def test_peaks_nms_and_threshold():
@@ -57,3 +57,41 @@ def test_breast_and_exam_scores_take_the_maximum():
     )
     assert breasts == {("P1", "E1", "L"): 0.7, ("P1", "E1", "R"): 0.4, ("P2", "E1", "L"): 0.1}
     assert exams == {("P1", "E1"): 0.7, ("P2", "E1"): 0.1}
+
+
+class _PeaksEverywhere(torch.nn.Module):
+    """A detector whose heatmap peaks on a regular grid, whatever the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = DetectorConfig(width=4)
+
+    def forward(self, x):
+        out = torch.full((x.shape[0], 1, x.shape[2] // 2, x.shape[3] // 2), -10.0)
+        out[..., ::6, ::6] = 10.0
+        return out
+
+
+def test_marks_fall_only_in_the_breast_and_never_on_the_pectoral_muscle(tmp_path):
+    from common.imaging.breast import pectoral_mask
+    from common.imaging.reading import read_mammogram
+    from common.imaging.writing import mammogram_dataset, save
+    from common.learning.inference import run_cascade
+    from common.synth.phantom import render_breast
+
+    rng = np.random.default_rng(2)
+    p = render_breast((480, 384), "MLO", 2, rng)
+    image = np.clip(p.attenuation + 0.02 * rng.standard_normal(p.mask.shape), 0, 1)
+    image[-10:, :] = 0.95  # a film border along the bottom, inside the breast's box
+    stored = (image * 4095).astype(np.uint16)
+    ds = mammogram_dataset(stored, view="MLO", WindowCenter=2048, WindowWidth=4096)
+    m = read_mammogram(save(ds, tmp_path / "mlo.dcm"))
+    classifier = build("classifier", {"width": 4}).eval()
+    models = {"detector": _PeaksEverywhere(), "classifier": classifier}
+    config = CascadeConfig(max_points=100000)
+    result = run_cascade(models, m, config)
+    r, c = result.points.astype(int).T
+    muscle = pectoral_mask(m.pixels, m.mask)
+    assert len(result.points) > 100 and m.mask[r, c].all() and not muscle[r, c].any()
+    assert muscle.sum() > 0.03 * m.mask.sum()
+    assert (r < m.pixels.shape[0] - 12).all()  # none on the border
