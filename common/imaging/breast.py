@@ -92,10 +92,8 @@ BORDER_BAND = 0.05
 def _clear_borders(fg: np.ndarray) -> np.ndarray:
     """Clear lines near the top, bottom and right sides that are bright nearly end to end.
 
-    A breast never spans a whole side; a film border or a scanner edge does.
-
-    The chest-wall side (left) only loses lines bright over their whole length, since a
-    large breast can cover most of it.
+    A breast never spans a whole side; a film border or a scanner edge does. The chest
+    wall's side (left) is left alone: an oblique view's breast and muscle can cover it.
     """
     fg = fg.copy()
     h, w = fg.shape
@@ -103,9 +101,8 @@ def _clear_borders(fg: np.ndarray) -> np.ndarray:
     top, bottom = fg[:nr], fg[h - nr :]
     top[top.mean(axis=1) > 0.9] = False
     bottom[bottom.mean(axis=1) > 0.9] = False
-    right, left = fg[:, w - nc :], fg[:, :nc]
+    right = fg[:, w - nc :]
     right[:, right.mean(axis=0) > 0.9] = False
-    left[:, left.mean(axis=0) > 0.995] = False
     return fg
 
 

@@ -103,3 +103,12 @@ def test_search_region_leaves_out_the_pectoral_muscle_of_oblique_views():
         mask = breast_mask(image)
         assert not pectoral_mask(image, mask).any()
         assert (search_region(image, mask, "CC") == mask).all()
+
+
+def test_a_breast_covering_the_whole_chest_wall_keeps_it():
+    # the chest wall's side is never taken for a film border, however much it is covered
+    rows, cols = np.mgrid[:240, :192]
+    breast = ((rows - 120) / 150) ** 2 + (cols / 170) ** 2 < 1  # spans every row at col 0
+    image = np.where(breast, 0.5 + 0.05 * np.sin(rows / 5.0), 0.02).astype(np.float32)
+    mask = breast_mask(image)
+    assert mask[:, :6].all() and _iou(mask, breast) > 0.97
