@@ -49,19 +49,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
         nodes = hospital_nodes(args.data, state, cache, **extra)
     else:
-        from common.synth.generate import synthesize
+        from common.synth.generate import consortium
 
-        data_root = out / "data"
-        if not (data_root / f"hospital-{args.hospitals}").is_dir():
-            synthesize(
-                data_root,
-                SynthConfig(hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1),
-                progress=not args.quiet,
-                workers=0,
-            )
-        nodes = hospital_nodes(
-            sorted(data_root.glob("hospital-*"))[: args.hospitals], state, cache, **extra
-        )
+        synth = SynthConfig(hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1)
+        try:
+            dirs = consortium(out / "data", synth, progress=not args.quiet)
+        except ValueError as exc:
+            logger.error("%s", exc)
+            return 2
+        nodes = hospital_nodes(dirs, state, cache, **extra)
     config = {
         "num-server-rounds": args.rounds,
         "strategy": args.strategy,

@@ -134,6 +134,30 @@ def synthesize(
     return dirs
 
 
+def consortium(out: str | Path, config: SynthConfig, progress: bool = True) -> list[Path]:
+    """Return a synthetic consortium's hospital folders, writing them unless already there.
+
+    A complete consortium of the same settings in ``out`` is reused. ``consortium.json`` is
+    written last, so a folder without it (an interrupted run) is
+    written again; one made with other settings is refused rather than mixed.
+
+    Raises
+    ------
+    ValueError
+        When ``out`` holds a complete consortium of other settings.
+    """
+    out = Path(out)
+    marker = out / "consortium.json"
+    if marker.is_file():
+        saved = json.loads(marker.read_text())
+        if saved.get("config") != json.loads(json.dumps(asdict(config))):
+            raise ValueError(
+                f"{out} holds a synthetic consortium of other settings; choose another folder"
+            )
+        return [out / name for name in saved["hospitals"]]
+    return synthesize(out, config, progress=progress, workers=0)
+
+
 def _write_in_processes(out: Path, plans: list[dict], config, workers: int, tick) -> list[Path]:
     """Write each hospital in a worker process; ``tick`` once per image written.
 

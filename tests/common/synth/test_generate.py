@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from common.data.folders import load_hospital
 from common.imaging.reading import MG_FOR_PRESENTATION, read_mammogram
 from common.synth.calcs import MALIGNANT_TYPES, make_cluster
-from common.synth.generate import SynthConfig, synthesize
+from common.synth.generate import SynthConfig, consortium, synthesize
 from common.synth.readers import (
     DEFAULT_CAD,
     DEFAULT_READERS,
@@ -204,3 +204,18 @@ def test_worker_processes_write_the_same_files(tmp_path):
     for f in files:
         if (tmp_path / "one" / f).is_file():
             assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+
+
+def test_a_complete_consortium_is_reused_an_interrupted_one_written_again(tmp_path):
+    config = SynthConfig(hospitals=2, exams=2, seed=5)
+    out = tmp_path / "data"
+    (out / "hospital-2").mkdir(parents=True)  # what an interrupted run leaves behind
+    dirs = consortium(out, config, progress=False)
+    assert [d.name for d in dirs] == ["hospital-1", "hospital-2"]
+    written = _digest(out)
+    assert any(name.startswith("hospital-2/") for name in written)
+    marker = (out / "consortium.json").stat().st_mtime_ns
+    assert consortium(out, config, progress=False) == dirs  # complete: not written again
+    assert (out / "consortium.json").stat().st_mtime_ns == marker and _digest(out) == written
+    with pytest.raises(ValueError, match="other settings"):
+        consortium(out, SynthConfig(hospitals=2, exams=3, seed=5), progress=False)
