@@ -15,6 +15,7 @@ from rich.progress import Progress
 from cli.options import add_read_options, read_options
 from common.errors import CalciflInputError
 from common.federation.rounds import LocalTraining
+from common.learning.weak import WEAK_TARGETS
 from simulations.central import CentralConfig
 
 logger = logging.getLogger("calcifl")
@@ -51,6 +52,7 @@ def cmd_train_central(args: argparse.Namespace) -> int:
         dp=dp,
         seed=args.seed,
         cache_dir=args.cache,
+        weak_targets=args.weak_targets,
     )
     summary = train_central(args.data, args.out, config)
     det, cls = summary["detector"], summary["classifier"]
@@ -189,6 +191,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=CENTRAL.seed, help="seed of splits, sampling, training"
     )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument(
+        "--weak-targets",
+        choices=WEAK_TARGETS,
+        default=CENTRAL.weak_targets,
+        help="detector targets of findings with a mask, box or centroid but no points: "
+        "candidate calcifications found in the region, or one peak at the centroid "
+        "(default %(default)s)",
+    )
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
     g.add_argument(

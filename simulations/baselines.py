@@ -67,6 +67,7 @@ def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool
         val_fraction=settings.val_fraction,
         seed=settings.seed,
         cache_dir=cache_dir,
+        weak_targets=settings.weak_targets,
     )
 
 

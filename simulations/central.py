@@ -54,6 +54,7 @@ class CentralConfig:
     val_fraction: float = 0.15
     seed: int = 0
     cache_dir: Path | None = None
+    weak_targets: str = "candidates"
 
     def classifier_config(self) -> ClassifierConfig:
         """Return the classifier in effect (automatic when ``classifier`` is None)."""
@@ -95,6 +96,7 @@ def site_settings(config: CentralConfig) -> SiteSettings:
         seed=config.seed,
         cache_dir=config.cache_dir,
         dp=config.dp is not None,
+        weak_targets=config.weak_targets,
     )
 
 

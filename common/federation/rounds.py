@@ -17,6 +17,7 @@ from common.learning import recipes
 from common.learning.dp import DPConfig
 from common.learning.inference import CascadeConfig
 from common.learning.models import ClassifierConfig, DetectorConfig
+from common.learning.weak import WEAK_TARGETS
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class LocalTraining(KebabConfig):
         With DP, leave the detector's full-resolution stem at the federation's initial
         weights (:data:`common.learning.recipes.DP_FROZEN_DETECTOR`,
         :func:`~common.learning.recipes.detector_frozen`).
+    weak_targets : {"candidates", "centroid"}
+        What the detector is taught for a finding annotated only by a mask, a box or a
+        centroid: candidate calcification centres found in its region
+        (:mod:`common.learning.weak`), or one peak at the centroid.
     """
 
     detector_epochs: int = 5
@@ -136,9 +141,12 @@ class LocalTraining(KebabConfig):
     dp_max_grad_norm: float = 1.0
     dp_delta: float = 0.0
     dp_freeze_stem: bool = True
+    weak_targets: str = "candidates"
 
     def __post_init__(self) -> None:
         """Validate counts."""
+        if self.weak_targets not in WEAK_TARGETS:
+            raise ValueError(f"'weak-targets' must be one of {', '.join(WEAK_TARGETS)}")
         for name in ("detector_epochs", "classifier_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'{name.replace('_', '-')}' must be >= 1")

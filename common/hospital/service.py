@@ -195,6 +195,7 @@ class Hospital:
         """Return both models' training and validation samples for a round's settings."""
         models = spec.models()
         key = ("site", *self._data_key(spec.seed), spec.model_spec, spec.dp, spec.val_fraction)
+        key = (*key, spec.weak_targets)
         key = (*key, str(self.settings.cache_dir))
         settings = SiteSettings(
             detector=models.detector,
@@ -204,6 +205,7 @@ class Hospital:
             seed=spec.seed,
             cache_dir=self.settings.cache_dir,
             dp=spec.dp,
+            weak_targets=spec.weak_targets,
         )
         return _remember(key, lambda: SiteData(self.records(spec.seed).train, settings))
 

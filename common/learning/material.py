@@ -44,6 +44,8 @@ class SiteSettings:
         a crop within an epoch would multiply its privacy cost).
     classifier_repeats : int
         Augmented views of each crop per epoch without DP.
+    weak_targets : {"candidates", "centroid"}
+        Detector targets of findings without points (:mod:`common.learning.weak`).
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -54,6 +56,7 @@ class SiteSettings:
     cache_dir: Path | None = None
     dp: bool = False
     classifier_repeats: int = 6
+    weak_targets: str = "candidates"
 
 
 class SiteData:
@@ -80,8 +83,9 @@ class SiteData:
         s = settings
         parts = validation_split(records, s.val_fraction, s.seed)
         self.store = ImageStore(PreprocessCache(s.cache_dir, s.read))
-        self.train_images = prepare(parts["train"], self.store, self.problems)
-        self.val_images = prepare(parts["val"], self.store, self.problems)
+        weak = s.weak_targets
+        self.train_images = prepare(parts["train"], self.store, self.problems, weak)
+        self.val_images = prepare(parts["val"], self.store, self.problems, weak)
         rng = np.random.default_rng(s.seed)
         d, c = s.detector, s.classifier
         self.detector_train = detector_patches(

@@ -20,6 +20,7 @@ from common.data.records import ImageRecord
 from common.errors import CalciflInputError
 from common.imaging.breast import search_region
 from common.imaging.geometry import resize
+from common.learning.weak import candidate_points
 
 
 @dataclass
@@ -28,7 +29,7 @@ class CanonFinding:
 
     centroid: np.ndarray
     box: tuple[float, float, float, float] | None
-    points: np.ndarray  # (N, 2) calcification centres; the centroid if none annotated
+    points: np.ndarray  # (N, 2) calcification centres, else what :func:`prepare` derives
     malignant: bool | None
     pathology_detail: str | None = None
     subtlety: int | None = None
@@ -85,9 +86,18 @@ class ImageStore:
 
 
 def prepare(
-    records: list[ImageRecord], store: ImageStore, problems: ProblemLog | None = None
+    records: list[ImageRecord],
+    store: ImageStore,
+    problems: ProblemLog | None = None,
+    weak: str = "centroid",
 ) -> list[PreparedImage]:
-    """Read each image once (through the cache) and map its findings; refusals are logged."""
+    """Read each image once (through the cache) and map its findings; refusals are logged.
+
+    A finding without annotated points gets, as its points, its centroid (``weak`` =
+    "centroid": what evaluation scores against) or the candidate calcifications of its
+    region (``weak`` = "candidates": :func:`common.learning.weak.candidate_points`, for
+    training the detector).
+    """
     problems = problems if problems is not None else ProblemLog()
     out = []
     for record in records:
@@ -106,11 +116,12 @@ def prepare(
                 corners = m.geometry.map_points([[f.box[0], f.box[1]], [f.box[2], f.box[3]]])
                 (r0, r1), (c0, c1) = np.sort(corners[:, 0]), np.sort(corners[:, 1])
                 box = (float(r0), float(c0), float(r1), float(c1))
-            pts = (
-                m.geometry.map_points(f.points)
-                if f.points is not None and len(f.points)
-                else (centroid[None, :])
-            )
+            if f.points is not None and len(f.points):
+                pts = m.geometry.map_points(f.points)
+            elif weak == "candidates":
+                pts = candidate_points(m.pixels, box, centroid, m.spacing_mm[0], m.mask)
+            else:
+                pts = centroid[None, :]
             findings.append(
                 CanonFinding(centroid, box, pts, f.malignant, f.pathology_detail, f.subtlety)
             )

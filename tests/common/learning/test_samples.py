@@ -66,3 +66,27 @@ def test_image_store_is_bounded_in_bytes(prepared, consortium):
     for item in images[:3]:
         small.get(item.record)
     assert len(small._lru) == 1
+
+
+def test_findings_without_points_get_candidates_for_training_and_keep_centroids_for_scoring(
+    consortium, tmp_path
+):
+    store = ImageStore(PreprocessCache(tmp_path / "cache"))
+    site = consortium / "hospital-1"
+    cbis = load_hospital(site, fmt="cbis-ddsm", echo=False).images  # ROI masks only
+    assert all(f.points is None for im in cbis for f in im.findings)
+    scoring = prepare(cbis, store)
+    training = prepare(cbis, store, weak="candidates")
+    assert all(len(f.points) == 1 for im in scoring for f in im.findings)
+    counts = [len(f.points) for im in training for f in im.findings]
+    assert counts and np.mean(counts) > 3
+    for a, b in zip(scoring, training, strict=True):
+        for fa, fb in zip(a.findings, b.findings, strict=True):
+            np.testing.assert_array_equal(fa.centroid, fb.centroid)
+    # annotated points are used as they are, whatever the rule
+    manifest = load_hospital(site, echo=False).images
+    with_points = prepare(manifest, store, weak="candidates")
+    plain = prepare(manifest, store)
+    for a, b in zip(with_points, plain, strict=True):
+        for fa, fb in zip(a.findings, b.findings, strict=True):
+            np.testing.assert_array_equal(fa.points, fb.points)
