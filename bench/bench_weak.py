@@ -58,9 +58,7 @@ def candidate_recovery(sites, cache: Path) -> dict:
                 corners = m.geometry.map_points([[f.box[0], f.box[1]], [f.box[2], f.box[3]]])
                 (r0, r1), (c0, c1) = np.sort(corners[:, 0]), np.sort(corners[:, 1])
                 centre = m.geometry.map_points([f.centroid])[0]
-                cand = candidate_points(
-                    m.pixels, (r0, c0, r1, c1), centre, m.spacing_mm[0], m.mask
-                )
+                cand = candidate_points(m.pixels, (r0, c0, r1, c1), centre, m.spacing_mm[0], m.mask)
                 radius = 0.5 / m.spacing_mm[0]
                 near = cKDTree(truth).query(cand)[0] <= radius
                 found, wrong = found + int(near.sum()), wrong + int((~near).sum())
