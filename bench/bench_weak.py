@@ -4,7 +4,8 @@ Usage: python bench/bench_weak.py [--exams 40] [--detector-epochs 6] [--classifi
 
 On one synthetic consortium (3 hospitals, CBIS-DDSM layout and calcifl manifest side by
 side, seed 1), the centralised cascade is trained three times on the same training
-images, differing only in what the detector is taught for each finding:
+images (those the CBIS-DDSM folder lists), differing only in what the detector is taught
+for each finding:
 
 - ``points``: the generator's per-calcification points (the manifest; the ceiling);
 - ``centroid``: the CBIS-DDSM folder alone (ROI masks, no points), one peak per ROI at its
@@ -90,6 +91,9 @@ def main() -> None:
     ap.add_argument("--detector-epochs", type=int, default=6)
     ap.add_argument("--classifier-epochs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("bench_weak.json"))
+    ap.add_argument(
+        "--variants", nargs="+", default=["points", "centroid", "candidates"], help="which to train"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calcifl-weak-"))
     sites = synthesize(work / "data", SynthConfig(hospitals=3, exams=args.exams, seed=1))
@@ -105,11 +109,19 @@ def main() -> None:
         "centroid": ("cbis-ddsm", "centroid"),
         "candidates": ("cbis-ddsm", "candidates"),
     }
-    for name, (fmt, weak) in variants.items():
+    # the images a CBIS-DDSM folder lists (those with findings): every variant trains on them
+    listed = {
+        im.path
+        for site in sites
+        for im in load_hospital(site, fmt="cbis-ddsm", echo=False).images
+        if (im.split or "train") == "train"
+    }
+    for name in args.variants:
+        fmt, weak = variants[name]
         records = []
         for site in sites:
             images = load_hospital(site, fmt=fmt, echo=False).images
-            records += [im for im in images if (im.split or "train") == "train"]
+            records += [im for im in images if im.path in listed]
         if fmt == "cbis-ddsm":  # the folder alone: no points may reach training
             assert all(f.points is None for im in records for f in im.findings)
         config = CentralConfig(
