@@ -158,10 +158,9 @@ def pectoral_mask(image: np.ndarray, mask: np.ndarray, work_size: int = 160) -> 
     below = small[m & ~small_muscle]
     if not 0.02 <= share <= 0.45 or inside.mean() - np.median(below) < 0.05:
         return empty
-    # back to full size on the full grid, so the edge stays straight
-    rows, cols = np.mgrid[0:h, 0:w]
-    edge = (intercept + slope * (rows / step - r0)) * step + c0 * step
-    return (cols < edge) & mask
+    # back to full size row by row, so the edge stays straight
+    edge = (intercept + slope * (np.arange(h) / step - r0) + c0) * step
+    return (np.arange(w)[None, :] < edge[:, None]) & mask
 
 
 def search_region(image: np.ndarray, mask: np.ndarray, view: str | None) -> np.ndarray:
