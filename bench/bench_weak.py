@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_models import held_out  # the held-out scoring of the model benchmark
 from scipy.spatial import cKDTree
 
 from common.data.cache import PreprocessCache
 from common.data.folders import load_hospital
-from common.evaluation.images import EvalStats, evaluate_images
 from common.imaging.reading import ReadOptions
-from common.learning.models import load_run
 from common.learning.samples import ImageStore
 from common.learning.training import TrainConfig
 from common.learning.weak import candidate_points
@@ -70,18 +69,6 @@ def candidate_recovery(sites, cache: Path) -> dict:
         "recall": 1 - missed / max(1, truth_total),
         "true_points": truth_total,
     }
-
-
-def held_out(sites, run_dir: Path, cache: Path) -> dict:
-    """Cascade metrics on the manifest's test split (truth: the generator's points)."""
-    models, options, cascade, _ = load_run(run_dir)
-    store = ImageStore(PreprocessCache(cache, options))
-    total = EvalStats()
-    for site in sites:
-        test = [im for im in load_hospital(site, echo=False).images if im.split == "test"]
-        stats, _ = evaluate_images(models, test, store, cascade)
-        total = total + stats
-    return total.summary()
 
 
 def main() -> None:
