@@ -85,7 +85,7 @@ class NodeSettings:
             options,
             fallback_spacing_mm=self.fallback_spacing_mm,
             for_processing=self.for_processing,
-            modalities=None if self.any_modality else options.modalities,
+            modalities=None if self.any_modality else ReadOptions().modalities,
         )
 
     @property

@@ -84,6 +84,7 @@ def test_the_hospital_says_how_its_own_files_are_read():
     read = settings.reading(asked)
     assert read.target_spacing_mm == 0.07 and read.fallback_spacing_mm == 0.05
     assert read.for_processing == "normalize" and read.modalities is None
-    plain = NodeSettings.from_config({"data-dir": "/d"}).reading(asked)
+    lax = ReadOptions(fallback_spacing_mm=0.2, for_processing="normalize", modalities=None)
+    plain = NodeSettings.from_config({"data-dir": "/d"}).reading(lax)
     assert plain.fallback_spacing_mm is None and plain.for_processing == "refuse"
     assert plain.modalities == ("MG",)
