@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common.data.cache import PreprocessCache
 from common.data.records import ImageRecord
 from common.evaluation.images import EvalStats, evaluate_images
 from common.hospital.service import Hospital
+from common.hospital.settings import NodeSettings
+from common.imaging.reading import ReadOptions
 from common.learning.models import load_run
 from common.learning.recipes import dp_config, local_train_configs
 from common.learning.samples import ImageStore
@@ -36,6 +39,18 @@ def site_splits(node_configs: list[dict], seed: int) -> dict[str, tuple[list, li
         records = hospital.records(seed)
         out[hospital.name] = (records.train, records.test)
     return out
+
+
+def hospitals_reading(read: ReadOptions, node_configs: list[dict]) -> ReadOptions:
+    """Return ``read`` as the simulated hospitals read their files (fallback spacing, ...).
+
+    Pooled baselines read every hospital's images with one set of options, so the
+    hospitals must agree on them (a simulation gives all of them the same).
+    """
+    readings = {NodeSettings.from_config(node).reading(read) for node in node_configs}
+    if len(readings) > 1:
+        raise ValueError("the hospitals read their files differently; a pooled baseline cannot")
+    return readings.pop() if readings else read
 
 
 def central_config(settings: RunSettings, cache_dir: Path | None, progress: bool) -> CentralConfig:
@@ -99,6 +114,7 @@ def run_baselines(
     """Train and evaluate the baselines; return per-site statistics and timings."""
     splits = site_splits(node_configs, settings.seed)
     config = central_config(settings, cache_dir, progress)
+    config = replace(config, read=hospitals_reading(config.read, node_configs))
     results: dict = {}
     if "centralised" in which:
         pooled: list[ImageRecord] = [im for train, _ in splits.values() for im in train]

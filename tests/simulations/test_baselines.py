@@ -1,5 +1,7 @@
 """The centralised baseline mirrors a federated run's training settings."""
 
+import pytest
+
 from common.learning.recipes import classifier_rate
 from server.settings import RunSettings
 from simulations.baselines import central_config
@@ -17,3 +19,17 @@ def test_central_baseline_mirrors_the_federated_training():
     assert central_config(free, None, progress=False).detector_schedule().frozen == ()
     plain = central_config(RunSettings(), None, progress=False)
     assert plain.dp is None and plain.detector_schedule().frozen == ()
+
+
+def test_pooled_baselines_read_files_as_the_hospitals_do():
+    from common.imaging.reading import ReadOptions
+    from simulations.baselines import hospitals_reading
+
+    read = ReadOptions(target_spacing_mm=0.1)
+    film = {"fallback-spacing": 0.05, "for-processing": "normalize"}
+    nodes = [{"data-dir": f"/d{i}", **film} for i in range(3)]
+    pooled = hospitals_reading(read, nodes)
+    assert pooled.fallback_spacing_mm == 0.05 and pooled.for_processing == "normalize"
+    assert pooled.target_spacing_mm == 0.1
+    with pytest.raises(ValueError, match="differently"):
+        hospitals_reading(read, [*nodes, {"data-dir": "/other"}])
