@@ -97,12 +97,12 @@ def heatmap(
     pixels: np.ndarray,
     bbox,
     config: CascadeConfig,
-    region: np.ndarray | None = None,
+    search: np.ndarray | None = None,
 ):
     """Detector probabilities over the breast box, by overlapping tiles.
 
-    Tiles whose core holds no pixel of ``region`` (where marks may fall) are not run and
-    stay at probability 0.
+    Tiles whose core holds no pixel of ``search`` (a bool mask of the canonical image:
+    where marks may fall) are not run and stay at probability 0.
 
     Returns
     -------
@@ -122,8 +122,8 @@ def heatmap(
     padded = np.pad(region, ((halo, ph - h + halo + t), (halo, pw - w + halo + t)))
     detector.eval()
     corners = [(tr, tc) for tr in range(0, ph, t) for tc in range(0, pw, t)]
-    if region is not None:
-        inside = region[r0:r1, c0:c1]
+    if search is not None:
+        inside = search[r0:r1, c0:c1]
         corners = [(tr, tc) for tr, tc in corners if inside[tr : tr + t, tc : tc + t].any()]
     # tiles go through in batches: GroupNorm is per sample, so batching changes nothing
     for start in range(0, len(corners), TILE_BATCH):

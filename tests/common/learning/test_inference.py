@@ -95,3 +95,21 @@ def test_marks_fall_only_in_the_breast_and_never_on_the_pectoral_muscle(tmp_path
     assert len(result.points) > 100 and m.mask[r, c].all() and not muscle[r, c].any()
     assert muscle.sum() > 0.03 * m.mask.sum()
     assert (r < m.pixels.shape[0] - 12).all()  # none on the border
+
+
+def test_tiles_outside_the_search_region_are_not_run_and_the_rest_unchanged():
+    torch.manual_seed(0)
+    det = Detector(DetectorConfig(width=4)).eval()
+    image = np.random.default_rng(1).random((200, 150)).astype(np.float32)
+    cfg = CascadeConfig(tile=64, halo=16)
+    bbox = (8, 4, 200, 150)
+    full, origin = heatmap(det, image, bbox, cfg)
+    search = np.zeros(image.shape, bool)
+    search[100:140, 90:120] = True  # inside the tiles at (64, 64) and (128, 64) of the box
+    part, same_origin = heatmap(det, image, bbox, cfg, search)
+    assert same_origin == origin == (8, 4)
+    # the box-relative tiles (64, 64) and (128, 64) ran, nothing else did
+    ran = np.zeros(part.shape, bool)
+    ran[32:96, 32:64] = True
+    assert (part[ran] > 0).all() and (part[~ran] == 0).all()
+    np.testing.assert_allclose(part[ran], full[ran], atol=1e-6)
