@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"evaluating {len(records)} images", total=len(records))
         stats, _ = evaluate_images(models, records, store, cascade, tick=lambda: bar.advance(task))
-    summary = stats.summary(operating_point=args.threshold)
+    summary = stats.summary(operating_point=args.threshold, mark_threshold=cascade.mark_threshold)
     title = f"Evaluation on {Path(args.data).name} ({args.split})"
     (out / "metrics.json").write_text(
         json.dumps({"summary": summary, "statistics": stats.to_dict()}, indent=2)
@@ -107,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     markdown = metrics_markdown(summary, title)
     (out / "metrics.md").write_text(markdown)
     plot_roc(stats, out / "roc.png")
-    plot_froc(stats, out / "froc.png")
+    plot_froc(stats, out / "froc.png", mark_threshold=cascade.mark_threshold)
     print(markdown)
     print(f"written to {out}")
     return 0
@@ -122,6 +122,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     models, options, cascade, _ = load_run(args.model)
     options = read_options(args, options)
+    if cascade.mark_threshold is None:
+        logger.warning(
+            "%s: no calibrated operating point; every cluster is drawn as a mark", args.model
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     # what the outputs were read with, beside them
     reading = {k: v for k, v in asdict(options).items() if k != "key_salt"}
@@ -141,9 +145,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         (args.out / f"{stem}.json").write_text(json.dumps(result_to_json(result, image), indent=2))
         draw_overlay(image, result, args.out / f"{stem}.png")
         index.append((str(path), stem, f"{result.score:.4f}"))
+        hidden = len(result.clusters) - len(result.marks)
         print(
-            f"{path}: score {result.score:.3f}, {len(result.clusters)} cluster(s), "
-            f"{len(result.points)} point(s) -> {stem}.json/.png"
+            f"{path}: score {result.score:.3f}, {len(result.marks)} mark(s)"
+            + (f" ({hidden} cluster(s) below the operating point)" if hidden else "")
+            + f", {len(result.points)} point(s) -> {stem}.json/.png"
         )
     # which output belongs to which input file: local to the site, like the inputs
     with (args.out / "index.csv").open("w", newline="") as f:

@@ -93,6 +93,7 @@ def _study(msg: Message, threshold: bool = False) -> tuple[StudyConfig, float | 
 WORK: dict[str, Callable[[Hospital, RoundSpec, int, Message], Outcome]] = {
     "train": lambda h, spec, r, msg: h.train(_weights(msg), spec, r),
     "evaluate": lambda h, spec, r, msg: h.evaluate(_weights(msg), spec),
+    P.MARK_CALIBRATE: lambda h, spec, r, msg: h.calibrate_marks(_weights(msg), spec),
     P.READER_CALIBRATE: lambda h, spec, r, msg: h.calibrate(_weights(msg), spec, _study(msg)[0]),
     P.READER_STUDY: lambda h, spec, r, msg: h.reader_study(
         _weights(msg), spec, *_study(msg, threshold=True)
@@ -163,7 +164,7 @@ def build_app(config_of: Callable[[Context], dict], after_train=None) -> ClientA
         reply = handle("train", msg, config_of(context), dict(context.run_config))
         return after_train(reply, msg, context) if after_train else reply
 
-    for kind in ("evaluate", P.READER_CALIBRATE, P.READER_STUDY):
+    for kind in ("evaluate", P.MARK_CALIBRATE, P.READER_CALIBRATE, P.READER_STUDY):
         register = client.evaluate() if kind == "evaluate" else client.evaluate(kind)
 
         def _serve(msg: Message, context: Context, kind: str = kind) -> Message:

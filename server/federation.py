@@ -32,6 +32,7 @@ from common.learning.models import (
     seeded_models,
 )
 from server import checkpoint
+from server.marks import run_mark_calibration
 from server.report import write_report
 from server.settings import RunSettings
 from server.strategies import (
@@ -177,6 +178,21 @@ def _split(replies) -> tuple[list[Message], list[Message]]:
     return ok, failed
 
 
+def _at_operating_point(evaluation: dict | None, threshold: float) -> dict | None:
+    """Re-summarise an evaluation's summed statistics at the cascade's operating point."""
+    if not evaluation:
+        return evaluation
+    out = dict(evaluation)
+
+    def at(part: dict) -> dict:
+        stats = EvalStats.from_dict(part["statistics"])
+        return {**part, "summary": stats.summary(mark_threshold=threshold)}
+
+    out["pooled"] = at(evaluation["pooled"])
+    out["per_site"] = {site: at(part) for site, part in evaluation.get("per_site", {}).items()}
+    return out
+
+
 def _payload_bytes(record: ArrayRecord) -> int:
     return sum(len(a.data) for a in record.values())
 
@@ -263,8 +279,18 @@ class Federation:
             if self.on_round:
                 self.on_round(r, s.num_server_rounds, record)
         load_flat_state(models, {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
+        model_meta = s.model_spec().meta()
+        marks = None
+        if not stopped:
+            cascade = s.model_spec().cascade
+            marks = run_mark_calibration(
+                self.grid, to_record(arrays), spec, cascade.max_false_marks, s.round_timeout
+            )
+            if marks["threshold"] is not None:
+                model_meta["cascade"]["mark_threshold"] = marks["threshold"]
+                last_eval = _at_operating_point(last_eval, marks["threshold"])
         meta = {
-            **s.model_spec().meta(),
+            **model_meta,
             "trained_by": "federated",
             "strategy": s.strategy,
             "rounds": s.num_server_rounds,
@@ -285,6 +311,7 @@ class Federation:
             "parameter_bytes_fp32": parameter_bytes(models),
             "rounds": history,
             "final": last_eval,
+            "marks": marks,
         }
         if stopped:
             report["stopped"] = stopped

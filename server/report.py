@@ -28,7 +28,13 @@ def write_report(run_dir: Path, report: dict) -> Path:
     if final:
         pooled = EvalStats.from_dict(final["pooled"]["statistics"])
         plot_roc(pooled, run_dir / "roc.png", title="Pooled malignancy ROC (federated)")
-        plot_froc(pooled, run_dir / "froc.png", title="Pooled cluster FROC (federated)")
+        threshold = (report.get("marks") or {}).get("threshold")
+        plot_froc(
+            pooled,
+            run_dir / "froc.png",
+            title="Pooled cluster FROC (federated)",
+            mark_threshold=threshold,
+        )
     return path
 
 

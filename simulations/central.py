@@ -10,6 +10,8 @@ from pathlib import Path
 
 from common.data.folders import load_hospital
 from common.data.records import ImageRecord
+from common.evaluation.images import calibrate_marks
+from common.evaluation.marks import marks_line
 from common.imaging.reading import ReadOptions
 from common.learning.dp import DPConfig, epsilon, group_privacy
 from common.learning.inference import CascadeConfig
@@ -131,6 +133,11 @@ def train_central(
         dp=config.dp,
     )
     det_result, cls_result = results["detector"], results["classifier"]
+    # the operating point: false marks per full-field normal image on the validation images
+    cascade, marks, _ = calibrate_marks(
+        models, [item.record for item in site.val_images], site.store, config.cascade
+    )
+    logger.info("%s", marks_line(marks))
     summary = {
         "images": {"train": counts["train_images"], "val": counts["val_images"]},
         "detector": {
@@ -143,13 +150,14 @@ def train_central(
             "history": cls_result.history,
             "privacy": _public(cls_result.privacy),
         },
+        "marks": marks,
         "seconds": round(time.perf_counter() - start, 1),
     }
     if config.dp is not None:
         summary["privacy"] = _composed(results, site, config.dp.delta)
     meta = {
         "preprocessing": asdict(config.read),
-        "cascade": asdict(config.cascade),
+        "cascade": asdict(cascade),
         "trained_by": "train-central",
         "dp": asdict(config.dp) if config.dp else None,
         "seed": config.seed,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from common.data.records import ImageRecord
 from common.evaluation.clustered import ClusteredRoc
+from common.evaluation.marks import calibrate, full_field_summary
 from common.evaluation.metrics import (
     CalibrationStats,
     FrocStats,
@@ -102,8 +103,13 @@ class EvalStats:
             else ClusteredRoc.empty(),
         )
 
-    def summary(self, operating_point: float = 0.5) -> dict:
-        """Turn (summed) statistics into the reported metrics."""
+    def summary(self, operating_point: float = 0.5, mark_threshold: float | None = None) -> dict:
+        """Turn (summed) statistics into the reported metrics.
+
+        ``operating_point`` is the malignancy threshold; ``mark_threshold`` the cascade's
+        detection operating point, at which false marks per full-field normal image are
+        reported.
+        """
 
         def roc(stats: RocStats) -> dict:
             auc, var = stats.delong()
@@ -122,6 +128,7 @@ class EvalStats:
                 **self.froc.summary(),
                 "point_precision": self.points.precision(),
                 "point_recall": self.points.recall(),
+                "full_field": full_field_summary(self.froc, mark_threshold),
             },
             "classification": {
                 **roc(self.finding_roc),
@@ -188,7 +195,7 @@ def evaluate_images(
             scores = [c.detection_score for c, h in zip(result.clusters, hit, strict=True) if h]
             hits.append(max(scores) if scores else None)
         fp = [c.detection_score for i, c in enumerate(result.clusters) if not used[i]]
-        stats.froc.add_image(hits, fp)
+        stats.froc.add_image(hits, fp, result.search_cm2, normal=not item.findings)
         annotated = [f.points for f in item.findings if len(f.points) > 1]
         if annotated or not item.findings:
             truth = np.concatenate(annotated) if annotated else np.zeros((0, 2))
@@ -223,3 +230,28 @@ def evaluate_images(
         )
     breasts = {k: BreastScore(breast_scores[k], detections[k], breast_labels[k]) for k in keys}
     return stats, breasts
+
+
+def calibrate_marks(
+    models: dict[str, torch.nn.Module],
+    records: list[ImageRecord],
+    store: ImageStore,
+    config: CascadeConfig = DEFAULT_CASCADE,
+) -> tuple[CascadeConfig, dict, dict]:
+    """Set the cascade's operating point on validation ``records``.
+
+    Returns
+    -------
+    cascade : CascadeConfig
+        ``config`` with ``mark_threshold`` meeting ``config.max_false_marks`` (unchanged
+        when the records give no breast area).
+    calibration : dict
+        What :func:`common.evaluation.marks.calibrate` found.
+    breasts : dict
+        The records' breast scores (local only), as :func:`evaluate_images` returns them.
+    """
+    stats, breasts = evaluate_images(models, records, store, replace(config, mark_threshold=None))
+    result = calibrate(stats.froc, config.max_false_marks)
+    if result["threshold"] is None:
+        return config, result, breasts
+    return replace(config, mark_threshold=result["threshold"]), result, breasts

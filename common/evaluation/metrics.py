@@ -285,7 +285,7 @@ class CalibrationStats:
 
 @dataclass
 class FrocStats:
-    """Cluster-level FROC statistics.
+    """Cluster-level FROC statistics, per image and per area of breast searched.
 
     Attributes
     ----------
@@ -296,12 +296,30 @@ class FrocStats:
         Histogram of the scores of detections that hit no true cluster.
     missed, images : int
         Lesions with no hit at any threshold; images evaluated.
+    area_cm2 : float
+        Breast area searched over all images (cm²): false clusters per cm² scale to a
+        full-field image whatever the size of the images evaluated.
+    normal_fp : numpy.ndarray
+        Histogram of the false clusters' scores on images with no finding.
+    normal_images : int
+        Images with no finding.
+    normal_area_cm2 : float
+        Breast area searched on them (cm²).
     """
 
     lesion_best: np.ndarray
     fp: np.ndarray
     missed: int
     images: int
+    area_cm2: float = 0.0
+    normal_fp: np.ndarray | None = None
+    normal_images: int = 0
+    normal_area_cm2: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Give ``normal_fp`` the bins of ``fp`` when not given."""
+        if self.normal_fp is None:
+            self.normal_fp = np.zeros(len(self.fp), np.int64)
 
     @classmethod
     def empty(cls, bins: int = DEFAULT_BINS) -> FrocStats:
@@ -314,9 +332,15 @@ class FrocStats:
             self.fp + other.fp,
             self.missed + other.missed,
             self.images + other.images,
+            self.area_cm2 + other.area_cm2,
+            self.normal_fp + other.normal_fp,
+            self.normal_images + other.normal_images,
+            self.normal_area_cm2 + other.normal_area_cm2,
         )
 
-    def add_image(self, hits: list[float | None], fp_scores) -> None:
+    def add_image(
+        self, hits: list[float | None], fp_scores, area_cm2: float = 0.0, normal: bool = False
+    ) -> None:
         """Add one image.
 
         Parameters
@@ -325,6 +349,10 @@ class FrocStats:
             Each true cluster's best hitting detection score, None if never hit.
         fp_scores : sequence of float
             Scores of the detections that hit no true cluster.
+        area_cm2 : float
+            Breast area the detector searched on this image.
+        normal : bool
+            The image has no finding.
         """
         bins = len(self.fp)
         for h in hits:
@@ -332,9 +360,16 @@ class FrocStats:
                 self.missed += 1
             else:
                 self.lesion_best[bin_scores([h], bins)[0]] += 1
+        counts = np.zeros(bins, np.int64)
         if len(fp_scores):
-            self.fp += np.bincount(bin_scores(fp_scores, bins), minlength=bins)
+            counts = np.bincount(bin_scores(fp_scores, bins), minlength=bins)
+        self.fp += counts
         self.images += 1
+        self.area_cm2 += float(area_cm2)
+        if normal:
+            self.normal_fp += counts
+            self.normal_images += 1
+            self.normal_area_cm2 += float(area_cm2)
 
     @property
     def lesions(self) -> int:
@@ -347,11 +382,36 @@ class FrocStats:
         fppi = np.cumsum(self.fp[::-1]) / max(self.images, 1)
         return np.concatenate([[0.0], fppi]), np.concatenate([[0.0], sens])
 
-    def sensitivity_at(self, fp_per_image: float) -> float:
-        """Highest sensitivity reached with at most ``fp_per_image`` false positives."""
-        fppi, sens = self.curve()
+    def full_field_curve(self, breast_cm2: float) -> tuple[np.ndarray, np.ndarray]:
+        """Return (false clusters per full-field image, sensitivity), threshold falling.
+
+        A full-field image is ``breast_cm2`` of breast; NaN false positives without area.
+        """
+        sens = np.cumsum(self.lesion_best[::-1]) / max(self.lesions, 1)
+        per_cm2 = np.cumsum(self.fp[::-1]) / self.area_cm2 if self.area_cm2 > 0 else np.nan
+        return np.concatenate([[0.0], per_cm2 * breast_cm2]), np.concatenate([[0.0], sens])
+
+    def sensitivity_at(self, fp_per_image: float, breast_cm2: float | None = None) -> float:
+        """Highest sensitivity reached with at most ``fp_per_image`` false positives.
+
+        With ``breast_cm2`` the false positives are counted per full-field image of that
+        breast area.
+        """
+        fppi, sens = self.curve() if breast_cm2 is None else self.full_field_curve(breast_cm2)
         ok = fppi <= fp_per_image + 1e-12
         return float(sens[ok].max()) if ok.any() else 0.0
+
+    def sensitivity_above(self, threshold: float) -> float:
+        """Share of true clusters hit by a detection scoring at least ``threshold``."""
+        first = _first_bin(threshold, len(self.fp))
+        return float(self.lesion_best[first:].sum() / max(self.lesions, 1))
+
+    def normal_fp_per_cm2(self, threshold: float) -> float:
+        """Return the false clusters scoring at least ``threshold`` per cm² of normal breast."""
+        if self.normal_area_cm2 <= 0:
+            return float("nan")
+        first = _first_bin(threshold, len(self.fp))
+        return float(self.normal_fp[first:].sum() / self.normal_area_cm2)
 
     def summary(self, points=(0.25, 0.5, 1.0, 2.0)) -> dict:
         """Sensitivity at each FP/image point and their mean."""
@@ -368,6 +428,10 @@ class FrocStats:
             "fp": _sparse(self.fp),
             "missed": self.missed,
             "images": self.images,
+            "area_cm2": self.area_cm2,
+            "normal_fp": _sparse(self.normal_fp),
+            "normal_images": self.normal_images,
+            "normal_area_cm2": self.normal_area_cm2,
         }
 
     @classmethod
@@ -378,7 +442,16 @@ class FrocStats:
             _dense(d["fp"], d["bins"]),
             int(d["missed"]),
             int(d["images"]),
+            float(d.get("area_cm2", 0.0)),
+            _dense(d.get("normal_fp", {}), d["bins"]),
+            int(d.get("normal_images", 0)),
+            float(d.get("normal_area_cm2", 0.0)),
         )
+
+
+def _first_bin(threshold: float, bins: int) -> int:
+    """First score bin whose scores all reach ``threshold`` (a bin edge, rounded up)."""
+    return int(np.clip(np.ceil(float(threshold) * bins - 1e-9), 0, bins))
 
 
 @dataclass

@@ -15,21 +15,25 @@ from common.learning.inference import ImageResult  # noqa: E402
 
 
 def draw_overlay(image: Mammogram, result: ImageResult, path: Path) -> Path:
-    """Draw points (small circles) and clusters (boxes coloured by malignancy)."""
+    """Draw the marks: their calcifications (small circles), boxes coloured by malignancy.
+
+    Clusters below the cascade's operating point are not drawn (they stay in the JSON).
+    """
     h, w = image.pixels.shape
     fig, ax = plt.subplots(figsize=(6, 6 * h / w))
     ax.imshow(image.pixels, cmap="gray", vmin=0, vmax=1)
-    if len(result.points):
+    points = result.marked_points()
+    if len(points):
         ax.scatter(
-            result.points[:, 1],
-            result.points[:, 0],
+            points[:, 1],
+            points[:, 0],
             s=12,
             facecolors="none",
             edgecolors="yellow",
             linewidths=0.6,
         )
     cmap = plt.get_cmap("RdYlGn_r")
-    for c in result.clusters:
+    for c in result.marks:
         r0, c0, r1, c1 = c.box
         pad = 10
         colour = cmap(c.malignancy or 0.0)
@@ -52,7 +56,9 @@ def draw_overlay(image: Mammogram, result: ImageResult, path: Path) -> Path:
             weight="bold",
         )
     lat = image.laterality or "?"
-    ax.set_title(f"{lat} {image.view or ''} — image score {result.score:.2f}", fontsize=9)
+    hidden = len(result.clusters) - len(result.marks)
+    below = f", {hidden} cluster(s) below the operating point" if hidden else ""
+    ax.set_title(f"{lat} {image.view or ''} — image score {result.score:.2f}{below}", fontsize=9)
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common.evaluation.images import EvalStats  # noqa: E402
+from common.evaluation.images import EvalStats
+from common.evaluation.marks import FULL_FIELD_BREAST_CM2, marks_line  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -41,15 +42,35 @@ def plot_roc(stats: EvalStats, path: Path, title: str = "Malignancy ROC") -> Pat
     return save_figure(fig, path)
 
 
-def plot_froc(stats: EvalStats, path: Path, title: str = "Cluster detection FROC") -> Path:
-    """FROC curve with the 0.25/0.5/1/2 FP-per-image points marked."""
-    fppi, sens = stats.froc.curve()
+def plot_froc(
+    stats: EvalStats,
+    path: Path,
+    title: str = "Cluster detection FROC",
+    mark_threshold: float | None = None,
+) -> Path:
+    """FROC per full-field image (per image evaluated without breast areas), points marked.
+
+    With ``mark_threshold`` the cascade's operating point is drawn too.
+    """
+    froc = stats.froc
+    full = froc.area_cm2 > 0
+    fppi, sens = froc.full_field_curve(FULL_FIELD_BREAST_CM2) if full else froc.curve()
+    breast = FULL_FIELD_BREAST_CM2 if full else None
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(fppi, sens, drawstyle="steps-post")
     for p in (0.25, 0.5, 1.0, 2.0):
-        ax.plot([p], [stats.froc.sensitivity_at(p)], "o", color="C3")
+        ax.plot([p], [froc.sensitivity_at(p, breast)], "o", color="C3")
+    if mark_threshold is not None and full and froc.area_cm2 > 0:
+        first = int(np.ceil(mark_threshold * len(froc.fp) - 1e-9))
+        at = float(froc.fp[first:].sum() / froc.area_cm2 * FULL_FIELD_BREAST_CM2)
+        ax.plot([at], [froc.sensitivity_above(mark_threshold)], "D", color="C2")
+        ax.annotate("operating point", (at, froc.sensitivity_above(mark_threshold)), fontsize=8)
     ax.set(
-        xlabel="false positives per image",
+        xlabel=(
+            f"false clusters per full-field image ({FULL_FIELD_BREAST_CM2:.0f} cm² of breast)"
+            if full
+            else "false positives per image"
+        ),
         ylabel="cluster sensitivity",
         title=title,
         xlim=(0, max(4.0, float(np.min([fppi.max(), 8])))),
@@ -79,6 +100,7 @@ def metrics_markdown(summary: dict, title: str) -> str:
         "",
         f"- clusters: {det['lesions']}, images: {det['images']}",
         f"- point precision {det['point_precision']:.3f}, recall {det['point_recall']:.3f}",
+        *_full_field_lines(det.get("full_field")),
         "",
         "## Malignancy",
         "",
@@ -99,6 +121,34 @@ def metrics_markdown(summary: dict, title: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _full_field_lines(full: dict | None) -> list[str]:
+    """Return Markdown lines: detection per full-field image, the marks' operating point."""
+    if not full or full.get("mean_sensitivity") is None:
+        return []
+    lines = [
+        "",
+        f"Per full-field image ({FULL_FIELD_BREAST_CM2:.0f} cm² of breast; the images "
+        f"evaluated hold {full['full_field_images']:.2f} full-field images of breast):",
+        "",
+        "| false clusters per full-field image | 0.25 | 0.5 | 1 | 2 | mean |",
+        "|---|---|---|---|---|---|",
+        "| sensitivity | "
+        + " | ".join(f"{full[f'sens@{p}fp']:.3f}" for p in ("0.25", "0.5", "1", "2"))
+        + f" | {full['mean_sensitivity']:.3f} |",
+    ]
+    if full.get("mark_threshold") is not None:
+        fp = full.get("normal_false_marks_per_full_field_image")
+        fp_text = "no normal image" if fp is None else f"{fp:.2f}"
+        lines += [
+            "",
+            f"- operating point (marks): detection score ≥ {full['mark_threshold']:.3f}: "
+            f"false marks per full-field normal image {fp_text} "
+            f"({full['normal_images']} normal images), cluster sensitivity "
+            f"{full['mark_sensitivity']:.3f}",
+        ]
+    return lines
 
 
 def clean_json(value):
@@ -251,6 +301,11 @@ def federated_markdown(report: dict) -> str:
         lines.append(site_row("**pooled**", final["pooled"]["summary"]))
         for name, parts in sorted(final.get("withheld", {}).items()):
             lines.append(f"\n- {name} withheld {', '.join(parts)} (below its minimum cell size)")
+        lines += _full_field_lines(final["pooled"]["summary"]["detection"].get("full_field"))
+    marks = report.get("marks")
+    if marks:
+        lines += ["", "## Operating point (marks)", "", f"- {marks_line(marks)}"]
+        lines += [f"- refused ({f['code']}): {f['reason']}" for f in marks.get("failed", [])]
     eps = {}
     for r in report["rounds"]:
         for site, m in r.get("per_site", {}).items():

@@ -10,6 +10,7 @@ import re
 from enum import IntEnum
 
 # Message types beyond Flower's plain "train" / "evaluate"
+MARK_CALIBRATE = "mark_calibrate"
 READER_CALIBRATE = "reader_calibrate"
 READER_STUDY = "reader_study"
 

@@ -39,6 +39,13 @@ class CascadeConfig:
         size (96 + 2 x 16 halo = 128 ~ 160) detect best.
     halo : int
         Context added around each tile and discarded from its output.
+    mark_threshold : float or None
+        Clusters with a detection score at or above this are marks (drawn, counted as the
+        CAD's findings); the others are listed only. Calibrated on validation images to
+        ``max_false_marks`` (:mod:`common.evaluation.marks`); None (not calibrated) marks
+        every cluster.
+    max_false_marks : float
+        The calibration's target: false marks per full-field normal image.
     """
 
     peak_threshold: float = 0.1
@@ -48,6 +55,8 @@ class CascadeConfig:
     tta: bool = True
     tile: int = 128
     halo: int = 16
+    mark_threshold: float | None = None
+    max_false_marks: float = 0.5
 
 
 DEFAULT_CASCADE = CascadeConfig()
@@ -65,6 +74,8 @@ class ClusterResult:
     n_calcs: int
     detection_score: float
     malignancy: float | None = None
+    #: indices of the cluster's calcifications in the image's ``points``
+    members: tuple[int, ...] = ()
 
     @property
     def suspicion(self) -> float:
@@ -79,6 +90,19 @@ class ImageResult:
     points: np.ndarray
     point_scores: np.ndarray
     clusters: list[ClusterResult] = field(default_factory=list)
+    #: breast area searched (cm²): the FP-per-area denominator
+    search_cm2: float = 0.0
+    mark_threshold: float | None = None
+
+    @property
+    def marks(self) -> list[ClusterResult]:
+        """The clusters at or above the operating point: what a reader is shown."""
+        return [c for c in self.clusters if c.detection_score >= (self.mark_threshold or 0.0)]
+
+    def marked_points(self) -> np.ndarray:
+        """Return the calcifications of the marks, (N, 2) canonical (row, col)."""
+        members = [i for c in self.marks for i in c.members]
+        return self.points[members].reshape(-1, 2)
 
     @property
     def score(self) -> float:
@@ -179,6 +203,7 @@ def group(points: np.ndarray, scores: np.ndarray, spacing_mm: float, config: Cas
                 ),
                 n_calcs=int(len(members)),
                 detection_score=float(top.mean()),
+                members=tuple(int(i) for i in members),
             )
         )
     return sorted(clusters, key=lambda c: -c.detection_score)
@@ -230,7 +255,13 @@ def run_cascade(
     probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
     for cluster, p in zip(clusters, probs, strict=True):
         cluster.malignancy = float(p)
-    return ImageResult(points=points, point_scores=scores, clusters=clusters)
+    return ImageResult(
+        points=points,
+        point_scores=scores,
+        clusters=clusters,
+        search_cm2=float(region.sum() * image.spacing_mm[0] * image.spacing_mm[1] / 100.0),
+        mark_threshold=config.mark_threshold,
+    )
 
 
 def aggregate_scores(image_scores) -> tuple[dict, dict]:
@@ -273,8 +304,10 @@ def result_to_json(result: ImageResult, image: Mammogram) -> dict:
         sc = sorted([stored_corners[0][1], stored_corners[1][1]])
         clusters.append(
             {
-                **{k: v for k, v in asdict(c).items() if k not in ("centre", "box")},
+                **{k: v for k, v in asdict(c).items() if k not in ("centre", "box", "members")},
+                "point_indices": list(c.members),
                 "suspicion": c.suspicion,
+                "marked": c.detection_score >= (result.mark_threshold or 0.0),
                 "centre_rc": centre,
                 "box_rc": [*corners[0], *corners[1]],
                 "stored_centre_rc": stored_centre,
@@ -283,6 +316,8 @@ def result_to_json(result: ImageResult, image: Mammogram) -> dict:
         )
     return {
         "image_score": result.score,
+        "mark_threshold": result.mark_threshold,
+        "n_marks": len(result.marks),
         "n_points": len(canon_pts),
         "points_rc": canon_pts,
         "point_scores": [round(float(s), 4) for s in result.point_scores],

@@ -223,3 +223,31 @@ def test_reader_study_refusals(flower_task, node):
     message.content["study"] = ConfigRecord({"study-config": '{"arms": ["a"], "bogus": 1}'})
     bad = handle_reader_study(message, node, {})
     assert bad.has_error() and bad.error.code == BAD_REQUEST and "bogus" in bad.error.reason
+
+
+def test_mark_calibration_replies_with_validation_froc_counts_only(flower_task, node, consortium):
+    from dataclasses import replace
+
+    from client.app import handle
+    from common.data.folders import load_hospital
+    from common.federation import protocol as P
+    from common.learning.material import validation_split
+
+    settings = replace(SETTINGS, val_fraction=0.5)  # the tiny hospital's validation patients
+    message = _message(settings, kind=f"evaluate.{P.MARK_CALIBRATE}")
+    reply = handle(P.MARK_CALIBRATE, message, node, {})
+    assert not reply.has_error(), reply.error
+    payload = str(reply.content["site"]["eval-stats"])
+    stats = EvalStats.from_dict(json.loads(payload))
+    images = load_hospital(consortium / "hospital-1", echo=False).images
+    train = [im for im in images if im.split == "train"]
+    val = validation_split(train, 0.5, settings.seed)["val"]
+    assert stats.froc.images == len(val) == reply.content["metrics"]["num-examples"] > 0
+    assert stats.froc.area_cm2 > 0
+    assert stats.froc.normal_images == sum(not im.findings for im in val)
+    assert stats.froc.lesions == sum(len(im.findings) for im in val) > 0
+    assert stats.breast_roc.n_pos + stats.breast_roc.n_neg == 0  # no scores, no ROC
+    for text in ("P_1", str(consortium), ".dcm", "^"):
+        assert text not in payload, text
+    (event,) = _audit(node)
+    assert event["message"] == "mark-calibrate" and event["status"] == "calibrated-marks"

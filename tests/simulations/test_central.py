@@ -47,6 +47,11 @@ def test_train_central_writes_a_loadable_run(run):
     assert spec["models"]["classifier"]["arch"] == "cnn"
     summary = json.loads((model / "train.json").read_text())
     assert summary["detector"]["history"] and summary["classifier"]["history"]
+    # the operating point was calibrated on the validation images and saved with the model
+    marks = summary["marks"]
+    assert marks["threshold"] == spec["cascade"]["mark_threshold"]
+    assert 0.0 <= marks["threshold"] <= 1.0 and marks["images"] > 0
+    assert marks["false_marks_per_full_field_image"] <= spec["cascade"]["max_false_marks"]
 
 
 def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
@@ -75,7 +80,12 @@ def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
     assert det["lesions"] > 0
     # the written metrics are those of the written statistics (what a hospital would pool)
     stats = EvalStats.from_dict(metrics["statistics"])
-    assert json.loads(json.dumps(stats.summary(operating_point=0.5))) == metrics["summary"]
+    threshold = json.loads((run / "model" / "model.json").read_text())["cascade"]["mark_threshold"]
+    summary = stats.summary(operating_point=0.5, mark_threshold=threshold)
+    assert json.loads(json.dumps(summary)) == metrics["summary"]
+    full = metrics["summary"]["detection"]["full_field"]
+    assert full["mark_threshold"] == threshold and full["breast_cm2"] > 0
+    assert "full-field" in (out / "metrics.md").read_text()
     images = load_hospital(consortium / "hospital-1", echo=False).images
     breasts = {im.breast_key for im in images}
     breast = metrics["summary"]["breast"]

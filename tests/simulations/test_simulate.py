@@ -71,6 +71,16 @@ def test_federated_run_moves_the_model_and_writes_the_report(full_run):
     for name in ("report.md", "rounds.png", "roc.png", "froc.png", "model.json"):
         assert (full_run / name).is_file(), name
     assert "Federated run" in (full_run / "report.md").read_text()
+    # the operating point: calibrated on the hospitals' validation images, saved, reported
+    # (a hospital too small to hold validation patients refuses, and is counted)
+    marks = report["marks"]
+    assert marks["sites"] and len(marks["sites"]) + len(marks["failed"]) == 2
+    assert all("no validation images" in f["reason"] for f in marks["failed"])
+    spec = json.loads((full_run / "model.json").read_text())
+    assert spec["cascade"]["mark_threshold"] == marks["threshold"] is not None
+    full = report["final"]["pooled"]["summary"]["detection"]["full_field"]
+    assert full["mark_threshold"] == marks["threshold"]
+    assert "Operating point (marks)" in (full_run / "report.md").read_text()
     # sizes per round: the payload is the fp32 weights plus small per-array headers
     fp32 = report["parameter_bytes_fp32"]
     for r in report["rounds"]:
@@ -148,7 +158,8 @@ def test_hospital_over_budget_is_refused_while_others_train(tmp_path, hospitals)
     assert all("det-train-loss" not in r["sent"] for r in releases)
     ledger2 = PrivacyLedger(tmp_path / "state/hospital-2/privacy_ledger.json", "hospital-2")
     assert ledger2.models() == []  # refused before any step: nothing spent
-    assert {e["kind"] for e in ledger2.evaluations()} == {"evaluate"}  # but its statistics left
+    # but its statistics left, each release in its ledger
+    assert {e["kind"] for e in ledger2.evaluations()} == {"evaluate", "mark-calibrate"}
     audit = [
         json.loads(x) for x in (tmp_path / "state/hospital-2/audit.jsonl").read_text().splitlines()
     ]

@@ -113,3 +113,29 @@ def test_tiles_outside_the_search_region_are_not_run_and_the_rest_unchanged():
     ran[32:96, 32:64] = True
     assert (part[ran] > 0).all() and (part[~ran] == 0).all()
     np.testing.assert_allclose(part[ran], full[ran], atol=1e-6)
+
+
+def test_clusters_below_the_operating_point_are_listed_but_not_marks(tmp_path):
+    from common.evaluation.overlay import draw_overlay
+    from common.imaging.reading import read_mammogram
+    from common.imaging.writing import mammogram_dataset, save
+    from common.learning.inference import ImageResult, result_to_json
+
+    stored = np.full((200, 160), 2000, np.uint16)
+    m = read_mammogram(save(mammogram_dataset(stored, view="CC"), tmp_path / "cc.dcm"))
+    rng = np.random.default_rng(0)
+    strong = rng.normal([50, 50], 4, size=(5, 2))
+    weak = rng.normal([150, 110], 4, size=(4, 2))
+    points = np.concatenate([strong, weak])
+    scores = np.array([0.9] * 5 + [0.3] * 4)
+    clusters = group(points, scores, 0.1, CascadeConfig())
+    result = ImageResult(points, scores, clusters, mark_threshold=0.5)
+    assert [c.n_calcs for c in result.marks] == [5]
+    np.testing.assert_allclose(np.sort(result.marked_points(), axis=0), np.sort(strong, axis=0))
+    listed = result_to_json(result, m)
+    assert listed["n_marks"] == 1 and listed["mark_threshold"] == 0.5
+    assert [c["marked"] for c in listed["clusters"]] == [True, False]
+    assert sorted(listed["clusters"][1]["point_indices"]) == [5, 6, 7, 8]
+    assert draw_overlay(m, result, tmp_path / "o.png").stat().st_size > 1000
+    uncalibrated = ImageResult(points, scores, clusters)
+    assert len(uncalibrated.marks) == 2  # no operating point: every cluster is a mark
