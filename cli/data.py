@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.options import add_read_options, read_options
+from cli.options import add_read_options, add_synth_options, read_options, synth_choices
 from common.errors import CalciflInputError
 from common.synth.generate import SynthConfig
 
@@ -38,6 +38,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         spacing_mm=args.vendor_spacing,
         readers=readers,
         cad=None if args.no_aided else DEFAULT_CAD,
+        **synth_choices(args),
     )
     dirs = synthesize(args.out, config, progress=not args.quiet, workers=0)
     console = Console()
@@ -160,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write unaided reads only (no simulated CAD-aided reading)",
     )
+    add_synth_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 

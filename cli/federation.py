@@ -7,7 +7,15 @@ import json
 import logging
 from pathlib import Path
 
-from cli.options import add_read_options, add_study_args, node_reading, run_config, study_config
+from cli.options import (
+    add_read_options,
+    add_study_args,
+    add_synth_options,
+    node_reading,
+    run_config,
+    study_config,
+    synth_choices,
+)
 from common.synth.generate import SynthConfig
 from server.settings import STRATEGIES, RunSettings
 
@@ -30,6 +38,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.synthetic and args.data:
         logger.error("--synthetic generates the hospitals: give it or --data, not both")
         return 2
+    chosen = synth_choices(args)
+    if args.data and (chosen["vendors"] or chosen["finding_rate"] or chosen["mimics"] is not None):
+        logger.error("--vendors, --finding-rate and --mimics describe --synthetic hospitals")
+        return 2
     if args.resume and not (out / "checkpoints").is_dir():
         logger.error("%s: no checkpoints to resume from", out)
         return 2
@@ -51,7 +63,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         from common.synth.generate import consortium
 
-        synth = SynthConfig(hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1)
+        synth = SynthConfig(
+            hospitals=args.hospitals, exams=args.exams, seed=args.seed + 1, **synth_choices(args)
+        )
         try:
             dirs = consortium(out / "data", synth, progress=not args.quiet)
         except ValueError as exc:
@@ -173,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=SYNTH.exams,
         help="synthetic exams per hospital (default %(default)s)",
     )
+    add_synth_options(p)
     p.add_argument(
         "--partition",
         default=None,

@@ -82,6 +82,46 @@ def add_read_options(p: argparse.ArgumentParser, model: bool = False) -> None:
     g.add_argument("--any-modality", action="store_true", help="accept modalities other than MG")
 
 
+def add_synth_options(p: argparse.ArgumentParser) -> None:
+    """Add the options choosing a synthetic consortium's vendors, findings and mimics."""
+    from common.synth.vendors import BY_NAME
+
+    p.add_argument(
+        "--vendors",
+        nargs="+",
+        choices=sorted(BY_NAME),
+        default=None,
+        metavar="NAME",
+        help="vendors, cycled over the hospitals (default: the four digital units in turn; "
+        "'halide' is a CBIS-DDSM-like film digitiser: 0.05 mm, no spacing tag, RLE, film "
+        f"artifacts). Known: {', '.join(sorted(BY_NAME))}",
+    )
+    p.add_argument(
+        "--finding-rate",
+        type=float,
+        default=None,
+        metavar="F",
+        help="share of breasts with a calcification finding (default: 0.35-0.55 per site, "
+        "an enriched set like CBIS-DDSM; a screening population is about 0.03)",
+    )
+    p.add_argument(
+        "--mimics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw unannotated calcification mimics: skin specks, noise spikes, vascular "
+        "and popcorn calcifications (default: on film only)",
+    )
+
+
+def synth_choices(args: argparse.Namespace) -> dict:
+    """Return the SynthConfig fields :func:`add_synth_options` set."""
+    return {
+        "vendors": tuple(args.vendors or ()),
+        "finding_rate": args.finding_rate,
+        "mimics": args.mimics,
+    }
+
+
 def study_config(args: argparse.Namespace):
     """Build the StudyConfig of ``--study FILE`` overridden by the command line."""
     from dataclasses import replace

@@ -47,15 +47,31 @@ class SimulationSetup:
 def hospital_nodes(
     data_dirs: list[Path], state_root: Path, cache_dir: Path | None = None, **extra
 ) -> list[dict]:
-    """Node configurations of hospitals given as separate folders."""
+    """Node configurations of hospitals given as separate folders.
+
+    A synthetic hospital whose scanner writes no pixel spacing (film) is given its
+    scanner's spacing as ``fallback-spacing``, as a real site states it in its node config.
+    """
     nodes = []
     for d in data_dirs:
         d = Path(d).resolve()
         node = {"data-dir": str(d), "hospital-id": d.name, "state-dir": str(state_root / d.name)}
         if cache_dir:
             node["cache-dir"] = str(cache_dir)
+        node.update(_scanner_spacing(d))
         nodes.append({**node, **extra})
     return nodes
+
+
+def _scanner_spacing(folder: Path) -> dict:
+    """``fallback-spacing`` of a synthetic hospital whose files carry no spacing."""
+    info = folder / "synth.json"
+    if not info.is_file():
+        return {}
+    vendor = json.loads(info.read_text()).get("vendor", {})
+    if vendor.get("spacing_tag") != "none":
+        return {}
+    return {"fallback-spacing": float(vendor["spacing_mm"])}
 
 
 def partition_nodes(

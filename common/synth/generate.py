@@ -25,6 +25,7 @@ from common.data.cbis import CALC_COLUMNS
 from common.data.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
 from common.data.marks import Mark, format_marks
 from common.imaging.writing import mammogram_dataset, mask_dataset, new_uid, save
+from common.synth.artifacts import add_mimics, film_artifacts
 from common.synth.calcs import Cluster, draw_cluster, make_cluster
 from common.synth.phantom import render_breast
 from common.synth.readers import (
@@ -37,6 +38,7 @@ from common.synth.readers import (
     read_breast,
 )
 from common.synth.vendors import (
+    BY_NAME,
     PATIENT_ORIENTATION,
     Vendor,
     stored_orientation,
@@ -80,6 +82,13 @@ class SynthConfig:
         Who reads every breast (the first one's BI-RADS is the CSV's ``assessment``).
     cad : CadProfile or None
         With a CAD, every reader also reads every breast aided (``aided`` = yes rows).
+    vendors : tuple of str
+        Vendor names (:data:`common.synth.vendors.BY_NAME`), cycled over the hospitals;
+        empty: the four digital units in turn. ``("halide",)`` is a CBIS-DDSM-like film
+        consortium.
+    mimics : bool or None
+        Draw unannotated calcification mimics (:func:`common.synth.artifacts.add_mimics`);
+        None: on film only.
     """
 
     hospitals: int = 3
@@ -91,9 +100,14 @@ class SynthConfig:
     test_fraction: float = 0.25
     readers: tuple[ReaderProfile, ...] = DEFAULT_READERS
     cad: CadProfile | None = DEFAULT_CAD
+    vendors: tuple[str, ...] = ()
+    mimics: bool | None = None
 
     def __post_init__(self) -> None:
         """Validate settings."""
+        unknown = [v for v in self.vendors if v not in BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown vendor(s) {unknown}; known: {sorted(BY_NAME)}")
         if not self.readers:
             raise ValueError("need at least one reader")
         if self.size not in SIZES:
@@ -210,7 +224,7 @@ def _write_hospital_queued(out: Path, plan: dict, config) -> Path:
 def _plan_hospital(h: int, config: SynthConfig) -> dict:
     """Draw a site's non-IID parameters and its patients."""
     rng = np.random.default_rng([config.seed, h])
-    vendor = vendor_for(h, rng)
+    vendor = vendor_for(h, rng, config.vendors)
     if config.spacing_mm:
         vendor = Vendor(**{**vendor.to_dict(), "spacing_mm": config.spacing_mm})
     n = max(2, round(config.exams * SIZE_FACTORS[h % len(SIZE_FACTORS)]))
@@ -264,6 +278,9 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
     read_rng = np.random.default_rng([config.seed, plan["index"], 2])
     # and marks from a third: adding them left the images and the reads unchanged
     mark_rng = np.random.default_rng([config.seed, plan["index"], 3])
+    # and artifacts from a fourth: a consortium without them draws the same images
+    artifact_rng = np.random.default_rng([config.seed, plan["index"], 4])
+    mimics = vendor.film if config.mimics is None else config.mimics
     height_mm, width_mm = SIZES[config.size]
     shape = (round(height_mm / vendor.spacing_mm), round(width_mm / vendor.spacing_mm))
     cbis_rows: dict[str, list[dict]] = {"train": [], "test": []}
@@ -310,7 +327,18 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     f"{prefix}_{patient['patient_id']}_{'LEFT' if lat == 'L' else 'RIGHT'}_{view}"
                 )
                 image_rel, findings = _write_image(
-                    dicom_root, case, study_uid, patient, lat, view, clusters, vendor, shape, rng
+                    dicom_root,
+                    case,
+                    study_uid,
+                    patient,
+                    lat,
+                    view,
+                    clusters,
+                    vendor,
+                    shape,
+                    rng,
+                    artifact_rng if mimics or vendor.film else None,
+                    mimics,
                 )
                 views[view] = {
                     "inside": findings.pop("inside"),
@@ -318,6 +346,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                 }
                 counts["images"] += 1
                 counts["compressed"] += int(findings.pop("compressed"))
+                counts.update(findings.pop("artifacts"))
                 base = {
                     "image": f"CBIS-DDSM/{image_rel}",
                     "patient_id": patient["patient_id"],
@@ -453,8 +482,14 @@ def _write_image(
     vendor: Vendor,
     shape: tuple[int, int],
     rng: np.random.Generator,
+    artifact_rng: np.random.Generator | None = None,
+    mimics: bool = False,
 ) -> tuple[str, dict]:
-    """Render, write one view and its findings' ROI masks and crops; return paths."""
+    """Render, write one view and its findings' ROI masks and crops; return paths.
+
+    With ``artifact_rng``, unannotated mimics (``mimics``) and, on film, the film's
+    artifacts are drawn from it.
+    """
     phantom = render_breast(shape, view, patient["density"], rng)
     image = phantom.attenuation
     drawn = []
@@ -464,6 +499,18 @@ def _write_image(
             image, cluster, center, vendor.spacing_mm, rotation=float(rng.uniform(0, 2 * np.pi))
         )
         drawn.append((cluster, points, roi & phantom.mask))
+    artifacts: Counter = Counter()
+    if artifact_rng is not None and mimics:
+        rois = np.zeros(shape, dtype=bool)
+        for _, _, roi in drawn:
+            rois |= roi
+        searched = phantom.mask if phantom.muscle is None else phantom.mask & ~phantom.muscle
+        artifacts.update(add_mimics(image, searched, vendor.spacing_mm, artifact_rng, rois))
+    if artifact_rng is not None and vendor.film:
+        label = f"{lat}{view}"
+        artifacts.update(
+            film_artifacts(image, phantom.mask, vendor.spacing_mm, label, artifact_rng)
+        )
     stored, attributes = to_stored(image, phantom.mask, vendor, rng)
     flip = stored_orientation(vendor, lat)
     if flip:
@@ -484,9 +531,10 @@ def _write_image(
         "ManufacturerModelName": vendor.model,
     }
     spacing_kw = {"imager_spacing": None, "pixel_spacing": None}
-    spacing_kw[
-        "imager_spacing" if vendor.spacing_tag == "ImagerPixelSpacing" else "pixel_spacing"
-    ] = vendor.spacing_mm
+    if vendor.spacing_tag != "none":
+        spacing_kw[
+            "imager_spacing" if vendor.spacing_tag == "ImagerPixelSpacing" else "pixel_spacing"
+        ] = vendor.spacing_mm
     ds = mammogram_dataset(
         np.ascontiguousarray(stored),
         bits_stored=vendor.bits_stored,
@@ -547,7 +595,12 @@ def _write_image(
                 "crop": f"{folder}/000001.dcm",
             }
         )
-    return rel, {"items": items, "compressed": compressed, "inside": inside}
+    return rel, {
+        "items": items,
+        "compressed": compressed,
+        "inside": inside,
+        "artifacts": {f"artifact_{k}": v for k, v in artifacts.items()},
+    }
 
 
 def _place(phantom, rng: np.random.Generator) -> tuple[float, float]:

@@ -86,8 +86,12 @@ def render_breast(
     edge = np.clip((radius - 0.82) / 0.18, 0.0, 1.0)
     thickness = (1.0 - edge**2).astype(np.float32) * mask
 
+    # two power-law fields: the image's spectrum then falls with beta about 2.9 over
+    # 0.1-1 cycles/mm (tests/common/synth/test_phantom.py), within what mammograms
+    # measure: 1.5-3.5, mean about 2.8 (Burgess, SPIE 2003, 5034); 3.17 CC, 3.30 MLO
+    # (Chen et al., Med Phys 2012;39:1435)
     coarse = power_law_noise(shape, 3.0, rng)
-    fine = power_law_noise(shape, 2.0, rng)
+    fine = power_law_noise(shape, 2.6, rng)
     # more glandular tissue behind the nipple than near the skin or chest wall
     envelope = np.exp(-(((cols / depth) - 0.45) ** 2) / 0.12) * np.exp(
         -(((rows - center) / half) ** 2) / 0.5

@@ -5,6 +5,11 @@ heterogeneity real sites have: bit depth, MONOCHROME1/2, pixel spacing and the t
 stored in, noise, contrast curve, JPEG 2000, VOI by window (LINEAR, LINEAR_EXACT, SIGMOID,
 several windows) or VOI LUT sequence, rescale slope/intercept, padding, and how the
 orientation is recorded.
+
+:data:`FILM` is a film digitiser like those of CBIS-DDSM (DESIGN.md, "Real mammograms"):
+0.05 mm, 16-bit storage of 12-bit content, RLE Lossless, no spacing tag and no VOI, and
+the film's own artifacts (:mod:`common.synth.artifacts`). It is chosen by name
+(``SynthConfig.vendors``), never by default.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 
 @dataclass(frozen=True)
@@ -24,13 +29,20 @@ class Vendor:
     Attributes
     ----------
     voi : str
-        'window' (two LINEAR windows), 'linear-exact', 'sigmoid' or 'lut'.
+        'window' (two LINEAR windows), 'linear-exact', 'sigmoid', 'lut' or 'none'.
+    spacing_tag : str
+        'ImagerPixelSpacing', 'PixelSpacing' or 'none' (no spacing in the file).
     compressed : float
         Share of the images written compressed, in transfer syntax ``syntax`` (lossless).
     orientation : str
         'patient-orientation' (PatientOrientation set), 'image-laterality' (only
         ImageLaterality, standard display), 'series-laterality' (only series Laterality)
         or 'fov-flip' (right breasts stored chest wall left with FieldOfViewHorizontalFlip).
+    content_bits : int or None
+        Bits of real content, scaled up to ``bits_stored`` (a 12-bit scanner writing
+        16-bit files); None: all ``bits_stored``.
+    film : bool
+        Digitised film: borders, lead label, grain, dust and scratches.
     """
 
     name: str
@@ -48,6 +60,8 @@ class Vendor:
     rescale: tuple[float, float]
     padding: bool
     orientation: str
+    content_bits: int | None = None
+    film: bool = False
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -126,15 +140,44 @@ VENDORS = (
 )
 
 
-def vendor_for(index: int, rng: np.random.Generator) -> Vendor:
-    """Return the vendor of hospital ``index`` (0-based) with per-site jitter."""
-    base = VENDORS[index % len(VENDORS)]
-    if index < len(VENDORS):
+FILM = Vendor(
+    "halide",
+    "Halide Imaging",
+    "FilmScan 50",
+    16,
+    "MONOCHROME2",
+    0.05,
+    "none",
+    "none",
+    1.0,
+    0.006,
+    1.0,
+    RLELossless,
+    (1.0, 0.0),
+    False,
+    "image-laterality",
+    content_bits=12,
+    film=True,
+)
+
+#: every vendor by name
+BY_NAME = {v.name: v for v in (*VENDORS, FILM)}
+
+
+def vendor_for(index: int, rng: np.random.Generator, names: tuple[str, ...] = ()) -> Vendor:
+    """Return the vendor of hospital ``index`` (0-based) with per-site jitter.
+
+    ``names`` (cycled over the hospitals) chooses the vendors; by default the four
+    digital units of :data:`VENDORS` take turns.
+    """
+    pool = tuple(BY_NAME[n] for n in names) if names else VENDORS
+    base = pool[index % len(pool)]
+    if index < len(pool):
         return base
     # further hospitals reuse a template with their own noise and contrast
     return replace(
         base,
-        name=f"{base.name}-{index // len(VENDORS) + 1}",
+        name=f"{base.name}-{index // len(pool) + 1}",
         gamma=float(base.gamma * rng.uniform(0.9, 1.1)),
         noise=float(base.noise * rng.uniform(0.8, 1.25)),
     )
@@ -183,6 +226,9 @@ def to_stored(
     slope, intercept = vendor.rescale
     stored = np.rint((value - intercept) / slope)
     stored = np.clip(stored, 1, top).astype(np.uint16)
+    if vendor.content_bits and vendor.content_bits < vendor.bits_stored:
+        shift = vendor.bits_stored - vendor.content_bits
+        stored = np.maximum((stored >> shift) << shift, 1 << shift).astype(np.uint16)
     attributes: dict = {}
     if slope != 1.0 or intercept != 0.0:
         attributes.update(RescaleSlope=slope, RescaleIntercept=intercept, RescaleType="US")

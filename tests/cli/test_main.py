@@ -120,6 +120,25 @@ def test_simulate_defaults_are_the_run_settings_defaults():
 
 def test_synthetic_and_data_together_are_refused(tmp_path):
     assert main(["simulate", "--out", str(tmp_path / "r"), "--synthetic", "--data", "d"]) == 2
+    # what describes synthetic hospitals does not apply to real ones
+    assert (
+        main(["simulate", "--out", str(tmp_path / "r"), "--data", "d", "--vendors", "halide"]) == 2
+    )
+
+
+def test_synth_writes_a_screening_film_consortium_and_inspect_needs_its_spacing(tmp_path):
+    out = tmp_path / "film"
+    args = ["synth", "--out", str(out), "--hospitals", "1", "--exams", "4", "-q"]
+    assert main([*args, "--vendors", "halide", "--finding-rate", "0.03"]) == 0
+    info = json.loads((out / "hospital-1" / "synth.json").read_text())
+    assert info["vendor"]["name"] == "halide" and info["finding_rate"] == 0.03
+    assert info["counts"]["artifact_label"] == info["counts"]["images"]
+    report = tmp_path / "summary.json"
+    main(["inspect", str(out / "hospital-1"), "--json", str(report), "-q"])
+    assert json.loads(report.read_text())["images"]["usable"] == 0  # no spacing: refused
+    told = ["inspect", str(out / "hospital-1"), "--json", str(report), "-q"]
+    assert main([*told, "--fallback-spacing", "0.05"]) == 0
+    assert json.loads(report.read_text())["images"]["refused"] == 0
 
 
 def test_mrmc_and_plan_commands(tmp_path, capsys):

@@ -244,3 +244,20 @@ def test_central_dp_clips_adds_calibrated_noise_and_stops_at_its_budget(tmp_path
     assert "central DP" in md and f"{dp['epsilon']:.2f}" in md
     audit = (tmp_path / "state/hospital-1/audit.jsonl").read_text()
     assert '"central_dp_clip": 0.05' in audit
+
+
+def test_a_film_hospital_states_its_scanners_spacing(tmp_path):
+    from common.synth.generate import SynthConfig, synthesize
+
+    dirs = synthesize(
+        tmp_path / "data",
+        SynthConfig(hospitals=2, exams=2, seed=3, vendors=("aurora", "halide")),
+        progress=False,
+    )
+    digital, film = hospital_nodes(dirs, tmp_path / "state")
+    assert "fallback-spacing" not in digital and film["fallback-spacing"] == 0.05
+    # what the operator sets wins
+    assert (
+        hospital_nodes(dirs, tmp_path / "s", **{"fallback-spacing": 0.07})[1]["fallback-spacing"]
+        == 0.07
+    )
