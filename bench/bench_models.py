@@ -39,15 +39,16 @@ from common.synth.generate import SynthConfig, synthesize
 from simulations.central import CentralConfig, train_central
 
 
-def held_out(sites, run_dir: Path, cache: Path) -> dict:
-    models, options, cascade, _ = load_run(run_dir)
-    store = ImageStore(PreprocessCache(cache, options))
+def held_out(sites, run_dir: Path, cache: Path, options=None) -> dict:
+    """Pooled held-out metrics of a run folder, at the run's own operating point."""
+    models, read, cascade, _ = load_run(run_dir)
+    store = ImageStore(PreprocessCache(cache, options or read))
     total = EvalStats()
     for site in sites:
         test = [im for im in load_hospital(site, echo=False).images if im.split == "test"]
         stats, _ = evaluate_images(models, test, store, cascade)
         total = total + stats
-    return total.summary()
+    return total.summary(mark_threshold=cascade.mark_threshold)
 
 
 def step_ratio(batch: int = 32, patch: int = 96, rounds: int = 12) -> dict:

@@ -14,10 +14,13 @@ for each finding:
   (:mod:`common.learning.weak`).
 
 Each is scored on the held-out split against the generator's truth, which training never
-sees in the last two: cluster FROC (mean sensitivity over 0.25–4 false clusters per image;
-sensitivity at 1), and point-level precision and recall of the marks (a mark within 0.5 mm
-of a true calcification). Also printed: how well the candidate rule alone recovers the
-true calcifications of the training ROIs. Results go to stdout and, as JSON, to --out.
+sees in the last two: cluster FROC (mean sensitivity over 0.25–2 false clusters per image;
+sensitivity at 1), the same per **full-field image** (false clusters per cm² of breast
+searched, scaled to the 375 cm² of a full-field breast), false marks per full-field
+normal image at the operating point the run calibrated on its validation images (target
+0.5), and point-level precision and recall of the detections (within 1 mm of a true
+calcification). Also printed: how well the candidate rule alone recovers the true
+calcifications of the training ROIs. Results go to stdout and, as JSON, to --out.
 """
 
 from __future__ import annotations
@@ -124,7 +127,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         summary = held_out(sites, work / name, cache)
         det = summary["detection"]
+        full = det["full_field"]
         results[name] = {
+            "full_field": full,
             "training_images": len(records),
             "seconds": round(seconds, 1),
             "froc_mean_sensitivity": det["mean_sensitivity"],
@@ -141,6 +146,15 @@ def main() -> None:
             f"{r['sensitivity_at_1_fp']:.3f}; marks: precision {r['point_precision']:.3f}, "
             f"recall {r['point_recall']:.3f}; cluster AUC {r['cluster_auc']:.3f}, "
             f"breast AUC {r['breast_auc']:.3f}"
+        )
+        fp = full["normal_false_marks_per_full_field_image"]
+        print(
+            f"{'':>10}  per full-field image: FROC mean {full['mean_sensitivity']:.3f}, "
+            f"sens@0.5FP {full['sens@0.5fp']:.3f}, sens@1FP {full['sens@1fp']:.3f}; "
+            f"operating point {full['mark_threshold']:.3f}: "
+            f"{'–' if fp is None else f'{fp:.2f}'} false marks per full-field normal image "
+            f"({full['normal_images']} normal images), cluster sensitivity "
+            f"{full['mark_sensitivity']:.3f}"
         )
     args.out.write_text(json.dumps(results, indent=2))
     print(f"written to {args.out}")

