@@ -11,7 +11,9 @@ for each finding:
 - ``centroid``: the CBIS-DDSM folder alone (ROI masks, no points), one peak per ROI at its
   centroid;
 - ``candidates``: the CBIS-DDSM folder alone, candidate calcifications found in each ROI
-  (:mod:`common.learning.weak`).
+  (:mod:`common.learning.weak`);
+- ``mil``: the CBIS-DDSM folder alone, each ROI (box + 1 mm) a multiple-instance bag:
+  nothing in it is a negative and its most probable cell is taught as a peak.
 
 Each is scored on the held-out split against the generator's truth, which training never
 sees in the last two: cluster FROC (mean sensitivity over 0.25–2 false clusters per image;
@@ -82,7 +84,10 @@ def main() -> None:
     ap.add_argument("--classifier-epochs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("bench_weak.json"))
     ap.add_argument(
-        "--variants", nargs="+", default=["points", "centroid", "candidates"], help="which to train"
+        "--variants",
+        nargs="+",
+        default=["points", "centroid", "candidates", "mil"],
+        help="which to train",
     )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calcifl-weak-"))
@@ -98,6 +103,7 @@ def main() -> None:
         "points": ("manifest", "candidates"),
         "centroid": ("cbis-ddsm", "centroid"),
         "candidates": ("cbis-ddsm", "candidates"),
+        "mil": ("cbis-ddsm", "mil"),
     }
     # the images a CBIS-DDSM folder lists (those with findings): every variant trains on them
     listed = {

@@ -202,8 +202,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=WEAK_TARGETS,
         default=CENTRAL.weak_targets,
         help="detector targets of findings with a mask, box or centroid but no points: "
-        "candidate calcifications found in the region, or one peak at the centroid "
-        "(default %(default)s)",
+        "candidate calcifications found in the region, one peak at the centroid, or the "
+        "region as a multiple-instance bag (mil) (default %(default)s)",
     )
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")

@@ -120,10 +120,11 @@ class LocalTraining(KebabConfig):
         With DP, leave the detector's full-resolution stem at the federation's initial
         weights (:data:`common.learning.recipes.DP_FROZEN_DETECTOR`,
         :func:`~common.learning.recipes.detector_frozen`).
-    weak_targets : {"candidates", "centroid"}
+    weak_targets : {"candidates", "centroid", "mil"}
         What the detector is taught for a finding annotated only by a mask, a box or a
         centroid: candidate calcification centres found in its region
-        (:mod:`common.learning.weak`), or one peak at the centroid.
+        (:mod:`common.learning.weak`), one peak at the centroid, or the region as a
+        multiple-instance bag ("mil": its most probable cell is taught as a peak).
     """
 
     detector_epochs: int = 5

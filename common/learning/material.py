@@ -44,7 +44,7 @@ class SiteSettings:
         a crop within an epoch would multiply its privacy cost).
     classifier_repeats : int
         Augmented views of each crop per epoch without DP.
-    weak_targets : {"candidates", "centroid"}
+    weak_targets : {"candidates", "centroid", "mil"}
         Detector targets of findings without points (:mod:`common.learning.weak`).
     """
 

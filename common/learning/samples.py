@@ -33,6 +33,9 @@ class CanonFinding:
     malignant: bool | None
     pathology_detail: str | None = None
     subtlety: int | None = None
+    #: (r0, c0, r1, c1) region holding the calcifications when the detector learns from
+    #: the region itself (multiple-instance learning); None: it learns ``points``
+    bag: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -51,6 +54,16 @@ class PreparedImage:
         if not self.findings:
             return np.zeros((0, 2))
         return np.concatenate([f.points for f in self.findings])
+
+    @property
+    def peak_points(self) -> np.ndarray:
+        """The points the detector is taught as peaks (not those of a region bag)."""
+        pts = [f.points for f in self.findings if f.bag is None]
+        return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
+#: Target value of a heatmap cell inside a multiple-instance bag (see ``focal_loss``)
+BAG = -1.0
 
 
 class ImageStore:
@@ -96,7 +109,9 @@ def prepare(
     A finding without annotated points gets, as its points, its centroid (``weak`` =
     "centroid": what evaluation scores against) or the candidate calcifications of its
     region (``weak`` = "candidates": :func:`common.learning.weak.candidate_points`, for
-    training the detector).
+    training the detector); with ``weak`` = "mil" its region (box grown by 1 mm, else 5 mm
+    around the centroid) becomes a bag in which the detector must find some calcification
+    (its points: the centroid, where positive patches are cut).
     """
     problems = problems if problems is not None else ProblemLog()
     out = []
@@ -116,17 +131,45 @@ def prepare(
                 corners = m.geometry.map_points([[f.box[0], f.box[1]], [f.box[2], f.box[3]]])
                 (r0, r1), (c0, c1) = np.sort(corners[:, 0]), np.sort(corners[:, 1])
                 box = (float(r0), float(c0), float(r1), float(c1))
+            bag = None
             if f.points is not None and len(f.points):
                 pts = m.geometry.map_points(f.points)
             elif weak == "candidates":
                 pts = candidate_points(m.pixels, box, centroid, m.spacing_mm[0], m.mask)
             else:
                 pts = centroid[None, :]
+                if weak == "mil":
+                    bag = _bag(box, centroid, m.spacing_mm[0])
             findings.append(
-                CanonFinding(centroid, box, pts, f.malignant, f.pathology_detail, f.subtlety)
+                CanonFinding(centroid, box, pts, f.malignant, f.pathology_detail, f.subtlety, bag)
             )
         out.append(PreparedImage(record, m.pixels.shape, m.bbox, m.spacing_mm[0], findings))
     return out
+
+
+def _bag(box, centroid: np.ndarray, spacing_mm: float) -> tuple[float, float, float, float]:
+    """Return a finding's region for MIL: its box + 1 mm, else 5 mm around the centroid."""
+    if box is not None:
+        grow = 1.0 / spacing_mm
+        return (box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+    half = 2.5 / spacing_mm
+    r, c = float(centroid[0]), float(centroid[1])
+    return (r - half, c - half, r + half, c + half)
+
+
+def mark_bags(target: np.ndarray, bags, origin, stride: int) -> np.ndarray:
+    """Set the cells of ``target`` (a patch at ``origin``) inside each bag to :data:`BAG`."""
+    n = target.shape[0]
+    for r0, c0, r1, c1 in bags:
+        a = int(np.floor((r0 - origin[0]) / stride))
+        b = int(np.ceil((r1 - origin[0]) / stride))
+        c = int(np.floor((c0 - origin[1]) / stride))
+        d = int(np.ceil((c1 - origin[1]) / stride))
+        a, b, c, d = max(a, 0), min(b, n), max(c, 0), min(d, n)
+        if a < b and c < d:
+            cells = target[a:b, c:d]
+            cells[cells < 0.999] = BAG
+    return target
 
 
 def heatmap_target(points: np.ndarray, size: int, stride: int, sigma: float) -> np.ndarray:
@@ -177,7 +220,8 @@ def detector_patches(
     half = patch // 2
     for item in images:
         m = store.get(item.record)
-        pts = item.points
+        pts, peaks = item.points, item.peak_points
+        bags = [f.bag for f in item.findings if f.bag is not None]
         origins = []
         for f in item.findings:
             for _ in range(positives_per_finding):
@@ -199,8 +243,9 @@ def detector_patches(
                 origins.append((int(r) - half, int(c) - half))
         for r0, c0 in origins:
             xs.append(_crop(m.pixels, r0, c0, patch))
-            local = pts - np.array([r0, c0]) if len(pts) else pts
-            ys.append(heatmap_target(local, patch, stride, sigma))
+            local = peaks - np.array([r0, c0]) if len(peaks) else peaks
+            target = heatmap_target(local, patch, stride, sigma)
+            ys.append(mark_bags(target, bags, (r0, c0), stride) if bags else target)
     x = torch.from_numpy(np.stack(xs)[:, None]) if xs else torch.zeros((0, 1, patch, patch))
     y = (
         torch.from_numpy(np.stack(ys)[:, None])

@@ -98,14 +98,27 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, b
 
     Normalising within each sample (not by the batch's peak count) keeps the loss a
     mean of per-sample terms, as DP-SGD's per-sample clipping requires.
+
+    Cells whose target is negative (:data:`common.learning.samples.BAG`) form a sample's
+    multiple-instance bag: no cell of it is a negative, and its most probable cell is
+    taught as a peak (max-pooling MIL: the region holds at least one calcification).
     """
     p = torch.sigmoid(logits).clamp(1e-6, 1 - 1e-6)
+    bag = target.lt(-0.5)
     pos = target.ge(0.999).float()
     pos_term = -((1 - p) ** alpha) * torch.log(p) * pos
-    neg_term = -((1 - target) ** beta) * (p**alpha) * torch.log(1 - p) * (1 - pos)
+    weight = (1 - target.clamp(min=0.0)) ** beta
+    neg_term = -weight * (p**alpha) * torch.log(1 - p) * (1 - pos) * (~bag).float()
     dims = tuple(range(1, logits.dim()))
-    n_pos = pos.sum(dim=dims).clamp(min=1.0)
-    return ((pos_term + neg_term).sum(dim=dims) / n_pos).mean()
+    total = (pos_term + neg_term).sum(dim=dims)
+    n_pos = pos.sum(dim=dims)
+    if bool(bag.any()):
+        has_bag = bag.flatten(1).any(dim=1)
+        top = torch.sigmoid(logits.masked_fill(~bag, -1e4).flatten(1).amax(dim=1))
+        top = top.clamp(1e-6, 1 - 1e-6)
+        total = total - ((1 - top) ** alpha) * torch.log(top) * has_bag.float()
+        n_pos = n_pos + has_bag.float()
+    return (total / n_pos.clamp(min=1.0)).mean()
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from scipy import ndimage
 MARGIN_MM = 1.0
 
 #: Target rules a finding without points can be trained with.
-WEAK_TARGETS = ("candidates", "centroid")
+WEAK_TARGETS = ("candidates", "centroid", "mil")
 
 
 def candidate_points(

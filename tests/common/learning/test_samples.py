@@ -90,3 +90,21 @@ def test_findings_without_points_get_candidates_for_training_and_keep_centroids_
     for a, b in zip(with_points, plain, strict=True):
         for fa, fb in zip(a.findings, b.findings, strict=True):
             np.testing.assert_array_equal(fa.points, fb.points)
+
+
+def test_mil_turns_each_region_into_a_bag_of_the_detector_targets(consortium, tmp_path):
+    from common.learning.samples import BAG, detector_patches
+
+    store = ImageStore(PreprocessCache(tmp_path / "cache"))
+    cbis = load_hospital(consortium / "hospital-1", fmt="cbis-ddsm", echo=False).images
+    images = prepare(cbis, store, weak="mil")
+    findings = [f for im in images for f in im.findings]
+    assert findings and all(f.bag is not None for f in findings)
+    for f in findings:
+        r0, c0, r1, c1 = f.bag
+        box = f.box
+        assert r0 < box[0] and c0 < box[1] and r1 > box[2] and c1 > box[3]
+    assert all(len(im.peak_points) == 0 for im in images)
+    data = detector_patches(images, store, 96, 2, 1.5, np.random.default_rng(0))
+    y = data.tensors[1]
+    assert (y == BAG).any() and not y.ge(0.999).any()  # bags, no peak anywhere

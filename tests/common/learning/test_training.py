@@ -61,6 +61,32 @@ def test_focal_loss_is_a_mean_of_per_sample_losses():
     assert whole == pytest.approx(parts.mean().item(), rel=1e-6)
 
 
+def test_a_bag_teaches_its_most_probable_cell_and_none_of_it_as_negative():
+    from common.learning.samples import BAG
+
+    logits = torch.full((2, 1, 6, 6), -2.0)
+    logits[0, 0, 2, 3] = 0.5  # the bag's most probable cell
+    logits[0, 0, 1, 1] = 1.0  # outside the bag: a negative
+    target = torch.zeros(2, 1, 6, 6)
+    target[0, 0, 2:4, 2:5] = BAG
+    target[1, 0, 4, 4] = 1.0  # a plain peak in the other sample
+    logits.requires_grad_(True)
+    focal_loss(logits, target).backward()
+    grad = logits.grad[0, 0]
+    assert grad[2, 3] < 0  # pushed up: the bag's peak
+    bag = target[0, 0] == BAG
+    others = bag.clone()
+    others[2, 3] = False
+    assert (grad[others] == 0).all()  # the rest of the bag is neither peak nor negative
+    assert grad[1, 1] > 0  # outside the bag, a negative as before
+    # the bag counts as one peak: the sample's loss is the peak's term plus negatives
+    p = torch.sigmoid(torch.tensor(0.5))
+    neg = torch.sigmoid(logits.detach()[0, 0][~bag])
+    expected = -((1 - p) ** 2) * torch.log(p) - (neg**2 * torch.log(1 - neg)).sum()
+    alone = focal_loss(logits.detach()[:1], target[:1])
+    assert alone.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_dp_epsilon_is_cumulative_across_calls():
     dp = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
     cfg = TrainConfig(epochs=2, batch_size=16, patience=0, **QUIET)
