@@ -56,7 +56,7 @@ class CentralConfig:
     val_fraction: float = 0.15
     seed: int = 0
     cache_dir: Path | None = None
-    weak_targets: str = "candidates"
+    weak_targets: str = "mil"
 
     def classifier_config(self) -> ClassifierConfig:
         """Return the classifier in effect (automatic when ``classifier`` is None)."""

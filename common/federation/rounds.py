@@ -142,7 +142,7 @@ class LocalTraining(KebabConfig):
     dp_max_grad_norm: float = 1.0
     dp_delta: float = 0.0
     dp_freeze_stem: bool = True
-    weak_targets: str = "candidates"
+    weak_targets: str = "mil"
 
     def __post_init__(self) -> None:
         """Validate counts."""

@@ -56,7 +56,7 @@ class SiteSettings:
     cache_dir: Path | None = None
     dp: bool = False
     classifier_repeats: int = 6
-    weak_targets: str = "candidates"
+    weak_targets: str = "mil"
 
 
 class SiteData:

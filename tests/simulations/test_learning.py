@@ -17,10 +17,11 @@ from simulations.central import CentralConfig, train_central
 
 SEED = 11
 
-# trained from ROI masks alone: below the worst of three data seeds (docs/results.md)
-MASKS_FROC = 0.2
+# trained from ROI masks alone (multiple-instance bags): below the worst of three data
+# seeds (docs/results.md, "Learning test")
+MASKS_FROC = 0.5
 MASKS_POINT_RECALL = 0.6
-MASKS_POINT_PRECISION = 0.05
+MASKS_POINT_PRECISION = 0.2
 
 
 def _summary(models, test, store, cascade) -> dict:
@@ -70,7 +71,7 @@ def learned_from_masks(tmp_path_factory):
         classifier_train=TrainConfig(epochs=8, patience=10, seed=SEED, progress=False),
         seed=SEED,
         cache_dir=root / "cache",
-        weak_targets="candidates",
+        weak_targets="mil",
     )
     train = [im for im in images if im.split == "train"]
     train_central(dirs, root / "model", config, records=train)
