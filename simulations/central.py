@@ -134,7 +134,7 @@ def train_central(
     )
     det_result, cls_result = results["detector"], results["classifier"]
     # the operating point: false marks per full-field normal image on the validation images
-    cascade, marks, _ = calibrate_marks(
+    cascade, marks = calibrate_marks(
         models, [item.record for item in site.val_images], site.store, config.cascade
     )
     logger.info("%s", marks_line(marks))

@@ -171,6 +171,8 @@ def evaluate_images(
 ) -> tuple[EvalStats, dict]:
     """Run the cascade on ``records`` and collect statistics.
 
+    ``models`` without a classifier collect the detection statistics only.
+
     Returns
     -------
     stats : EvalStats
@@ -203,7 +205,7 @@ def evaluate_images(
                 result.points, truth, point_radius_mm / image.spacing_mm[0]
             )
         labelled = [f for f in item.findings if f.malignant is not None]
-        if labelled:
+        if labelled and "classifier" in models:
             centres = [f.centroid for f in labelled]
             probs = classify(models["classifier"], image.pixels, centres, config.tta)
             finding_probs.extend(probs.tolist())
@@ -232,12 +234,23 @@ def evaluate_images(
     return stats, breasts
 
 
+def detection_stats(
+    models: dict[str, torch.nn.Module],
+    records: list[ImageRecord],
+    store: ImageStore,
+    config: CascadeConfig = DEFAULT_CASCADE,
+) -> EvalStats:
+    """Return the detection statistics of the detector alone (no classifier), every cluster."""
+    detector = {"detector": models["detector"]}
+    return evaluate_images(detector, records, store, replace(config, mark_threshold=None))[0]
+
+
 def calibrate_marks(
     models: dict[str, torch.nn.Module],
     records: list[ImageRecord],
     store: ImageStore,
     config: CascadeConfig = DEFAULT_CASCADE,
-) -> tuple[CascadeConfig, dict, dict]:
+) -> tuple[CascadeConfig, dict]:
     """Set the cascade's operating point on validation ``records``.
 
     Returns
@@ -247,11 +260,9 @@ def calibrate_marks(
         when the records give no breast area).
     calibration : dict
         What :func:`common.evaluation.marks.calibrate` found.
-    breasts : dict
-        The records' breast scores (local only), as :func:`evaluate_images` returns them.
     """
-    stats, breasts = evaluate_images(models, records, store, replace(config, mark_threshold=None))
+    stats = detection_stats(models, records, store, config)
     result = calibrate(stats.froc, config.max_false_marks)
     if result["threshold"] is None:
-        return config, result, breasts
-    return replace(config, mark_threshold=result["threshold"]), result, breasts
+        return config, result
+    return replace(config, mark_threshold=result["threshold"]), result

@@ -28,7 +28,7 @@ from common.data.cache import PreprocessCache
 from common.data.problems import ProblemLog
 from common.data.records import ImageRecord, ReaderRead
 from common.errors import CalciflInputError
-from common.evaluation.images import EvalStats, evaluate_images
+from common.evaluation.images import EvalStats, detection_stats, evaluate_images
 from common.evaluation.metrics import RocStats
 from common.federation import protocol as P
 from common.federation.protocol import Code, Refusal
@@ -397,17 +397,15 @@ class Hospital:
         """Return detection statistics on the validation images (the marks' operating point).
 
         Only the FROC counts leave (false clusters by score, breast area searched), under
-        the same release rule as an evaluation; the breast scores stay, kept for the
-        reader study's calibration.
+        the same release rule as an evaluation. The detector runs alone: no classifier.
         """
         records = self.records(spec.seed)
         val = validation_split(records.train, spec.val_fraction, spec.seed)["val"]
         if not val:
             raise Refusal(Code.NO_DATA, "no validation images to calibrate the marks on")
         models = self.models(spec, weights)
-        cascade = replace(spec.models().cascade, mark_threshold=None)
-        stats, breasts = evaluate_images(models, val, self.store(self.read_options(spec)), cascade)
-        _remember(self._scores_key(spec, "val", weights_digest(weights)), lambda: breasts)
+        store = self.store(self.read_options(spec))
+        stats = detection_stats(models, val, store, spec.models().cascade)
         detection = EvalStats(froc=stats.froc, points=stats.points)
         stats, withheld = release_eval(detection, self.settings.min_cell)
         metrics = {P.NUM_EXAMPLES: len(val), P.WITHHELD: len(withheld)}

@@ -239,8 +239,12 @@ def classify(
 def run_cascade(
     models: dict[str, torch.nn.Module], image: Mammogram, config: CascadeConfig = DEFAULT_CASCADE
 ) -> ImageResult:
-    """Run detector → clusters → classifier on one canonical mammogram."""
-    detector, classifier = models["detector"], models["classifier"]
+    """Run detector → clusters → classifier on one canonical mammogram.
+
+    Without a ``"classifier"`` in ``models`` the clusters are detected only (malignancy
+    None, image score 0): what calibrating the marks needs.
+    """
+    detector, classifier = models["detector"], models.get("classifier")
     region = search_region(image.pixels, image.mask, image.view)
     prob, (r0, c0) = heatmap(detector, image.pixels, image.bbox, config, region)
     idx, scores = peaks(prob, config.peak_threshold, config.max_points)
@@ -252,9 +256,10 @@ def run_cascade(
         inside = region[r, c]
         points, scores = points[inside], scores[inside]
     clusters = group(points, scores, image.spacing_mm[0], config)
-    probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
-    for cluster, p in zip(clusters, probs, strict=True):
-        cluster.malignancy = float(p)
+    if classifier is not None:
+        probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
+        for cluster, p in zip(clusters, probs, strict=True):
+            cluster.malignancy = float(p)
     return ImageResult(
         points=points,
         point_scores=scores,

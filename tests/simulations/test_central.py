@@ -211,3 +211,18 @@ def test_predict_reads_film_without_spacing_when_told_one(run, consortium, tmp_p
     assert result["image"]["view"] == "CC" and result["image"]["spacing_source"] == "fallback"
     reading = json.loads((out / "reading.json").read_text())
     assert reading["fallback_spacing_mm"] == 0.05 and reading["target_spacing_mm"] == 0.1
+
+
+def test_the_detector_alone_gives_the_same_detection_statistics(run, consortium):
+    from common.data.cache import PreprocessCache
+    from common.evaluation.images import detection_stats, evaluate_images
+    from common.learning.models import load_run
+    from common.learning.samples import ImageStore
+
+    models, read, cascade, _ = load_run(run / "model")
+    store = ImageStore(PreprocessCache(run / "cache", read))
+    images = load_hospital(consortium / "hospital-1", echo=False).images
+    full, _ = evaluate_images(models, images, store, cascade)
+    alone = detection_stats(models, images, store, cascade)
+    assert alone.froc.to_dict() == full.froc.to_dict() and alone.froc.images == len(images)
+    assert alone.finding_roc.n_pos + alone.finding_roc.n_neg == 0  # no classifier ran
