@@ -1,11 +1,13 @@
 """A hospital's release policy for evaluation statistics: small sets are withheld.
 
-Every histogram set whose positives or negatives (lesions or images for the FROC) number
-fewer than ``min-cell`` is withheld. The parts released are not sums of one another, so
+Every histogram set whose positives or negatives (lesions or images for the FROC; normal
+images for the FROC's normal-image part) number fewer than ``min-cell`` is withheld. The parts released are not sums of one another, so
 withholding one part cannot be undone by subtracting the others.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from common.evaluation.images import EvalStats
 from common.evaluation.metrics import PointStats
@@ -36,6 +38,11 @@ def release_eval(stats: EvalStats, min_cell: int) -> tuple[EvalStats, list[str]]
         # the point-level counts describe the same lesions
         stats.froc, stats.points = type(froc).empty(len(froc.fp)), PointStats()
         withheld.append("froc")
+    elif _small(min_cell, froc.normal_images):
+        # false clusters of too few normal images: every image's still count
+        froc.normal_fp = np.zeros_like(froc.normal_fp)
+        froc.normal_images, froc.normal_area_cm2 = 0, 0.0
+        withheld.append("froc_normal")
     return stats, withheld
 
 

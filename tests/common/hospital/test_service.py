@@ -86,6 +86,14 @@ def test_small_froc_sets_are_withheld_too():
     assert "froc" in withheld and stats.froc.images == 0 and stats.points == PointStats()
     kept, none = release_eval(EvalStats(froc=froc), 3)
     assert "froc" not in none and kept.froc.images == 12
+    # a few normal images' false clusters are withheld; every image's still count
+    mixed = FrocStats(np.array([0, 6, 0]), np.array([3, 1, 0]), 0, 20)
+    mixed.add_image([], [0.5], 30.0, normal=True)
+    mixed.add_image([], [], 30.0, normal=True)
+    released, parts = release_eval(EvalStats(froc=mixed), 5)
+    assert parts == ["froc_normal"] and released.froc.normal_images == 0
+    assert released.froc.normal_fp.sum() == 0 and released.froc.fp.sum() == 5
+    assert released.froc.area_cm2 == 60.0 and released.froc.normal_area_cm2 == 0.0
 
 
 def test_counts_under_dp_keep_only_their_scale():
