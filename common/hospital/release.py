@@ -1,8 +1,9 @@
 """A hospital's release policy for evaluation statistics: small sets are withheld.
 
 Every histogram set whose positives or negatives (lesions or images for the FROC; normal
-images for the FROC's normal-image part) number fewer than ``min-cell`` is withheld. The parts released are not sums of one another, so
-withholding one part cannot be undone by subtracting the others.
+images for the FROC's normal-image part) number fewer than ``min-cell`` is withheld. The
+parts released are not sums of one another, so withholding one part cannot be undone by
+subtracting the others.
 """
 
 from __future__ import annotations
