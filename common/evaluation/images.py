@@ -240,9 +240,12 @@ def detection_stats(
     store: ImageStore,
     config: CascadeConfig = DEFAULT_CASCADE,
 ) -> EvalStats:
-    """Return the detection statistics of the detector alone (no classifier), every cluster."""
-    detector = {"detector": models["detector"]}
-    return evaluate_images(detector, records, store, replace(config, mark_threshold=None))[0]
+    """Return the detection statistics of the detector alone (no classifier run).
+
+    Every cluster counts, whatever ``config.mark_threshold``: FROC statistics never
+    depend on the operating point.
+    """
+    return evaluate_images({"detector": models["detector"]}, records, store, config)[0]
 
 
 def calibrate_marks(

@@ -406,6 +406,12 @@ class FrocStats:
         first = _first_bin(threshold, len(self.fp))
         return float(self.lesion_best[first:].sum() / max(self.lesions, 1))
 
+    def fp_per_cm2(self, threshold: float) -> float:
+        """Return the false clusters scoring at least ``threshold`` per cm² of breast."""
+        if self.area_cm2 <= 0:
+            return float("nan")
+        return float(self.fp[_first_bin(threshold, len(self.fp)) :].sum() / self.area_cm2)
+
     def normal_fp_per_cm2(self, threshold: float) -> float:
         """Return the false clusters scoring at least ``threshold`` per cm² of normal breast."""
         if self.normal_area_cm2 <= 0:

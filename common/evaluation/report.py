@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common.evaluation.images import EvalStats
+from common.evaluation.images import EvalStats  # noqa: E402
 from common.evaluation.marks import FULL_FIELD_BREAST_CM2, marks_line  # noqa: E402
 
 
@@ -60,11 +60,13 @@ def plot_froc(
     ax.plot(fppi, sens, drawstyle="steps-post")
     for p in (0.25, 0.5, 1.0, 2.0):
         ax.plot([p], [froc.sensitivity_at(p, breast)], "o", color="C3")
-    if mark_threshold is not None and full and froc.area_cm2 > 0:
-        first = int(np.ceil(mark_threshold * len(froc.fp) - 1e-9))
-        at = float(froc.fp[first:].sum() / froc.area_cm2 * FULL_FIELD_BREAST_CM2)
-        ax.plot([at], [froc.sensitivity_above(mark_threshold)], "D", color="C2")
-        ax.annotate("operating point", (at, froc.sensitivity_above(mark_threshold)), fontsize=8)
+    if mark_threshold is not None and full:
+        at = (
+            froc.fp_per_cm2(mark_threshold) * FULL_FIELD_BREAST_CM2,
+            froc.sensitivity_above(mark_threshold),
+        )
+        ax.plot(*at, "D", color="C2")
+        ax.annotate("operating point", at, fontsize=8)
     ax.set(
         xlabel=(
             f"false clusters per full-field image ({FULL_FIELD_BREAST_CM2:.0f} cm² of breast)"

@@ -77,6 +77,8 @@ def test_without_normal_images_every_false_cluster_counts_and_without_area_none(
     result = calibrate(froc, max_false=1.0)
     assert result["basis"] == "all images" and result["threshold"] == pytest.approx(0.401)
     assert result["false_marks_upper95"] > 1.0  # one full-field image cannot show 1
+    assert froc.fp_per_cm2(0.5) == pytest.approx(1 / FULL_FIELD_BREAST_CM2)
+    assert froc.fp_per_cm2(0.0) == pytest.approx(2 / FULL_FIELD_BREAST_CM2)
     empty = calibrate(FrocStats.empty())
     assert empty["threshold"] is None and "not calibrated" in marks_line(empty)
 
