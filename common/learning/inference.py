@@ -145,6 +145,7 @@ def heatmap(
     t, halo = config.tile, config.halo
     padded = np.pad(region, ((halo, ph - h + halo + t), (halo, pw - w + halo + t)))
     detector.eval()
+    run = getattr(detector, "infer", detector)  # the Detector's inference-only path
     corners = [(tr, tc) for tr in range(0, ph, t) for tc in range(0, pw, t)]
     if search is not None:
         inside = search[r0:r1, c0:c1]
@@ -155,7 +156,7 @@ def heatmap(
         windows = np.stack(
             [padded[tr : tr + t + 2 * halo, tc : tc + t + 2 * halo] for tr, tc in chunk]
         )
-        probs = torch.sigmoid(detector(torch.from_numpy(windows)[:, None]))
+        probs = torch.sigmoid(run(torch.from_numpy(windows)[:, None]))
         core = probs[
             :, 0, halo // stride : (halo + t) // stride, halo // stride : (halo + t) // stride
         ]

@@ -23,6 +23,24 @@ def test_detector_is_fully_convolutional_at_stride_2(size):
     assert out.shape == (3, 1, size // 2, size // 2)
 
 
+@pytest.mark.parametrize("size", [(160, 160), (100, 68), (8, 12)])
+def test_detector_inference_path_gives_the_training_path_logits(size):
+    torch.manual_seed(0)
+    det = Detector().eval()
+    with torch.no_grad():  # away from the initial affine, as after training
+        for m in det.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.normal_(1.0, 0.3)
+                m.bias.normal_(0.0, 0.3)
+    x = torch.rand(3, 1, *size) * 0.6 + 0.2
+    x[0, 0, 2:4, 3:5] = 1.0  # a bright spot: what the high-pass channel is for
+    with torch.no_grad():
+        expected = det(x)
+    out = det.infer(x)
+    assert out.shape == expected.shape and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_classifier_outputs_one_logit_per_crop():
     assert Classifier()(torch.rand(5, 1, 96, 96)).shape == (5,)
 
