@@ -30,7 +30,8 @@ from common.imaging.reading import (
 )
 
 #: Bump when the preprocessing code changes what it produces.
-FORMAT_VERSION = 3  # 2: bright pectoral muscles; 3: film borders cleared
+# 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin
+FORMAT_VERSION = 4
 
 
 def default_cache_dir() -> Path:

@@ -5,7 +5,9 @@ oblique views.
 
 Film and scanner artifacts are kept out of the mask: bright borders and scanner edges along
 the image's sides are cleared before the breast is taken as the largest bright component,
-so labels, lead markers and a white frame are not part of it.
+so labels, lead markers and a white frame are not part of it. Where a border was cleared,
+a margin inside it goes too: the step from border to breast is an edge the detector's
+high-pass input sees as bright structure.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
         floor = float(np.median(air))
         noise = 1.4826 * float(np.median(np.abs(air - floor)))
         thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
-    fg = _clear_borders(small > thr)
+    fg, cleared = _clear_borders(small > thr)
     labels, n = ndimage.label(fg)
     if n == 0:
         return np.zeros(image.shape, dtype=bool)
@@ -82,28 +84,55 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     # back to full size by repeating each reduced pixel step x step times
     rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
     cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
-    return np.take(np.take(fg, rows, axis=0), cols, axis=1)
+    full = np.take(np.take(fg, rows, axis=0), cols, axis=1)
+    top, bottom, right = (n * step + BORDER_MARGIN if n else 0 for n in cleared)
+    full[:top] = False
+    full[h - bottom :] = False
+    full[:, w - right :] = False
+    return full
 
 
 #: Outer share of each side searched for film borders and scanner edges.
 BORDER_BAND = 0.05
+#: Deepest a border is followed inward from its side (share of the side).
+BORDER_DEPTH = 0.25
+#: Canonical pixels cleared beyond a border: the detector's 9-pixel high-pass window sees
+#: the border's edge from this far.
+BORDER_MARGIN = 8
 
 
-def _clear_borders(fg: np.ndarray) -> np.ndarray:
+def _clear_borders(fg: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Clear lines near the top, bottom and right sides that are bright nearly end to end.
 
-    A breast never spans a whole side; a film border or a scanner edge does. The chest
-    wall's side (left) is left alone: an oblique view's breast and muscle can cover it.
+    A breast never spans a whole side; a film border or a scanner edge does. Such a line
+    in the outer ``BORDER_BAND`` starts a border; it is followed inward, line by line,
+    while the lines stay bright end to end (a film's frame can be wider than the band),
+    and everything from the side to its inner edge is cleared. The chest wall's side
+    (left) is left alone: an oblique view's breast and muscle can cover it.
+
+    Returns
+    -------
+    fg : numpy.ndarray
+        The cleared copy.
+    cleared : tuple of int
+        Lines cleared from the top, bottom and right (0 where no border was found).
     """
     fg = fg.copy()
     h, w = fg.shape
-    nr, nc = max(1, int(BORDER_BAND * h)), max(1, int(BORDER_BAND * w))
-    top, bottom = fg[:nr], fg[h - nr :]
-    top[top.mean(axis=1) > 0.9] = False
-    bottom[bottom.mean(axis=1) > 0.9] = False
-    right = fg[:, w - nc :]
-    right[:, right.mean(axis=0) > 0.9] = False
-    return fg
+    cleared = []
+    for lines in (fg, fg[::-1], fg.T[::-1]):  # top, bottom, right: row 0 on the side
+        bright = lines.mean(axis=1) > 0.9
+        band = max(1, int(BORDER_BAND * len(lines)))
+        hits = np.flatnonzero(bright[:band])
+        depth = 0
+        if hits.size:
+            depth = int(hits[-1]) + 1
+            limit = max(depth, int(BORDER_DEPTH * len(lines)))
+            while depth < limit and bright[depth]:
+                depth += 1
+            lines[:depth] = False  # a view: clears ``fg`` itself
+        cleared.append(depth)
+    return fg, (cleared[0], cleared[1], cleared[2])
 
 
 def pectoral_mask(image: np.ndarray, mask: np.ndarray, work_size: int = 160) -> np.ndarray:

@@ -77,6 +77,37 @@ def test_film_borders_scanner_edges_and_white_frames_are_not_breast():
         assert not mask[-5:, w // 2 :].any() and not mask[:, -3:].any(), name
 
 
+def test_a_border_wider_than_the_band_goes_whole_with_a_margin_beyond_it():
+    from common.imaging.breast import BORDER_MARGIN
+
+    for view in ("MLO", "CC"):
+        image, p = _film(view)
+        framed = image.copy()
+        framed[:34, :] = 0.95  # 3.4 mm of clear film along the top: over the 5 % band
+        framed[-30:, :] = 1.0
+        mask = breast_mask(framed)
+        assert not mask[: 34 + BORDER_MARGIN].any() and not mask[-30 - BORDER_MARGIN :].any()
+        inner = p.mask.copy()
+        inner[: 34 + BORDER_MARGIN] = inner[-30 - BORDER_MARGIN :] = False
+        assert _iou(mask, inner) > 0.93, view
+        # no strip of the border's inner edge joins the breast
+        assert (mask.mean(axis=1) < 0.9).all(), view
+
+
+def test_generated_film_borders_leave_no_strip_in_the_mask():
+    from common.synth.artifacts import film_artifacts
+
+    for seed in range(6):
+        image, p = _film("MLO", seed)
+        film = image.copy()
+        counts = film_artifacts(film, p.mask, 0.1, "LMLO", np.random.default_rng(seed))
+        mask = breast_mask(np.clip(film, 0, 1))
+        h, w = mask.shape
+        outer = np.r_[0 : int(0.3 * h), int(0.7 * h) : h]
+        assert (mask[outer].mean(axis=1) < 0.9).all(), (seed, counts)
+        assert _iou(mask, p.mask) > 0.85, (seed, counts)
+
+
 def test_labels_and_lead_markers_apart_from_the_breast_are_not_breast():
     image, p = _film()
     labelled = image.copy()
