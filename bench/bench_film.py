@@ -1,7 +1,8 @@
 """Film benchmark: does the cascade stay quiet on digitised film?
 
-Usage: python bench/bench_film.py [--exams 40] [--film-exams 30] [--detector-epochs 6]
-                                  [--classifier-epochs 15] [--out bench_film.json]
+Usage: python bench/bench_film.py [--exams 40] [--film-exams 30] [--screen-exams 40]
+                                  [--detector-epochs 6] [--classifier-epochs 15]
+                                  [--out bench_film.json]
 
 Two centralised cascades, each scored on the held-out split of a film hospital (the
 ``halide`` vendor: CBIS-DDSM-like film at 0.05 mm, no spacing tag, borders, lead label,
@@ -13,8 +14,12 @@ grain, cassette dust, scratches and unannotated calcification mimics), read with
 - ``with-film``: the same three plus the film hospital's training split.
 
 For each: cluster FROC per full-field image, false marks per full-field normal image at
-the run's calibrated operating point (target 0.5), and the breast AUC, on film and on the
-digital hospitals' held-out images. Results go to stdout and, as JSON, to --out.
+the run's calibrated operating point (target 0.5) with their count and exact Poisson 95 %
+interval, and the breast AUC, on film and on the digital hospitals' held-out images. A
+second film site of screening-like exams (3 % of breasts with a finding, never trained on)
+adds normal film: a rate near 0.5 per full-field image needs several full-field images of
+normal breast before its interval says anything. Results go to stdout and, as JSON, to
+--out.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ def _row(summary: dict) -> dict:
         "mark_threshold": full["mark_threshold"],
         "false_marks_per_full_field_normal_image": full["normal_false_marks_per_full_field_image"],
         "normal_images": full["normal_images"],
+        "normal_false_marks": full["normal_false_marks"],
+        "normal_full_field_images": full["normal_full_field_images"],
+        "normal_false_marks_95ci": full["normal_false_marks_95ci"],
         "mark_sensitivity": full["mark_sensitivity"],
         "breast_auc": summary["breast"]["auc"],
     }
@@ -54,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--exams", type=int, default=40)
     ap.add_argument("--film-exams", type=int, default=30)
+    ap.add_argument("--screen-exams", type=int, default=40)
     ap.add_argument("--detector-epochs", type=int, default=6)
     ap.add_argument("--classifier-epochs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("bench_film.json"))
@@ -63,8 +72,17 @@ def main() -> None:
     (film,) = synthesize(
         work / "film", SynthConfig(hospitals=1, exams=args.film_exams, seed=9, vendors=("halide",))
     )
+    (screen,) = synthesize(
+        work / "screen",
+        SynthConfig(
+            hospitals=1, exams=args.screen_exams, seed=10, vendors=("halide",), finding_rate=0.03
+        ),
+    )
     cache = work / "cache"
-    results: dict = {"film_site": json.loads((film / "synth.json").read_text())["counts"]}
+    results: dict = {
+        "film_site": json.loads((film / "synth.json").read_text())["counts"],
+        "screening_film_site": json.loads((screen / "synth.json").read_text())["counts"],
+    }
     for name, sites in (("digital", digital), ("with-film", [*digital, film])):
         records = [
             im
@@ -86,17 +104,19 @@ def main() -> None:
             "seconds": round(time.perf_counter() - start, 1),
             "calibration": train["marks"],
             "film": _row(held_out([film], work / name, cache, FILM)),
+            "screening film": _row(held_out([screen], work / name, cache, FILM, split=None)),
             "digital": _row(held_out(digital, work / name, cache, FILM)),
         }
-        for where in ("film", "digital"):
+        for where in ("film", "screening film", "digital"):
             r = results[name][where]
-            fp = r["false_marks_per_full_field_normal_image"]
+            fp, ci = r["false_marks_per_full_field_normal_image"], r["normal_false_marks_95ci"]
+            rate = "–" if fp is None else f"{fp:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
             print(
-                f"{name:>9} on {where:>7}: FROC per full-field image mean "
+                f"{name:>9} on {where:>14}: FROC per full-field image mean "
                 f"{r['froc_full_field_mean']:.3f} (sens@1FP {r['sens@1fp_full_field']:.3f}); "
-                f"operating point {r['mark_threshold']:.3f}: "
-                f"{'–' if fp is None else f'{fp:.2f}'} false marks per full-field normal "
-                f"image ({r['normal_images']} normal images), cluster sensitivity "
+                f"operating point {r['mark_threshold']:.3f}: {rate} false marks per full-field "
+                f"normal image ({r['normal_false_marks']} on {r['normal_images']} normal images,"
+                f" {r['normal_full_field_images']:.2f} full-field), cluster sensitivity "
                 f"{r['mark_sensitivity']:.3f}; breast AUC {r['breast_auc']:.3f}"
             )
     args.out.write_text(json.dumps(results, indent=2))

@@ -39,13 +39,17 @@ from common.synth.generate import SynthConfig, synthesize
 from simulations.central import CentralConfig, train_central
 
 
-def held_out(sites, run_dir: Path, cache: Path, options=None) -> dict:
-    """Pooled held-out metrics of a run folder, at the run's own operating point."""
+def held_out(sites, run_dir: Path, cache: Path, options=None, split: str | None = "test") -> dict:
+    """Pooled held-out metrics of a run folder, at the run's own operating point.
+
+    ``split`` None scores every image of the sites (sites never trained on).
+    """
     models, read, cascade, _ = load_run(run_dir)
     store = ImageStore(PreprocessCache(cache, options or read))
     total = EvalStats()
     for site in sites:
-        test = [im for im in load_hospital(site, echo=False).images if im.split == "test"]
+        images = load_hospital(site, echo=False).images
+        test = [im for im in images if split is None or im.split == split]
         stats, _ = evaluate_images(models, test, store, cascade)
         total = total + stats
     return total.summary(mark_threshold=cascade.mark_threshold)

@@ -99,7 +99,23 @@ def full_field_summary(
         )
         out["mark_sensitivity"] = froc.sensitivity_above(threshold)
         out["normal_images"] = froc.normal_images
+        # a rate from a few false marks is a wide interval: give the count and its bounds
+        fields = froc.normal_area_cm2 / breast_cm2
+        count = int(round(rate * froc.normal_area_cm2)) if np.isfinite(rate) else 0
+        out["normal_false_marks"] = count
+        out["normal_full_field_images"] = round(fields, 3)
+        out["normal_false_marks_95ci"] = (
+            list(poisson_interval(count, fields)) if fields > 0 else None
+        )
     return out
+
+
+def poisson_interval(count: int, exposure: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval of a Poisson rate: ``count`` events in ``exposure`` units."""
+    alpha = 1.0 - level
+    low = chi2.ppf(alpha / 2, 2 * count) / 2 if count > 0 else 0.0
+    high = chi2.ppf(1 - alpha / 2, 2 * (count + 1)) / 2
+    return float(low / exposure), float(high / exposure)
 
 
 def marks_line(calibration: dict) -> str:

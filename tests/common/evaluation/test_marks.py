@@ -61,6 +61,12 @@ def test_false_marks_scale_with_the_breast_area_not_the_image_count():
     summary = full_field_summary(froc, 0.301)
     assert summary["normal_false_marks_per_full_field_image"] == pytest.approx(0.5)
     assert summary["full_field_images"] == pytest.approx(4.0)
+    assert summary["normal_false_marks"] == 2 and summary["normal_full_field_images"] == 4.0
+    # Garwood's exact interval for 2 events: [0.2422, 7.2247] per unit, here 4 units
+    low, high = summary["normal_false_marks_95ci"]
+    assert low == pytest.approx(0.2422 / 4, rel=1e-3) and high == pytest.approx(
+        7.2247 / 4, rel=1e-3
+    )
 
 
 def test_little_normal_breast_falls_back_to_every_images_false_clusters():
