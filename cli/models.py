@@ -1,4 +1,4 @@
-"""``calcifl train-central``, ``evaluate`` and ``predict``: one machine's models."""
+"""``calcifl train-central``, ``evaluate``, ``calibrate`` and ``predict``: one machine's models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import csv
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.progress import Progress
 from cli.options import add_read_options, read_options
 from common.errors import CalciflInputError
 from common.federation.rounds import LocalTraining
+from common.learning.inference import CascadeConfig
 from common.learning.weak import WEAK_TARGETS
 from simulations.central import CentralConfig
 
@@ -88,6 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     models, options, cascade, _ = load_run(args.model)
     options = read_options(args, options)
+    cascade = operating_point(args, cascade)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     data = load_hospital(args.data)
@@ -113,6 +115,89 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> CascadeConfig:
+    """Return ``cascade`` with the operating point the command line gives.
+
+    ``--mark-threshold`` or ``--operating-point`` (a ``calcifl calibrate`` file); the
+    model's own without either.
+    """
+    if getattr(args, "mark_threshold", None) is not None:
+        return replace(cascade, mark_threshold=args.mark_threshold)
+    if getattr(args, "operating_point", None) is not None:
+        try:
+            spec = json.loads(Path(args.operating_point).read_text())
+            threshold = float(spec["mark_threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CalciflInputError(
+                args.operating_point, f"not an operating point from 'calcifl calibrate' ({exc})"
+            ) from exc
+        return replace(cascade, mark_threshold=threshold)
+    return cascade
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate a model's operating point on a hospital's own images."""
+    from common.data.cache import PreprocessCache
+    from common.data.folders import load_hospital
+    from common.evaluation.images import calibrate_marks
+    from common.evaluation.marks import marks_line
+    from common.learning.models import load_run
+    from common.learning.samples import ImageStore
+
+    models, options, cascade, _ = load_run(args.model)
+    options = read_options(args, options)
+    data = load_hospital(args.data)
+    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    if not records:
+        logger.error("%s: no images in split '%s'", args.data, args.split)
+        return 2
+    store = ImageStore(PreprocessCache(args.cache, options))
+    target = replace(cascade, max_false_marks=args.max_false_marks)
+    calibrated, calibration = calibrate_marks(models, records, store, target)
+    print(
+        f"{Path(args.data).name} ({args.split}, {len(records)} images): " + marks_line(calibration)
+    )
+    if calibrated.mark_threshold is None:
+        return 2
+    model_point = cascade.mark_threshold
+    spec = {
+        "mark_threshold": calibrated.mark_threshold,
+        "max_false_marks": args.max_false_marks,
+        "model_mark_threshold": model_point,
+        "split": args.split,
+        "images": len(records),
+        "calibration": calibration,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(spec, indent=2))
+    print(
+        f"operating point {calibrated.mark_threshold:.3f} (the model's: "
+        + ("none" if model_point is None else f"{model_point:.3f}")
+        + f") written to {args.out}; use it with --operating-point {args.out}"
+    )
+    return 0
+
+
+def _add_operating_point(p: argparse.ArgumentParser) -> None:
+    """Add the options replacing the model's operating point."""
+    g = p.add_argument_group("operating point (default: the model's, from model.json)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument(
+        "--operating-point",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="a hospital's own operating point, written by 'calcifl calibrate'",
+    )
+    x.add_argument(
+        "--mark-threshold",
+        type=float,
+        default=None,
+        metavar="SCORE",
+        help="clusters with a detection score at or above this are marks",
+    )
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the cascade on DICOM files: JSON and an overlay PNG per image."""
     from common.evaluation.overlay import draw_overlay
@@ -122,6 +207,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     models, options, cascade, _ = load_run(args.model)
     options = read_options(args, options)
+    cascade = operating_point(args, cascade)
     if cascade.mark_threshold is None:
         logger.warning(
             "%s: no calibrated operating point; every cluster is drawn as a mark", args.model
@@ -243,7 +329,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_read_options(p, model=True)
+    _add_operating_point(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="a hospital's own operating point: false marks per full-field normal image",
+        description=(
+            "Run the detector on a hospital folder's images and pick the lowest detection "
+            "score at which its false clusters stay at or under --max-false-marks per "
+            "full-field normal image (the normal images' when they hold two full-field "
+            "images of breast, else every image's). Use images the model did not train on. "
+            "Writes a JSON file for predict/evaluate --operating-point; model.json is not "
+            "changed."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="run folder (model.json)")
+    p.add_argument("--data", type=Path, required=True, help="hospital folder")
+    p.add_argument("--split", default="all", help="split to calibrate on, or 'all' (default)")
+    p.add_argument("--out", type=Path, required=True, help="operating point JSON to write")
+    p.add_argument(
+        "--max-false-marks",
+        type=float,
+        default=0.5,
+        help="target false marks per full-field normal image (default 0.5)",
+    )
+    p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    add_read_options(p, model=True)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(
         "predict",
@@ -259,4 +372,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path, help="DICOM files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_read_options(p, model=True)
+    _add_operating_point(p)
     p.set_defaults(func=cmd_predict)

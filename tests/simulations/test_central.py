@@ -95,6 +95,48 @@ def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path, capsys, caplog):
+    model, site = str(run / "model"), str(consortium / "hospital-2")  # not trained on
+    common = ["--model", model, "--data", site, "--cache", str(run / "cache")]
+    strict, loose = tmp_path / "strict.json", tmp_path / "loose.json"
+    assert main(["calibrate", *common, "--out", str(strict)]) == 0
+    assert "operating point" in capsys.readouterr().out
+    assert main(["calibrate", *common, "--max-false-marks", "20", "--out", str(loose)]) == 0
+    a, b = json.loads(strict.read_text()), json.loads(loose.read_text())
+    assert a["calibration"]["false_marks_per_full_field_image"] <= 0.5
+    assert b["calibration"]["false_marks_per_full_field_image"] <= 20.0
+    assert b["mark_threshold"] <= a["mark_threshold"] and a["images"] == b["images"] > 0
+    model_spec = json.loads((run / "model" / "model.json").read_text())
+    assert a["model_mark_threshold"] == model_spec["cascade"]["mark_threshold"]
+    # predict and evaluate mark at the hospital's point; model.json is left as it was
+    image = next((consortium / "hospital-2").rglob("Calc-*_CC/*/*/000000.dcm"))
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", model, str(image), "--out", str(out),
+                 "--operating-point", str(loose)]) == 0  # fmt: skip
+    (result,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "reading.json"]
+    assert result["mark_threshold"] == b["mark_threshold"]
+    assert result["n_marks"] == sum(
+        c["detection_score"] >= b["mark_threshold"] for c in result["clusters"]
+    )
+    assert json.loads((run / "model" / "model.json").read_text()) == model_spec
+    out = tmp_path / "none"
+    assert main(["predict", "--model", model, str(image), "--out", str(out),
+                 "--mark-threshold", "1.01"]) == 0  # fmt: skip
+    (result,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "reading.json"]
+    assert result["n_marks"] == 0 and result["mark_threshold"] == 1.01
+    evaluated = tmp_path / "eval"
+    assert main(["evaluate", *common, "--split", "all", "--out", str(evaluated), "-q",
+                 "--operating-point", str(strict)]) == 0  # fmt: skip
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert metrics["summary"]["detection"]["full_field"]["mark_threshold"] == a["mark_threshold"]
+    # a file that is not an operating point: one line, exit status 2
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{}")
+    assert main(["predict", "--model", model, str(image), "--out", str(out),
+                 "--operating-point", str(bogus)]) == 2  # fmt: skip
+    assert "bogus.json: not an operating point" in caplog.text
+
+
 def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
     image = next((consortium / "hospital-2").rglob("Calc-*_CC/*/*/000000.dcm"))
     bad = tmp_path / "bad.dcm"
