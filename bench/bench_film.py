@@ -18,8 +18,9 @@ the run's calibrated operating point (target 0.5) with their count and exact Poi
 interval, and the breast AUC, on film and on the digital hospitals' held-out images. A
 second film site of screening-like exams (3 % of breasts with a finding, never trained on)
 adds normal film: a rate near 0.5 per full-field image needs several full-field images of
-normal breast before its interval says anything. Results go to stdout and, as JSON, to
---out.
+normal breast before its interval says anything. That site also calibrates a hospital's
+own operating point (what ``calcifl calibrate`` does), at which the held-out film and
+digital images are scored again. Results go to stdout and, as JSON, to --out.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ from pathlib import Path
 
 from bench_models import held_out
 
+from common.data.cache import PreprocessCache
 from common.data.folders import load_hospital
+from common.evaluation.images import calibrate_marks
+from common.evaluation.marks import marks_line
 from common.imaging.reading import ReadOptions
+from common.learning.models import load_run
+from common.learning.samples import ImageStore
 from common.learning.training import TrainConfig
 from common.synth.generate import SynthConfig, synthesize
 from simulations.central import CentralConfig, train_central
@@ -107,12 +113,33 @@ def main() -> None:
             "screening film": _row(held_out([screen], work / name, cache, FILM, split=None)),
             "digital": _row(held_out(digital, work / name, cache, FILM)),
         }
-        for where in ("film", "screening film", "digital"):
+        # the hospital's own operating point: calibrated on the screening film site's
+        # images (never trained on), scored on the other sites' held-out images
+        models, _, cascade, _ = load_run(work / name)
+        store = ImageStore(PreprocessCache(cache, FILM))
+        screen_images = load_hospital(screen, echo=False).images
+        _, calibration = calibrate_marks(models, screen_images, store, cascade)
+        point = calibration["threshold"]
+        results[name]["screening calibration"] = calibration
+        results[name]["film at the screening point"] = _row(
+            held_out([film], work / name, cache, FILM, mark_threshold=point)
+        )
+        results[name]["digital at the screening point"] = _row(
+            held_out(digital, work / name, cache, FILM, mark_threshold=point)
+        )
+        print(f"{name:>9}: calibrated on the screening film site: {marks_line(calibration)}")
+        for where in (
+            "film",
+            "screening film",
+            "digital",
+            "film at the screening point",
+            "digital at the screening point",
+        ):
             r = results[name][where]
             fp, ci = r["false_marks_per_full_field_normal_image"], r["normal_false_marks_95ci"]
             rate = "–" if fp is None else f"{fp:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
             print(
-                f"{name:>9} on {where:>14}: FROC per full-field image mean "
+                f"{name:>9} on {where:>30}: FROC per full-field image mean "
                 f"{r['froc_full_field_mean']:.3f} (sens@1FP {r['sens@1fp_full_field']:.3f}); "
                 f"operating point {r['mark_threshold']:.3f}: {rate} false marks per full-field "
                 f"normal image ({r['normal_false_marks']} on {r['normal_images']} normal images,"

@@ -24,6 +24,7 @@ import argparse
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,22 @@ from common.synth.generate import SynthConfig, synthesize
 from simulations.central import CentralConfig, train_central
 
 
-def held_out(sites, run_dir: Path, cache: Path, options=None, split: str | None = "test") -> dict:
+def held_out(
+    sites,
+    run_dir: Path,
+    cache: Path,
+    options=None,
+    split: str | None = "test",
+    mark_threshold: float | None = None,
+) -> dict:
     """Pooled held-out metrics of a run folder, at the run's own operating point.
 
-    ``split`` None scores every image of the sites (sites never trained on).
+    ``split`` None scores every image of the sites (sites never trained on);
+    ``mark_threshold`` replaces the run's operating point.
     """
     models, read, cascade, _ = load_run(run_dir)
+    if mark_threshold is not None:
+        cascade = replace(cascade, mark_threshold=mark_threshold)
     store = ImageStore(PreprocessCache(cache, options or read))
     total = EvalStats()
     for site in sites:
