@@ -30,8 +30,9 @@ from common.imaging.reading import (
 )
 
 #: Bump when the preprocessing code changes what it produces.
-# 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin
-FORMAT_VERSION = 4
+# 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin;
+# 5: tape in the air cleared
+FORMAT_VERSION = 5
 
 
 def default_cache_dir() -> Path:

@@ -7,7 +7,8 @@ Film and scanner artifacts are kept out of the mask: bright borders and scanner 
 the image's sides are cleared before the breast is taken as the largest bright component,
 so labels, lead markers and a white frame are not part of it. Where a border was cleared,
 a margin inside it goes too: the step from border to breast is an edge the detector's
-high-pass input sees as bright structure.
+high-pass input sees as bright structure. Tape that reaches in from the film's edge
+through the air and over the skin line is cleared where it lies in the air.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(uppers[int(np.argmax(between))])
 
 
-def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
+def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1) -> np.ndarray:
     """Segment the breast in a canonical [0, 1] image.
 
     Otsu threshold on a reduced copy, largest connected component, holes filled; the
@@ -48,6 +49,8 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
         float32 image in [0, 1].
     work_size : int
         Longest side of the reduced copy the segmentation runs on.
+    spacing_mm : float
+        Pixel spacing of ``image`` (tape is recognised by its width in mm).
 
     Returns
     -------
@@ -62,12 +65,14 @@ def breast_mask(image: np.ndarray, work_size: int = 160) -> np.ndarray:
     # Otsu splits air from dense tissue; the thin skin rim lies between. Go down to just
     # above the air's noise floor instead.
     air = values[values <= thr]
+    floor = float(values.min())
     if air.size:
         air = _darkest_mode(air)
         floor = float(np.median(air))
         noise = 1.4826 * float(np.median(np.abs(air - floor)))
         thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
     fg, cleared = _clear_borders(small > thr)
+    fg = _clear_tape(small, fg, floor, spacing_mm * step)
     labels, n = ndimage.label(fg)
     if n == 0:
         return np.zeros(image.shape, dtype=bool)
@@ -133,6 +138,88 @@ def _clear_borders(fg: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
             lines[:depth] = False  # a view: clears ``fg`` itself
         cleared.append(depth)
     return fg, (cleared[0], cleared[1], cleared[2])
+
+
+#: Narrowest strip taken for tape (mm).
+TAPE_MIN_WIDTH_MM = 8.0
+#: Shortest straight, even stretch of it in the air, from the image's side (mm).
+TAPE_MIN_RUN_MM = 3.0
+
+
+def _clear_tape(small: np.ndarray, fg: np.ndarray, floor: float, pixel_mm: float) -> np.ndarray:
+    """Clear tape lying in the air, from the top or bottom side over the skin line.
+
+    Tape is a strip with straight parallel edges, fainter than the breast, reaching in
+    from the film's edge. Where it leaves the side in the air it is a run of each row, not
+    at the chest wall, at least ``TAPE_MIN_WIDTH_MM`` wide, whose ends move along two
+    straight parallel lines for at least ``TAPE_MIN_RUN_MM`` while its level stays below
+    the breast's median. That stretch is cleared, and along the lines' continuation, the
+    strip's pixels no brighter than the tape (air under tape, not breast under it) until
+    it ends.
+    """
+    h, w = fg.shape
+    if not fg.any():
+        return fg
+    tissue = float(np.median(small[fg]))
+    min_width = TAPE_MIN_WIDTH_MM / pixel_mm
+    min_rows = max(3, int(np.ceil(TAPE_MIN_RUN_MM / pixel_mm)))
+    out = fg.copy()
+    for flip in (False, True):  # top side, then bottom (rows counted from that side)
+        mask = out[::-1] if flip else out
+        pixels = small[::-1] if flip else small
+        start = next((r for r in range(h // 4) if mask[r].any()), None)
+        if start is None:
+            continue
+        for a, b in _runs(mask[start]):
+            if a == 0 or b - a < min_width:
+                continue  # the chest wall's side, or too narrow for tape
+            rows, lefts, rights = [], [], []
+            width, prev = b - a, (a, b)
+            for r in range(start, h * 3 // 5):
+                run = next(((x, y) for x, y in _runs(mask[r]) if x < prev[1] and y > prev[0]), None)
+                if run is None or abs((run[1] - run[0]) - width) > max(2, 0.15 * width):
+                    break  # the strip ends, or merges with the breast
+                rows.append(r)
+                lefts.append(run[0])
+                rights.append(run[1])
+                prev = run
+            if len(rows) < min_rows:
+                continue
+            r = np.asarray(rows, dtype=np.float64)
+            left, right = np.polyfit(r, lefts, 1), np.polyfit(r, rights, 1)
+            straight = max(
+                np.abs(np.polyval(left, r) - lefts).max(),
+                np.abs(np.polyval(right, r) - rights).max(),
+            )
+            level = float(
+                np.median(
+                    np.concatenate(
+                        [pixels[i, x:y] for i, x, y in zip(rows, lefts, rights, strict=True)]
+                    )
+                )
+            )
+            if straight > 1.5 or abs(left[0] - right[0]) > 0.1 or level >= tissue:
+                continue
+            for i, x, y in zip(rows, lefts, rights, strict=True):
+                mask[i, x:y] = False
+            # on along the strip, where it lies over the skin line: air under tape only
+            top_of_tape = level + 0.5 * (level - floor)
+            quiet = 0
+            for i in range(rows[-1] + 1, h * 3 // 5):
+                x = max(0, int(np.floor(np.polyval(left, i))) - 1)
+                y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
+                under = mask[i, x:y] & (pixels[i, x:y] < top_of_tape)
+                mask[i, x:y] &= ~under
+                quiet = 0 if under.any() else quiet + 1
+                if quiet >= 3:
+                    break
+    return out
+
+
+def _runs(line: np.ndarray) -> list[tuple[int, int]]:
+    """Return the (start, end) of each run of True in a bool line, end exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def pectoral_mask(image: np.ndarray, mask: np.ndarray, work_size: int = 160) -> np.ndarray:

@@ -474,7 +474,7 @@ def mammogram_from_dataset(
         if options.target_spacing_mm is not None
         else src_spacing
     )
-    mask = breast_mask(x)
+    mask = breast_mask(x, spacing_mm=out_spacing[0])
     sop_uid = str(ds.get("SOPInstanceUID", "")) or str(path)
     return Mammogram(
         pixels=x,

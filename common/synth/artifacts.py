@@ -15,7 +15,9 @@ Digitised film (:func:`film_artifacts`), as in CBIS-DDSM (DESIGN.md, "Real mammo
 - **dust in the cassette**: it blocks the screen's light from the film, so it shows as a
   white speck of 0.1–0.3 mm: the classic mimic of a microcalcification (Hogge et al.,
   "Quality assurance in mammography: artifact analysis", RadioGraphics 1999;19:503–522);
-- **scratches**: emulsion scratches, thin white lines.
+- **scratches**: emulsion scratches, thin white lines;
+- **tape**: adhesive tape on the film, a flat grey strip in from the top or bottom edge,
+  laid across the skin line (in 3 films of 10).
 
 Calcification mimics on any unit (:func:`add_mimics`): skin (dermal) specks near the skin
 line, single-pixel noise spikes (detector defects, film pinholes), vascular calcification
@@ -120,7 +122,36 @@ def film_artifacts(
         cc = np.clip((c + t * np.cos(angle)).astype(int), 0, w - 1)
         image[rr, cc] += rng.uniform(0.1, 0.25)
     counts["scratches"] = n
+    counts["tape"] = int(rng.uniform() < 0.3)
+    if counts["tape"]:
+        add_tape(image, inside, spacing_mm, rng)
     return counts
+
+
+def add_tape(
+    image: np.ndarray, inside: np.ndarray, spacing_mm: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Add a strip of tape from the top or bottom edge across the skin line; return it.
+
+    12–25 mm wide (at most 0.3 of a small image's width: tape is narrow beside a film),
+    reaching 20–45 % of the way in, tilted up to 8°, centred near where the breast's
+    outline crosses its middle (the nipple side's extreme otherwise).
+    """
+    h, w = image.shape
+    width = min(rng.uniform(12.0, 25.0) / spacing_mm, 0.3 * w)
+    length = rng.uniform(0.2, 0.45) * h
+    top = rng.uniform() < 0.5
+    depth = int(length / 2) if top else h - 1 - int(length / 2)
+    cols = np.flatnonzero(inside[depth])
+    centre = float(cols.max()) if cols.size else float(np.flatnonzero(inside.any(axis=0)).max())
+    centre += rng.uniform(-0.3, 0.3) * width
+    tilt = np.deg2rad(rng.uniform(-8.0, 8.0))
+    rr, cc = np.mgrid[0:h, 0:w]
+    down = rr if top else h - 1 - rr
+    across = (cc - centre) * np.cos(tilt) - down * np.sin(tilt)
+    strip = (np.abs(across) <= width / 2) & (down * np.cos(tilt) <= length)
+    image[strip] += rng.uniform(0.08, 0.15)
+    return strip
 
 
 def add_mimics(

@@ -108,6 +108,39 @@ def test_generated_film_borders_leave_no_strip_in_the_mask():
         assert _iou(mask, p.mask) > 0.85, (seed, counts)
 
 
+def test_tape_from_the_film_edge_across_the_skin_line_is_not_breast():
+    # a hand-drawn strip: 15 mm wide, from the top edge in the air, over the skin line
+    image, p = _film("CC", seed=2, shape=(1500, 1200))
+    spacing = 0.2
+    rr, cc = np.mgrid[: image.shape[0], : image.shape[1]]
+    depth = 400
+    edge = np.flatnonzero(p.mask[depth]).max()
+    strip = (np.abs(cc - edge - 0.05 * rr) <= 37) & (rr <= depth + 100)
+    taped = np.clip(image + 0.1 * strip, 0, 1).astype(np.float32)
+    air = strip & ~p.mask
+    assert air.sum() > 5000
+    mask = breast_mask(taped, spacing_mm=spacing)
+    assert (mask & air).sum() < 0.05 * air.sum()
+    assert _iou(mask, p.mask) > 0.97
+    assert breast_mask(taped[::-1], spacing_mm=spacing)[::-1][air].mean() < 0.05  # bottom
+
+
+def test_generated_tape_leaving_the_edge_in_the_air_is_cleared():
+    from common.synth.artifacts import add_tape
+
+    left = []
+    for view in ("CC", "MLO"):
+        for seed in range(6):
+            image, p = _film(view, seed, shape=(1500, 1200))
+            strip = add_tape(image, p.mask, 0.2, np.random.default_rng(seed + 100))
+            mask = breast_mask(np.clip(image, 0, 1).astype(np.float32), spacing_mm=0.2)
+            air = strip & ~p.mask
+            left.append((mask & air).sum() / air.sum())
+            assert _iou(mask, p.mask) > 0.94, (view, seed)
+    # tape whose strip already meets the breast at the film's edge is not recognised
+    assert np.median(left) < 0.1 and sum(v < 0.1 for v in left) >= 7, np.round(left, 2)
+
+
 def test_labels_and_lead_markers_apart_from_the_breast_are_not_breast():
     image, p = _film()
     labelled = image.copy()

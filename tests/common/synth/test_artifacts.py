@@ -60,7 +60,7 @@ def test_borders_label_and_scanner_edge_are_outside_the_search_region(tmp_path):
         p = render_breast((480, 384), "CC", 2, rng)
         image = p.attenuation.copy()
         counts = film_artifacts(image, p.mask, spacing, "LCC", rng)
-        assert counts.get("label") == 1
+        assert counts.get("label") == 1 and counts["tape"] in (0, 1)
         # what the film added outside the breast: borders, the label, the scanner edge
         added = (image > 0.85) & ~p.mask
         stored = (np.clip(image, 0, 1.2) / 1.2 * 4095).astype(np.uint16)
