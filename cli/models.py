@@ -78,10 +78,20 @@ def cmd_train_central(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_images(args: argparse.Namespace) -> list:
+    """Return the hospital folder's images in ``args.split`` (saying so when there are none)."""
+    from common.data.folders import load_hospital
+
+    data = load_hospital(args.data)
+    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    if not records:
+        logger.error("%s: no images in split '%s'", args.data, args.split)
+    return records
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a trained model folder on a hospital folder's split."""
     from common.data.cache import PreprocessCache
-    from common.data.folders import load_hospital
     from common.evaluation.images import evaluate_images
     from common.evaluation.report import metrics_markdown, plot_froc, plot_roc
     from common.learning.models import load_run
@@ -92,10 +102,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cascade = operating_point(args, cascade)
     out = args.out or Path(args.model) / f"eval-{Path(args.data).name}-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
-    data = load_hospital(args.data)
-    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    records = _split_images(args)
     if not records:
-        logger.error("%s: no images in split '%s'", args.data, args.split)
         return 2
     store = ImageStore(PreprocessCache(args.cache, options))
     with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
@@ -138,7 +146,6 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a model's operating point on a hospital's own images."""
     from common.data.cache import PreprocessCache
-    from common.data.folders import load_hospital
     from common.evaluation.images import calibrate_marks
     from common.evaluation.marks import marks_line
     from common.learning.models import load_run
@@ -146,10 +153,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     models, options, cascade, _ = load_run(args.model)
     options = read_options(args, options)
-    data = load_hospital(args.data)
-    records = [im for im in data.images if args.split == "all" or im.split == args.split]
+    records = _split_images(args)
     if not records:
-        logger.error("%s: no images in split '%s'", args.data, args.split)
         return 2
     store = ImageStore(PreprocessCache(args.cache, options))
     target = replace(cascade, max_false_marks=args.max_false_marks)
