@@ -150,14 +150,15 @@ def _clear_tape(small: np.ndarray, fg: np.ndarray, floor: float, pixel_mm: float
     """Clear tape lying in the air, from the top or bottom side over the skin line.
 
     Tape is a strip with straight parallel edges, fainter than the breast, reaching in
-    from the film's edge. Where it leaves the side in the air it is a run of each row, not
-    at the chest wall, at least ``TAPE_MIN_WIDTH_MM`` wide, whose ends move along two
-    straight parallel lines for at least ``TAPE_MIN_RUN_MM`` while its level stays below
-    the breast's median. That stretch is cleared, and along the lines' continuation, the
-    strip's pixels no brighter than the tape (air under tape, not breast under it) until
-    it ends.
+    from the film's edge. Where it leaves the side in the air (its run starting within
+    ``TAPE_MIN_RUN_MM`` of the first foreground row, which tolerates specks of noise) it
+    is a run of each row, not at the chest wall, at least ``TAPE_MIN_WIDTH_MM`` wide, whose
+    ends move along two straight parallel lines for at least ``TAPE_MIN_RUN_MM`` while its
+    level stays below the breast's median. That stretch is cleared, and along the lines'
+    continuation, the strip's pixels no brighter than the tape (air under tape, not
+    breast under it) until it ends.
     """
-    h, w = fg.shape
+    h = fg.shape[0]
     if not fg.any():
         return fg
     tissue = float(np.median(small[fg]))
@@ -165,55 +166,63 @@ def _clear_tape(small: np.ndarray, fg: np.ndarray, floor: float, pixel_mm: float
     min_rows = max(3, int(np.ceil(TAPE_MIN_RUN_MM / pixel_mm)))
     out = fg.copy()
     for flip in (False, True):  # top side, then bottom (rows counted from that side)
-        mask = out[::-1] if flip else out
+        mask = out[::-1] if flip else out  # views: clearing them clears ``out``
         pixels = small[::-1] if flip else small
-        start = next((r for r in range(h // 4) if mask[r].any()), None)
-        if start is None:
+        first = next((r for r in range(h // 4) if mask[r].any()), None)
+        if first is None:
             continue
-        for a, b in _runs(mask[start]):
-            if a == 0 or b - a < min_width:
-                continue  # the chest wall's side, or too narrow for tape
-            rows, lefts, rights = [], [], []
-            width, prev = b - a, (a, b)
-            for r in range(start, h * 3 // 5):
-                run = next(((x, y) for x, y in _runs(mask[r]) if x < prev[1] and y > prev[0]), None)
-                if run is None or abs((run[1] - run[0]) - width) > max(2, 0.15 * width):
-                    break  # the strip ends, or merges with the breast
-                rows.append(r)
-                lefts.append(run[0])
-                rights.append(run[1])
-                prev = run
-            if len(rows) < min_rows:
-                continue
-            r = np.asarray(rows, dtype=np.float64)
-            left, right = np.polyfit(r, lefts, 1), np.polyfit(r, rights, 1)
-            straight = max(
-                np.abs(np.polyval(left, r) - lefts).max(),
-                np.abs(np.polyval(right, r) - rights).max(),
-            )
-            level = float(
-                np.median(
-                    np.concatenate(
-                        [pixels[i, x:y] for i, x, y in zip(rows, lefts, rights, strict=True)]
-                    )
-                )
-            )
-            if straight > 1.5 or abs(left[0] - right[0]) > 0.1 or level >= tissue:
-                continue
-            for i, x, y in zip(rows, lefts, rights, strict=True):
-                mask[i, x:y] = False
-            # on along the strip, where it lies over the skin line: air under tape only
-            top_of_tape = level + 0.5 * (level - floor)
-            quiet = 0
-            for i in range(rows[-1] + 1, h * 3 // 5):
-                x = max(0, int(np.floor(np.polyval(left, i))) - 1)
-                y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
-                under = mask[i, x:y] & (pixels[i, x:y] < top_of_tape)
-                mask[i, x:y] &= ~under
-                quiet = 0 if under.any() else quiet + 1
-                if quiet >= 3:
-                    break
+        for r0 in range(first, min(first + min_rows, h // 4)):
+            for a, b in _runs(mask[r0]):
+                if a > 0 and b - a >= min_width:  # not the chest wall's side, wide enough
+                    _clear_strip(mask, pixels, r0, (a, b), min_rows, tissue, floor)
     return out
+
+
+def _clear_strip(
+    mask: np.ndarray,
+    pixels: np.ndarray,
+    r0: int,
+    run: tuple[int, int],
+    min_rows: int,
+    tissue: float,
+    floor: float,
+) -> None:
+    """Follow the run ``run`` of row ``r0`` down ``mask``; clear it in place if it is tape."""
+    h, w = mask.shape
+    rows, lefts, rights = [], [], []
+    width, prev = run[1] - run[0], run
+    for r in range(r0, h * 3 // 5):
+        run = next(((x, y) for x, y in _runs(mask[r]) if x < prev[1] and y > prev[0]), None)
+        if run is None or abs((run[1] - run[0]) - width) > max(2, 0.15 * width):
+            break  # the strip ends, or merges with the breast
+        rows.append(r)
+        lefts.append(run[0])
+        rights.append(run[1])
+        prev = run
+    if len(rows) < min_rows:
+        return
+    r = np.asarray(rows, dtype=np.float64)
+    left, right = np.polyfit(r, lefts, 1), np.polyfit(r, rights, 1)
+    bent = max(
+        np.abs(np.polyval(left, r) - lefts).max(), np.abs(np.polyval(right, r) - rights).max()
+    )
+    spans = list(zip(rows, lefts, rights, strict=True))
+    level = float(np.median(np.concatenate([pixels[i, x:y] for i, x, y in spans])))
+    if bent > 1.5 or abs(left[0] - right[0]) > 0.1 or level >= tissue:
+        return
+    for i, x, y in spans:
+        mask[i, x:y] = False
+    # on along the strip, where it lies over the skin line: air under tape only
+    ceiling = level + 0.5 * (level - floor)
+    quiet = 0
+    for i in range(rows[-1] + 1, h * 3 // 5):
+        x = max(0, int(np.floor(np.polyval(left, i))) - 1)
+        y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
+        under = mask[i, x:y] & (pixels[i, x:y] < ceiling)
+        mask[i, x:y] &= ~under
+        quiet = 0 if under.any() else quiet + 1
+        if quiet >= 3:
+            break
 
 
 def _runs(line: np.ndarray) -> list[tuple[int, int]]:
