@@ -143,7 +143,9 @@ def add_tape(
     top = rng.uniform() < 0.5
     depth = int(length / 2) if top else h - 1 - int(length / 2)
     cols = np.flatnonzero(inside[depth])
-    centre = float(cols.max()) if cols.size else float(np.flatnonzero(inside.any(axis=0)).max())
+    if not cols.size:  # the breast does not reach that row: its widest extent instead
+        cols = np.flatnonzero(inside.any(axis=0)) if inside.any() else np.array([w // 2])
+    centre = float(cols.max())
     centre += rng.uniform(-0.3, 0.3) * width
     tilt = np.deg2rad(rng.uniform(-8.0, 8.0))
     rr, cc = np.mgrid[0:h, 0:w]
