@@ -134,13 +134,24 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
     if getattr(args, "operating_point", None) is not None:
         try:
             spec = json.loads(Path(args.operating_point).read_text())
-            threshold = float(spec["mark_threshold"])
+            threshold, detector = float(spec["mark_threshold"]), spec["detector_sha256"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CalciflInputError(
                 args.operating_point, f"not an operating point from 'calcifl calibrate' ({exc})"
             ) from exc
+        if detector != _detector_digest(args.model):
+            raise CalciflInputError(
+                args.operating_point, f"calibrated for another detector than {args.model}'s"
+            )
         return replace(cascade, mark_threshold=threshold)
     return cascade
+
+
+def _detector_digest(run_dir: Path) -> str:
+    """SHA-256 of a run folder's detector weights: which model an operating point is for."""
+    import hashlib
+
+    return hashlib.sha256((Path(run_dir) / "detector.pt").read_bytes()).hexdigest()
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -158,7 +169,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     store = ImageStore(PreprocessCache(args.cache, options))
     target = replace(cascade, max_false_marks=args.max_false_marks)
-    calibrated, calibration = calibrate_marks(models, records, store, target)
+    with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"detecting on {len(records)} images", total=len(records))
+        calibrated, calibration = calibrate_marks(
+            models, records, store, target, tick=lambda: bar.advance(task)
+        )
     print(
         f"{Path(args.data).name} ({args.split}, {len(records)} images): " + marks_line(calibration)
     )
@@ -167,6 +182,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     model_point = cascade.mark_threshold
     spec = {
         "mark_threshold": calibrated.mark_threshold,
+        "detector_sha256": _detector_digest(args.model),
         "max_false_marks": args.max_false_marks,
         "model_mark_threshold": model_point,
         "split": args.split,
@@ -360,6 +376,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="target false marks per full-field normal image (default 0.5)",
     )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_read_options(p, model=True)
     p.set_defaults(func=cmd_calibrate)
 

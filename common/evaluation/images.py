@@ -239,13 +239,15 @@ def detection_stats(
     records: list[ImageRecord],
     store: ImageStore,
     config: CascadeConfig = DEFAULT_CASCADE,
+    tick: Callable[[], None] | None = None,
 ) -> EvalStats:
     """Return the detection statistics of the detector alone (no classifier run).
 
     Every cluster counts, whatever ``config.mark_threshold``: FROC statistics never
-    depend on the operating point.
+    depend on the operating point. ``tick`` is called after each image.
     """
-    return evaluate_images({"detector": models["detector"]}, records, store, config)[0]
+    detector = {"detector": models["detector"]}
+    return evaluate_images(detector, records, store, config, tick=tick)[0]
 
 
 def calibrate_marks(
@@ -253,8 +255,9 @@ def calibrate_marks(
     records: list[ImageRecord],
     store: ImageStore,
     config: CascadeConfig = DEFAULT_CASCADE,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[CascadeConfig, dict]:
-    """Set the cascade's operating point on validation ``records``.
+    """Set the cascade's operating point on validation ``records`` (``tick`` per image).
 
     Returns
     -------
@@ -264,7 +267,7 @@ def calibrate_marks(
     calibration : dict
         What :func:`common.evaluation.marks.calibrate` found.
     """
-    stats = detection_stats(models, records, store, config)
+    stats = detection_stats(models, records, store, config, tick)
     result = calibrate(stats.froc, config.max_false_marks)
     if result["threshold"] is None:
         return config, result

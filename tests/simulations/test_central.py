@@ -97,7 +97,7 @@ def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
 
 def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path, capsys, caplog):
     model, site = str(run / "model"), str(consortium / "hospital-2")  # not trained on
-    common = ["--model", model, "--data", site, "--cache", str(run / "cache")]
+    common = ["--model", model, "--data", site, "--cache", str(run / "cache"), "-q"]
     strict, loose = tmp_path / "strict.json", tmp_path / "loose.json"
     assert main(["calibrate", *common, "--out", str(strict)]) == 0
     assert "operating point" in capsys.readouterr().out
@@ -125,7 +125,7 @@ def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path
     (result,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "reading.json"]
     assert result["n_marks"] == 0 and result["mark_threshold"] == 1.01
     evaluated = tmp_path / "eval"
-    assert main(["evaluate", *common, "--split", "all", "--out", str(evaluated), "-q",
+    assert main(["evaluate", *common, "--split", "all", "--out", str(evaluated),
                  "--operating-point", str(strict)]) == 0  # fmt: skip
     metrics = json.loads((evaluated / "metrics.json").read_text())
     assert metrics["summary"]["detection"]["full_field"]["mark_threshold"] == a["mark_threshold"]
@@ -135,6 +135,12 @@ def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path
     assert main(["predict", "--model", model, str(image), "--out", str(out),
                  "--operating-point", str(bogus)]) == 2  # fmt: skip
     assert "bogus.json: not an operating point" in caplog.text
+    # a point calibrated for another model's detector is refused, not applied
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**a, "detector_sha256": "0" * 64}))
+    assert main(["predict", "--model", model, str(image), "--out", str(out),
+                 "--operating-point", str(other)]) == 2  # fmt: skip
+    assert "calibrated for another detector" in caplog.text
 
 
 def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
