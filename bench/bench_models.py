@@ -172,7 +172,7 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
     from common.imaging.reading import read_mammogram
     from common.imaging.writing import mammogram_dataset, save
     from common.learning.inference import heatmap
-    from common.learning.models import Classifier
+    from common.learning.models import Classifier, inference_dtype
     from common.synth.phantom import render_breast
 
     class TrainingPath(torch.nn.Module):
@@ -187,7 +187,7 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
 
     torch.manual_seed(0)
     detector, classifier = Detector().eval(), Classifier().eval()
-    config = CascadeConfig()
+    config = CascadeConfig(precision="auto")
     out = {}
     for view in ("CC", "MLO"):
         phantom = render_breast((3000, 2400), view, 2, np.random.default_rng(0))
@@ -195,23 +195,39 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
         ds = mammogram_dataset(stored, view=view, WindowCenter=2000, WindowWidth=4000)
         image = read_mammogram(save(ds, tmp / f"full-{view}.dcm"))
         region = search_region(image.pixels, image.mask, image.view)
-        times: dict[str, list[float]] = {"cascade": [], "window": [], "window-forward": []}
+        times: dict[str, list[float]] = {
+            "cascade": [],
+            "cascade-float32": [],
+            "window": [],
+            "window-float32": [],
+            "window-forward": [],
+        }
+        exact = replace(config, precision="float32")
         for _ in range(repeats):
-            t = time.perf_counter()
-            result = run_cascade({"detector": detector, "classifier": classifier}, image, config)
-            times["cascade"].append(time.perf_counter() - t)
-            for name, model in (("window", detector), ("window-forward", TrainingPath(detector))):
+            for name, cfg in (("cascade", config), ("cascade-float32", exact)):
                 t = time.perf_counter()
-                heatmap(model, image.pixels, image.bbox, config, region)
+                result = run_cascade({"detector": detector, "classifier": classifier}, image, cfg)
+                times[name].append(time.perf_counter() - t)
+            for name, model, cfg in (
+                ("window", detector, config),
+                ("window-float32", detector, exact),
+                ("window-forward", TrainingPath(detector), exact),
+            ):
+                t = time.perf_counter()
+                heatmap(model, image.pixels, image.bbox, cfg, region)
                 times[name].append(time.perf_counter() - t)
         med = {k: float(np.median(v)) for k, v in times.items()}
         out[view] = med
         print(
             f"cascade on one {image.pixels.shape[1]}x{image.pixels.shape[0]} {view} image: "
-            f"{med['cascade']:.2f} s (target <= 1.0; {len(result.points)} points, untrained "
-            f"weights); its sliding window {med['window']:.2f} s with the inference path, "
-            f"{med['window-forward']:.2f} s with forward (ratio "
-            f"{med['window'] / med['window-forward']:.2f}); medians of {repeats}"
+            f"{med['cascade']:.2f} s at precision {config.precision} "
+            f"({inference_dtype(config.precision)}; target <= 1.0), "
+            f"{med['cascade-float32']:.2f} s in float32 ({len(result.points)} points, "
+            f"untrained weights); its sliding window {med['window']:.2f} s, "
+            f"{med['window-float32']:.2f} s in float32 with the inference path, "
+            f"{med['window-forward']:.2f} s with forward (ratios "
+            f"{med['window'] / med['window-forward']:.2f} and "
+            f"{med['window-float32'] / med['window-forward']:.2f}); medians of {repeats}"
         )
     return out
 

@@ -195,3 +195,18 @@ def test_every_command_that_reads_images_takes_the_reading_options(command):
     # nothing given: the model's own options, unchanged
     plain = build_parser().parse_args(command)
     assert read_options(plain, model) == model and node_reading(plain) == {}
+
+
+def test_precision_comes_from_the_command_line_or_else_the_model():
+    from cli.models import with_precision
+    from common.learning.inference import CascadeConfig
+
+    parser = build_parser()
+    model = CascadeConfig(precision="auto")
+    for command in (["predict", "--out", "o", "x.dcm"], ["evaluate", "--data", "d"]):
+        args = parser.parse_args([*command, "--model", "m", "--precision", "float32"])
+        assert with_precision(args, model).precision == "float32"
+        assert with_precision(parser.parse_args([*command, "--model", "m"]), model) == model
+    with pytest.raises(SystemExit):
+        parser.parse_args(["calibrate", "--model", "m", "--data", "d", "--out", "p.json",
+                           "--precision", "half"])  # fmt: skip

@@ -4,6 +4,7 @@ import torch
 
 from common.learning.inference import CascadeConfig, aggregate_scores, group, heatmap, peaks
 from common.learning.models import Detector, DetectorConfig, build
+from tests.common.learning.norms import trained_like_detector
 
 
 def test_peaks_nms_and_threshold():
@@ -36,7 +37,7 @@ def test_tiled_heatmap_matches_a_sliding_window_by_hand():
     torch.manual_seed(0)
     det = Detector(DetectorConfig(width=4)).eval()
     image = np.random.default_rng(1).random((200, 150)).astype(np.float32)
-    cfg = CascadeConfig(tile=64, halo=16)
+    cfg = CascadeConfig(tile=64, halo=16, precision="float32")
     prob, origin = heatmap(det, image, (0, 0, 200, 150), cfg)
     assert origin == (0, 0) and prob.shape == (100, 76)
     # the tile at (64, 64): the network sees the window with its halo
@@ -44,6 +45,21 @@ def test_tiled_heatmap_matches_a_sliding_window_by_hand():
     with torch.no_grad():
         expected = torch.sigmoid(det(torch.from_numpy(window)[None, None]))[0, 0, 8:40, 8:40]
     np.testing.assert_allclose(prob[32:64, 32:64], expected.numpy(), atol=1e-6)
+
+
+def test_bfloat16_heatmap_stays_close_to_float32_and_unknown_precisions_are_refused():
+    det = trained_like_detector()
+    with torch.no_grad():
+        det.head.bias.fill_(0.0)  # probabilities near 0.5, where rounding shows most
+    image = np.random.default_rng(1).random((200, 150)).astype(np.float32) * 0.3 + 0.3
+    image[50:53, 60:63] = 0.9
+    exact, _ = heatmap(det, image, (0, 0, 200, 150), CascadeConfig(precision="float32"))
+    fast, _ = heatmap(det, image, (0, 0, 200, 150), CascadeConfig(precision="bfloat16"))
+    assert 0.05 < exact.mean() < 0.95
+    assert np.abs(fast - exact).max() < 0.02 and np.abs(fast - exact).mean() < 0.003
+    assert not np.array_equal(fast, exact)  # it did run in bfloat16
+    with pytest.raises(ValueError, match="precision 'half'"):
+        CascadeConfig(precision="half")
 
 
 def test_breast_and_exam_scores_take_the_maximum():
@@ -101,7 +117,7 @@ def test_tiles_outside_the_search_region_are_not_run_and_the_rest_unchanged():
     torch.manual_seed(0)
     det = Detector(DetectorConfig(width=4)).eval()
     image = np.random.default_rng(1).random((200, 150)).astype(np.float32)
-    cfg = CascadeConfig(tile=64, halo=16)
+    cfg = CascadeConfig(tile=64, halo=16, precision="float32")
     bbox = (8, 4, 200, 150)
     full, origin = heatmap(det, image, bbox, cfg)
     search = np.zeros(image.shape, bool)

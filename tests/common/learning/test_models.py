@@ -15,6 +15,7 @@ from common.learning.models import (
     load_models,
     save_models,
 )
+from tests.common.learning.norms import trained_like_detector
 
 
 @pytest.mark.parametrize("size", [96, 128, 100])
@@ -25,13 +26,7 @@ def test_detector_is_fully_convolutional_at_stride_2(size):
 
 @pytest.mark.parametrize("size", [(160, 160), (100, 68), (8, 12)])
 def test_detector_inference_path_gives_the_training_path_logits(size):
-    torch.manual_seed(0)
-    det = Detector().eval()
-    with torch.no_grad():  # away from the initial affine, as after training
-        for m in det.modules():
-            if isinstance(m, torch.nn.GroupNorm):
-                m.weight.normal_(1.0, 0.3)
-                m.bias.normal_(0.0, 0.3)
+    det = trained_like_detector()
     x = torch.rand(3, 1, *size) * 0.6 + 0.2
     x[0, 0, 2:4, 3:5] = 1.0  # a bright spot: what the high-pass channel is for
     with torch.no_grad():
