@@ -49,10 +49,10 @@ class CascadeConfig:
         The calibration's target: false marks per full-field normal image.
     precision : {"float32", "auto", "bfloat16"}
         The detector's arithmetic (:func:`common.learning.models.inference_dtype`).
-        ``float32`` (default) gives the same numbers whatever the batch or thread count,
-        which pooled evaluation relies on; ``auto`` is bfloat16 after the first layer on
-        CPUs that multiply it natively (heatmap probabilities within about 0.006 of
-        float32's on trained weights; its last bits depend on the thread count), float32
+        ``float32`` (default) gives the hospitals' processes of a simulation the numbers
+        of one process, which pooled evaluation relies on; ``auto`` is bfloat16 after the
+        first layer on CPUs that multiply it natively (heatmap probabilities within about
+        0.006 of float32's on trained weights, but not the same in every process), float32
         elsewhere.
     """
 

@@ -157,7 +157,7 @@ class Detector(nn.Module):
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def inference_dtype(precision: str = "auto") -> torch.dtype:
+def inference_dtype(precision: str) -> torch.dtype:
     """Return the detector's inference dtype for a precision setting.
 
     ``auto`` is bfloat16 where this CPU multiplies it natively (AVX512-BF16 or AMX, which
@@ -201,7 +201,7 @@ def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 def _infer_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run conv → GroupNorm → ReLU blocks with in-place ReLU (inference only)."""
     for conv, norm, _ in blocks:
-        dt = conv.weight.dtype if x.dtype == torch.float32 else x.dtype
+        dt = x.dtype  # the weights are float32: cast to the activations' dtype
         bias = None if conv.bias is None else conv.bias.to(dt)
         y = F.conv2d(x, conv.weight.to(dt), bias, conv.stride, conv.padding)
         x = F.group_norm(y, norm.num_groups, norm.weight.to(dt), norm.bias.to(dt), norm.eps)
