@@ -72,7 +72,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
         noise = 1.4826 * float(np.median(np.abs(air - floor)))
         thr = min(thr, max(floor + 5 * noise, floor + 0.1 * (thr - floor)))
     fg, cleared = _clear_borders(small > thr)
-    fg = _clear_tape(small, fg, floor, spacing_mm * step)
+    fg = _clear_tape(image, step, fg, floor, spacing_mm)
     labels, n = ndimage.label(fg)
     if n == 0:
         return np.zeros(image.shape, dtype=bool)
@@ -144,10 +144,16 @@ def _clear_borders(fg: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
 TAPE_MIN_WIDTH_MM = 8.0
 #: Shortest straight, even stretch of it in the air, from the image's side (mm).
 TAPE_MIN_RUN_MM = 3.0
+#: Reduced pixels of a row's gap still inside one strip of tape.
+TAPE_GAP = 2
 
 
-def _clear_tape(small: np.ndarray, fg: np.ndarray, floor: float, pixel_mm: float) -> np.ndarray:
+def _clear_tape(
+    image: np.ndarray, step: int, fg: np.ndarray, floor: float, spacing_mm: float
+) -> np.ndarray:
     """Clear tape lying in the air, from the top or bottom side over the skin line.
+
+    ``fg`` is the foreground of ``image`` reduced by ``step`` (every ``step``-th pixel).
 
     Tape is a strip with straight parallel edges, fainter than the breast, reaching in
     from the film's edge. Where it leaves the side in the air (its run starting within
@@ -156,26 +162,142 @@ def _clear_tape(small: np.ndarray, fg: np.ndarray, floor: float, pixel_mm: float
     ends move along two straight parallel lines for at least ``TAPE_MIN_RUN_MM`` while its
     level stays below the breast's median. That stretch is cleared, and along the lines'
     continuation, the strip's pixels no brighter than the tape (air under tape, not
-    breast under it) until it ends.
+    breast under it) until it ends. Where the strip meets the breast already at the side,
+    :func:`_clear_merged_strip` follows its far edge alone.
     """
+    small = image[::step, ::step]
+    pixel_mm = spacing_mm * step
     h = fg.shape[0]
     if not fg.any():
         return fg
     tissue = float(np.median(small[fg]))
     min_width = TAPE_MIN_WIDTH_MM / pixel_mm
     min_rows = max(3, int(np.ceil(TAPE_MIN_RUN_MM / pixel_mm)))
-    out = fg.copy()
+    plateau = max(4, min_rows)  # of tape over air, beside the breast: may be narrow
+    # the strips are followed without the air's specks and the tape's pinholes of noise
+    solid = np.pad(fg, 1, mode="edge")
+    solid = ndimage.binary_opening(solid)[1:-1, 1:-1]
+    out = solid.copy()
     for flip in (False, True):  # top side, then bottom (rows counted from that side)
         mask = out[::-1] if flip else out  # views: clearing them clears ``out``
         pixels = small[::-1] if flip else small
+        full = image[::-1] if flip else image
         first = next((r for r in range(h // 4) if mask[r].any()), None)
         if first is None:
             continue
         for r0 in range(first, min(first + min_rows, h // 4)):
-            for a, b in _runs(mask[r0]):
-                if a > 0 and b - a >= min_width:  # not the chest wall's side, wide enough
+            for a, b in _runs(mask[r0], TAPE_GAP):
+                if b - a < min_width:
+                    continue
+                if a > 0:  # a strip of its own, in the air beside the breast
                     _clear_strip(mask, pixels, r0, (a, b), min_rows, tissue, floor)
-    return out
+                else:  # the breast's run: tape may end it, already over the skin line
+                    _clear_merged_strip(
+                        mask, pixels, (full, step), r0, b, plateau, min_rows, (tissue, floor)
+                    )
+    return fg & ~(solid & ~out)
+
+
+def _plateau(
+    line: np.ndarray, band: np.ndarray, step: int, end: int, width: int, levels: tuple
+) -> float | None:
+    """Return the level of tape ending a reduced row's run at ``end``, or None.
+
+    Tape over air is an even plateau, brighter than the air and darker than the breast
+    (``levels``: tissue, floor), over the run's last ``width`` pixels, and its edge is a
+    step: in the full-resolution rows ``band``, the level of the pixels just before the
+    steepest fall is the plateau's, and the pixels just after it are air. A breast's rim
+    fades towards the skin over millimetres.
+    """
+    tissue, floor = levels
+    if end - width < 1:
+        return None
+    stretch = line[end - width : end]
+    level = float(np.median(stretch))
+    spread = 1.4826 * float(np.median(np.abs(stretch - level)))
+    lift = level - floor
+    if not (0.02 < lift and level < tissue) or spread > 0.3 * lift:
+        return None
+    if stretch.min() < floor + 0.6 * lift:  # a dip: the rim's fall, not an even strip
+        return None
+    reach = max(2 * step, 12)  # full-resolution pixels either side of the reduced end
+    profile = band[:, max(0, end * step - reach) : end * step + reach].mean(axis=0)
+    if profile.size < 16:
+        return None
+    edge = int(np.argmax(profile[:-2] - profile[2:])) + 1
+    before, after = profile[max(0, edge - 8) : edge - 1], profile[edge + 2 : edge + 6]
+    if not (before.size and after.size):
+        return None
+    inside = float(before.mean())
+    if inside - float(after.mean()) < 0.7 * lift or inside < level - 0.2 * lift:
+        return None
+    return level
+
+
+def _clear_merged_strip(
+    mask: np.ndarray,
+    pixels: np.ndarray,
+    full: tuple[np.ndarray, int],
+    r0: int,
+    end: int,
+    width: int,
+    min_rows: int,
+    levels: tuple[float, float],
+) -> None:
+    """Clear tape that ends the breast's run of row ``r0`` at ``end``, where it is air.
+
+    The strip meets the breast at the film's edge, so only its far edge shows: the run's
+    end moves along a straight line for at least ``min_rows`` while the run's last
+    ``width`` pixels stay an even plateau at one level ending in a step
+    (:func:`_plateau`; ``full`` is the full-resolution image and its reduction step,
+    ``levels`` the tissue's and the air's). In those rows, and on along the line while the
+    run still ends on it, the plateau's pixels (no brighter than the tape) are cleared
+    back to where the breast begins.
+    """
+    image, step = full
+    tissue, floor = levels
+    h = mask.shape[0]
+    rows, ends, found = [], [], []
+    prev, misses = end, 0
+    for r in range(r0, h * 3 // 5):
+        run = next(((x, y) for x, y in _runs(mask[r], TAPE_GAP) if x < prev <= y + 2), None)
+        level = None
+        if run is not None and abs(run[1] - prev) <= 2:
+            mid = r * step + step // 2  # three full-resolution rows in the reduced row's middle
+            band = image[max(0, mid - 1) : mid + 2]
+            level = _plateau(pixels[r], band, step, run[1], width, levels)
+        if level is None:
+            misses += 1  # a row the air's noise spoils, or the strip's end
+            if misses >= 3:
+                break
+            continue
+        misses = 0
+        rows.append(r)
+        ends.append(run[1])
+        found.append(level)
+        prev = run[1]
+    if len(rows) < min_rows:
+        return
+    r = np.asarray(rows, dtype=np.float64)
+    line = np.polyfit(r, ends, 1)
+    level = float(np.median(found))
+    if np.abs(np.polyval(line, r) - ends).max() > 1.5 or np.ptp(found) > 0.5 * (level - floor):
+        return
+    ceiling = level + 0.5 * (level - floor)
+    misses = 0
+    for i in range(rows[0], h * 3 // 5):
+        x = int(round(np.polyval(line, i)))
+        run = next(((a, b) for a, b in _runs(mask[i], TAPE_GAP) if a < x <= b + 2), None)
+        if run is None or abs(run[1] - x) > 2:
+            misses += 1  # a row's end moved by noise, or
+            if misses >= 3:  # the breast's outline has passed the tape's edge
+                break
+            continue
+        misses = 0
+        high = pixels[i, run[0] : run[1]] >= ceiling
+        high[1:-1] &= high[:-2] | high[2:]  # a lone bright pixel is the air's noise
+        start = run[1] - int(np.argmax(high[::-1])) if high.any() else run[0]
+        mask[i, start : run[1]] = False
 
 
 def _clear_strip(
@@ -192,7 +314,9 @@ def _clear_strip(
     rows, lefts, rights = [], [], []
     width, prev = run[1] - run[0], run
     for r in range(r0, h * 3 // 5):
-        run = next(((x, y) for x, y in _runs(mask[r]) if x < prev[1] and y > prev[0]), None)
+        run = next(
+            ((x, y) for x, y in _runs(mask[r], TAPE_GAP) if x < prev[1] and y > prev[0]), None
+        )
         if run is None or abs((run[1] - run[0]) - width) > max(2, 0.15 * width):
             break  # the strip ends, or merges with the breast
         rows.append(r)
@@ -203,12 +327,20 @@ def _clear_strip(
         return
     r = np.asarray(rows, dtype=np.float64)
     left, right = np.polyfit(r, lefts, 1), np.polyfit(r, rights, 1)
+    # a quarter of the rows may stray (a lead label under the tape juts out): fit the rest
+    off = np.maximum(np.abs(np.polyval(left, r) - lefts), np.abs(np.polyval(right, r) - rights))
+    keep = off <= np.quantile(off, 0.75)
+    left = np.polyfit(r[keep], np.asarray(lefts)[keep], 1)
+    right = np.polyfit(r[keep], np.asarray(rights)[keep], 1)
     bent = max(
-        np.abs(np.polyval(left, r) - lefts).max(), np.abs(np.polyval(right, r) - rights).max()
+        np.abs(np.polyval(left, r[keep]) - np.asarray(lefts)[keep]).max(),
+        np.abs(np.polyval(right, r[keep]) - np.asarray(rights)[keep]).max(),
     )
     spans = list(zip(rows, lefts, rights, strict=True))
     level = float(np.median(np.concatenate([pixels[i, x:y] for i, x, y in spans])))
-    if bent > 1.5 or abs(left[0] - right[0]) > 0.1 or level >= tissue:
+    # parallel: the edges' slopes agree, or part by at most 2 pixels over a short stretch
+    apart = abs(left[0] - right[0])
+    if bent > 1.5 or (apart > 0.1 and apart * len(rows) > 2) or level >= tissue:
         return
     for i, x, y in spans:
         mask[i, x:y] = False
@@ -225,10 +357,20 @@ def _clear_strip(
             break
 
 
-def _runs(line: np.ndarray) -> list[tuple[int, int]]:
-    """Return the (start, end) of each run of True in a bool line, end exclusive."""
+def _runs(line: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
+    """Return the (start, end) of each run of True in a bool line, end exclusive.
+
+    Runs apart by at most ``gap`` pixels are one (the air's noise pits faint tape).
+    """
     edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def pectoral_mask(image: np.ndarray, mask: np.ndarray, work_size: int = 160) -> np.ndarray:
