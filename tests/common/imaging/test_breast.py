@@ -205,3 +205,13 @@ def test_a_breast_covering_the_whole_chest_wall_keeps_it():
     image = np.where(breast, 0.5 + 0.05 * np.sin(rows / 5.0), 0.02).astype(np.float32)
     mask = breast_mask(image)
     assert mask[:, :6].all() and _iou(mask, breast) > 0.97
+
+
+def test_block_mean_is_the_strided_uniform_filter():
+    from common.imaging.breast import _block_mean
+
+    rng = np.random.default_rng(0)
+    for shape, step in (((301, 240), 19), ((48, 38), 3), ((150, 120), 10), ((7, 9), 4)):
+        image = rng.random(shape, dtype=np.float32)
+        expected = ndimage.uniform_filter(image, step)[::step, ::step]
+        np.testing.assert_allclose(_block_mean(image, step), expected, atol=1e-6)
