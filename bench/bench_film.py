@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_film.py [--exams 40] [--film-exams 30] [--screen-exams 40]
                                   [--detector-epochs 6] [--classifier-epochs 15]
-                                  [--out bench_film.json]
+                                  [--out bench_film.json] [--rescore WORK]
 
 Two centralised cascades, each scored on the held-out split of a film hospital (the
 ``halide`` vendor: CBIS-DDSM-like film at 0.05 mm, no spacing tag, borders, lead label,
@@ -72,19 +72,38 @@ def main() -> None:
     ap.add_argument("--detector-epochs", type=int, default=6)
     ap.add_argument("--classifier-epochs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("bench_film.json"))
+    ap.add_argument(
+        "--rescore",
+        type=Path,
+        metavar="WORK",
+        help="score the models and data of an earlier run's folder again with this code "
+        "(a fresh preprocessing cache, so a changed breast mask applies), without training",
+    )
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="calcifl-film-"))
-    digital = synthesize(work / "digital", SynthConfig(hospitals=3, exams=args.exams, seed=1))
-    (film,) = synthesize(
-        work / "film", SynthConfig(hospitals=1, exams=args.film_exams, seed=9, vendors=("halide",))
-    )
-    (screen,) = synthesize(
-        work / "screen",
-        SynthConfig(
-            hospitals=1, exams=args.screen_exams, seed=10, vendors=("halide",), finding_rate=0.03
-        ),
-    )
-    cache = work / "cache"
+    if args.rescore:
+        work = args.rescore
+        digital = sorted((work / "digital").glob("hospital-*"))
+        film, screen = work / "film" / "hospital-1", work / "screen" / "hospital-1"
+        cache = Path(tempfile.mkdtemp(prefix="calcifl-film-cache-"))
+    else:
+        work = Path(tempfile.mkdtemp(prefix="calcifl-film-"))
+        print(f"work folder (models and data): {work}")
+        digital = synthesize(work / "digital", SynthConfig(hospitals=3, exams=args.exams, seed=1))
+        (film,) = synthesize(
+            work / "film",
+            SynthConfig(hospitals=1, exams=args.film_exams, seed=9, vendors=("halide",)),
+        )
+        (screen,) = synthesize(
+            work / "screen",
+            SynthConfig(
+                hospitals=1,
+                exams=args.screen_exams,
+                seed=10,
+                vendors=("halide",),
+                finding_rate=0.03,
+            ),
+        )
+        cache = work / "cache"
     results: dict = {
         "film_site": json.loads((film / "synth.json").read_text())["counts"],
         "screening_film_site": json.loads((screen / "synth.json").read_text())["counts"],
@@ -105,10 +124,13 @@ def main() -> None:
             cache_dir=cache,
         )
         start = time.perf_counter()
-        train = train_central(sites, work / name, config, records=records)
+        if args.rescore:
+            marks = json.loads((work / name / "train.json").read_text())["marks"]
+        else:
+            marks = train_central(sites, work / name, config, records=records)["marks"]
         results[name] = {
             "seconds": round(time.perf_counter() - start, 1),
-            "calibration": train["marks"],
+            "calibration": marks,
             "film": _row(held_out([film], work / name, cache, FILM)),
             "screening film": _row(held_out([screen], work / name, cache, FILM, split=None)),
             "digital": _row(held_out(digital, work / name, cache, FILM)),
