@@ -15,7 +15,8 @@ Prints, from one run on this machine:
   runs the detector (stem frozen) against plain training with and without that stem;
 - seconds for the cascade on one full-field image (2400 x 3000 at 0.1 mm), CC and MLO
   (target <= 1.0 s on 2 cores), and how much of it the detector's sliding window takes
-  with its inference path (:meth:`Detector.infer`) and with the training forward pass.
+  with its inference path (:meth:`Detector.infer`) and with the training forward pass,
+  and the classifier on the clusters found, with :meth:`Classifier.infer` and forward.
 """
 
 from __future__ import annotations
@@ -165,22 +166,23 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
 def cascade_time(tmp: Path, repeats: int = 3) -> dict:
     """Median seconds of the cascade on full-field CC and MLO images (untrained weights).
 
-    The detector's sliding window is timed with :meth:`Detector.infer` and with the plain
-    ``forward`` in turn, ``repeats`` times each, so both see the same machine state.
+    The detector's sliding window and the classifier are timed with their ``infer`` and
+    with the plain ``forward`` in turn, ``repeats`` times each, so both see the same
+    machine state.
     """
     from common.imaging.breast import search_region
     from common.imaging.reading import read_mammogram
     from common.imaging.writing import mammogram_dataset, save
-    from common.learning.inference import heatmap
+    from common.learning.inference import classify, heatmap
     from common.learning.models import Classifier, inference_dtype
     from common.synth.phantom import render_breast
 
-    class TrainingPath(torch.nn.Module):
-        """The detector without its inference path: the sliding window calls forward."""
+    class Forward(torch.nn.Module):
+        """A model without its inference path: the cascade calls forward."""
 
-        def __init__(self, detector: Detector) -> None:
+        def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.inner, self.config = detector, detector.config
+            self.inner, self.config = model, model.config
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.inner(x)
@@ -201,6 +203,8 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             "window": [],
             "window-float32": [],
             "window-forward": [],
+            "classify": [],
+            "classify-forward": [],
         }
         exact = replace(config, precision="float32")
         for _ in range(repeats):
@@ -211,10 +215,18 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             for name, model, cfg in (
                 ("window", detector, config),
                 ("window-float32", detector, exact),
-                ("window-forward", TrainingPath(detector), exact),
+                ("window-forward", Forward(detector), exact),
             ):
                 t = time.perf_counter()
                 heatmap(model, image.pixels, image.bbox, cfg, region)
+                times[name].append(time.perf_counter() - t)
+            centres = [c.centre for c in result.clusters]
+            for name, model in (
+                ("classify", classifier),
+                ("classify-forward", Forward(classifier)),
+            ):
+                t = time.perf_counter()
+                classify(model, image.pixels, centres, cfg.tta)
                 times[name].append(time.perf_counter() - t)
         med = {k: float(np.median(v)) for k, v in times.items()}
         out[view] = med
@@ -227,7 +239,9 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             f"{med['window-float32']:.2f} s in float32 with the inference path, "
             f"{med['window-forward']:.2f} s with forward (ratios "
             f"{med['window'] / med['window-forward']:.2f} and "
-            f"{med['window-float32'] / med['window-forward']:.2f}); medians of {repeats}"
+            f"{med['window-float32'] / med['window-forward']:.2f}); the classifier on its "
+            f"{len(result.clusters)} clusters x 8 views {med['classify']:.2f} s, "
+            f"{med['classify-forward']:.2f} s with forward; medians of {repeats}"
         )
     return out
 

@@ -252,7 +252,9 @@ def classify(
             for k in range(4)
             for flip in (False, True)
         ]
-    probs = torch.sigmoid(classifier(torch.cat(views)))  # one pass over every view
+    infer = getattr(classifier, "infer", None)  # the CNN's inference-only path
+    batch = torch.cat(views)
+    probs = torch.sigmoid(infer(batch) if infer is not None else classifier(batch))
     return probs.reshape(len(views), len(centres)).mean(dim=0).numpy()
 
 

@@ -128,8 +128,10 @@ class Detector(nn.Module):
         """Return the same logits as :meth:`forward`, computed for inference only.
 
         Channels-last tensors (what oneDNN's CPU convolutions run fastest on), the 9x9 box
-        mean from cumulative sums and in-place ReLU: the same arithmetic up to float
-        rounding, without autograd's bookkeeping, so it is not for training or Opacus.
+        mean from cumulative sums, the decoder's convolution of the upsampled features
+        at their own resolution (:func:`_upsampled_conv`) and in-place ReLU: the same
+        arithmetic up to float rounding, without autograd's bookkeeping, so it is not for
+        training or Opacus.
 
         Parameters
         ----------
@@ -149,8 +151,11 @@ class Detector(nn.Module):
         h = _infer_blocks(self.stem[2:], h)
         s1 = _infer_blocks(self.down1, h)
         s2 = _infer_blocks(self.down2, s1)
-        up = F.interpolate(s2, scale_factor=2.0, mode="nearest")
-        h = _infer_blocks(self.up, torch.cat([up, s1], dim=1))
+        conv, norm, _ = self.up[0]
+        y = _upsampled_conv(conv, s2, s1)
+        dt = y.dtype
+        h = F.group_norm(y, norm.num_groups, norm.weight.to(dt), norm.bias.to(dt), norm.eps)
+        h = _infer_blocks(self.up[1:], h.relu_())
         return self.head(h.float()).contiguous()
 
 
@@ -198,6 +203,39 @@ def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     return box / (counts(h)[:, None] * counts(w)[None, :]) + centre
 
 
+# Rows of a 3x3 kernel that fall on each of the two source rows a 2x-nearest-upsampled
+# row sees: an even output row reads source rows (i-1, i, i), an odd one (i, i, i+1).
+_PHASE_TAPS = torch.tensor(
+    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
+)  # (phase, tap, kernel row)
+
+
+def _upsampled_conv(conv: nn.Conv2d, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``conv(cat([upsample_2x_nearest(low), skip]))`` without upsampling ``low``.
+
+    A 3x3 convolution of a nearest-upsampled map is, at each of the four output phases
+    (row and column parity), a 2x2 convolution of the map itself. The four phases run
+    as one convolution at ``low``'s resolution (4/9 of the multiplications) and are
+    interleaved into the convolution of ``skip``. ``conv`` has no bias and padding 1.
+    """
+    dt = skip.dtype
+    n, c_low, h, w = low.shape
+    weight = conv.weight
+    cout = weight.shape[0]
+    taps = _PHASE_TAPS.to(weight.dtype)
+    # (cout, p, q, cin, a, b): output channel cout * 4 + p * 2 + q
+    phases = torch.einsum("pay,ocyx,qbx->opqcab", taps, weight[:, :c_low], taps)
+    phases = phases.reshape(cout * 4, c_low, 2, 2).to(dt)
+    # a 2x2 window over the map padded by 1 starts one row/column before the source pixel
+    low_out = F.conv2d(F.pad(low, (1, 1, 1, 1)), phases).unflatten(1, (cout, 2, 2))
+    out = F.conv2d(skip, weight[:, c_low:].to(dt), None, 1, 1)
+    grid = out.view(n, cout, h, 2, w, 2)  # a view in either memory format, never a copy
+    for p in (0, 1):
+        for q in (0, 1):
+            grid[:, :, :, p, :, q] += low_out[:, :, p, q, p : p + h, q : q + w]
+    return out
+
+
 def _infer_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run conv → GroupNorm → ReLU blocks with in-place ReLU (inference only)."""
     for conv, norm, _ in blocks:
@@ -230,10 +268,23 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return malignancy logits of shape (N,)."""
-        f = self.features(x)
+        return self._pool(self.features(x))
+
+    def _pool(self, f: torch.Tensor) -> torch.Tensor:
         # max pooling keeps a few bright calcifications from being averaged away
         pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
         return self.head(pooled).squeeze(1)
+
+    @torch.inference_mode()
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the same logits as :meth:`forward`, computed for inference only.
+
+        The detector's float32 inference path (:meth:`Detector.infer`): channels-last
+        tensors, the box mean from cumulative sums, in-place ReLU; not for training.
+        """
+        local = _box_mean(x, self.features[0].size)
+        h = torch.cat([x, (x - local) * 4.0], dim=1).contiguous(memory_format=torch.channels_last)
+        return self._pool(_infer_blocks(self.features[1:], h))
 
 
 class DescriptorClassifier(nn.Module):

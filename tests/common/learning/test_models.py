@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from opacus.validators import ModuleValidator
+from torch.nn import functional as F
 
 from common.learning.descriptors import NAMES, describe_batch, standardise
 from common.learning.models import (
@@ -11,11 +12,12 @@ from common.learning.models import (
     DescriptorClassifier,
     Detector,
     DetectorConfig,
+    _upsampled_conv,
     build,
     load_models,
     save_models,
 )
-from tests.common.learning.norms import trained_like_detector
+from tests.common.learning.norms import trained_like_classifier, trained_like_detector
 
 
 @pytest.mark.parametrize("size", [96, 128, 100])
@@ -36,8 +38,39 @@ def test_detector_inference_path_gives_the_training_path_logits(size):
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(10, 7), (1, 1), (2, 3)])
+def test_upsampled_convolution_is_the_convolution_of_the_upsampled_map(layout, size):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(10, 5, 3, padding=1, bias=False)
+    low = torch.randn(2, 6, *size).contiguous(memory_format=layout)
+    skip = torch.randn(2, 4, 2 * size[0], 2 * size[1]).contiguous(memory_format=layout)
+    with torch.no_grad():
+        expected = conv(torch.cat([F.interpolate(low, scale_factor=2.0), skip], dim=1))
+        out = _upsampled_conv(conv, low, skip)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # a single bright source pixel reaches exactly the 4x4 block around its 2x2 copy
+    spot = torch.zeros(1, 6, 4, 4)
+    spot[0, :, 1, 2] = 1.0
+    with torch.no_grad():
+        reach = _upsampled_conv(conv, spot, torch.zeros(1, 4, 8, 8)).abs().sum(dim=(0, 1))
+    assert torch.equal(torch.nonzero(reach).amin(0), torch.tensor([1, 3]))
+    assert torch.equal(torch.nonzero(reach).amax(0), torch.tensor([4, 6]))
+
+
 def test_classifier_outputs_one_logit_per_crop():
     assert Classifier()(torch.rand(5, 1, 96, 96)).shape == (5,)
+
+
+def test_classifier_inference_path_gives_the_training_path_logits():
+    cls = trained_like_classifier()
+    x = torch.rand(6, 1, 96, 96) * 0.6 + 0.2
+    x[0, 0, 40:42, 50:52] = 1.0
+    with torch.no_grad():
+        expected = cls(x)
+    out = cls.infer(x)
+    assert out.shape == (6,)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
