@@ -226,7 +226,7 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
                 ("classify-forward", Forward(classifier)),
             ):
                 t = time.perf_counter()
-                classify(model, image.pixels, centres, cfg.tta)
+                classify(model, image.pixels, centres, config.tta)
                 times[name].append(time.perf_counter() - t)
         med = {k: float(np.median(v)) for k, v in times.items()}
         out[view] = med

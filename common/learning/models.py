@@ -143,8 +143,7 @@ class Detector(nn.Module):
             first layer, which sees the raw pixels, and the head stay in float32, so a
             faint calcification's contrast is not rounded away.
         """
-        local = _box_mean(x, self.stem[0].size)
-        h = torch.cat([x, (x - local) * 4.0], dim=1).contiguous(memory_format=torch.channels_last)
+        h = _infer_high_pass(x, self.stem[0])
         h = _infer_blocks(self.stem[1:2], h)
         # bfloat16 convolutions run faster on contiguous tensors, float32 on channels-last
         h = h.to(dtype).contiguous() if dtype != torch.float32 else h
@@ -152,10 +151,7 @@ class Detector(nn.Module):
         s1 = _infer_blocks(self.down1, h)
         s2 = _infer_blocks(self.down2, s1)
         conv, norm, _ = self.up[0]
-        y = _upsampled_conv(conv, s2, s1)
-        dt = y.dtype
-        h = F.group_norm(y, norm.num_groups, norm.weight.to(dt), norm.bias.to(dt), norm.eps)
-        h = _infer_blocks(self.up[1:], h.relu_())
+        h = _infer_blocks(self.up[1:], _norm_relu(norm, _upsampled_conv(conv, s2, s1)))
         return self.head(h.float()).contiguous()
 
 
@@ -216,7 +212,7 @@ def _upsampled_conv(conv: nn.Conv2d, low: torch.Tensor, skip: torch.Tensor) -> t
     A 3x3 convolution of a nearest-upsampled map is, at each of the four output phases
     (row and column parity), a 2x2 convolution of the map itself. The four phases run
     as one convolution at ``low``'s resolution (4/9 of the multiplications) and are
-    interleaved into the convolution of ``skip``. ``conv`` has no bias and padding 1.
+    interleaved into the convolution of ``skip``. ``conv`` is 3x3 with padding 1.
     """
     dt = skip.dtype
     n, c_low, h, w = low.shape
@@ -228,7 +224,8 @@ def _upsampled_conv(conv: nn.Conv2d, low: torch.Tensor, skip: torch.Tensor) -> t
     phases = phases.reshape(cout * 4, c_low, 2, 2).to(dt)
     # a 2x2 window over the map padded by 1 starts one row/column before the source pixel
     low_out = F.conv2d(F.pad(low, (1, 1, 1, 1)), phases).unflatten(1, (cout, 2, 2))
-    out = F.conv2d(skip, weight[:, c_low:].to(dt), None, 1, 1)
+    bias = None if conv.bias is None else conv.bias.to(dt)
+    out = F.conv2d(skip, weight[:, c_low:].to(dt), bias, 1, 1)
     grid = out.view(n, cout, h, 2, w, 2)  # a view in either memory format, never a copy
     for p in (0, 1):
         for q in (0, 1):
@@ -236,14 +233,24 @@ def _upsampled_conv(conv: nn.Conv2d, low: torch.Tensor, skip: torch.Tensor) -> t
     return out
 
 
+def _infer_high_pass(x: torch.Tensor, high_pass: HighPass) -> torch.Tensor:
+    """:class:`HighPass` from cumulative sums, channels-last (inference only)."""
+    local = _box_mean(x, high_pass.size)
+    return torch.cat([x, (x - local) * 4.0], dim=1).contiguous(memory_format=torch.channels_last)
+
+
+def _norm_relu(norm: nn.GroupNorm, y: torch.Tensor) -> torch.Tensor:
+    """GroupNorm then in-place ReLU, the affine cast to ``y``'s dtype (inference only)."""
+    dt = y.dtype  # the weights are float32: cast to the activations' dtype
+    return F.group_norm(y, norm.num_groups, norm.weight.to(dt), norm.bias.to(dt), norm.eps).relu_()
+
+
 def _infer_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run conv → GroupNorm → ReLU blocks with in-place ReLU (inference only)."""
     for conv, norm, _ in blocks:
-        dt = x.dtype  # the weights are float32: cast to the activations' dtype
+        dt = x.dtype
         bias = None if conv.bias is None else conv.bias.to(dt)
-        y = F.conv2d(x, conv.weight.to(dt), bias, conv.stride, conv.padding)
-        x = F.group_norm(y, norm.num_groups, norm.weight.to(dt), norm.bias.to(dt), norm.eps)
-        x = x.relu_()
+        x = _norm_relu(norm, F.conv2d(x, conv.weight.to(dt), bias, conv.stride, conv.padding))
     return x
 
 
@@ -282,9 +289,7 @@ class Classifier(nn.Module):
         The detector's float32 inference path (:meth:`Detector.infer`): channels-last
         tensors, the box mean from cumulative sums, in-place ReLU; not for training.
         """
-        local = _box_mean(x, self.features[0].size)
-        h = torch.cat([x, (x - local) * 4.0], dim=1).contiguous(memory_format=torch.channels_last)
-        return self._pool(_infer_blocks(self.features[1:], h))
+        return self._pool(_infer_blocks(self.features[1:], _infer_high_pass(x, self.features[0])))
 
 
 class DescriptorClassifier(nn.Module):

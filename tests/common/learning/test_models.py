@@ -38,18 +38,24 @@ def test_detector_inference_path_gives_the_training_path_logits(size):
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("size", [(10, 7), (1, 1), (2, 3)])
-def test_upsampled_convolution_is_the_convolution_of_the_upsampled_map(layout, size):
+def test_upsampled_convolution_is_the_convolution_of_the_upsampled_map(layout, size, bias):
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(10, 5, 3, padding=1, bias=False)
+    conv = torch.nn.Conv2d(10, 5, 3, padding=1, bias=bias)
     low = torch.randn(2, 6, *size).contiguous(memory_format=layout)
     skip = torch.randn(2, 4, 2 * size[0], 2 * size[1]).contiguous(memory_format=layout)
     with torch.no_grad():
         expected = conv(torch.cat([F.interpolate(low, scale_factor=2.0), skip], dim=1))
         out = _upsampled_conv(conv, low, skip)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_upsampled_convolution_reaches_only_the_block_around_the_copy():
     # a single bright source pixel reaches exactly the 4x4 block around its 2x2 copy
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(10, 5, 3, padding=1, bias=False)
     spot = torch.zeros(1, 6, 4, 4)
     spot[0, :, 1, 2] = 1.0
     with torch.no_grad():
