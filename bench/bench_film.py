@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_film.py [--exams 40] [--film-exams 30] [--screen-exams 40]
                                   [--detector-epochs 6] [--classifier-epochs 15]
-                                  [--out bench_film.json] [--rescore WORK]
+                                  [--hard-negatives 2] [--out bench_film.json]
+                                  [--rescore WORK]
 
 Two centralised cascades, each scored on the held-out split of a film hospital (the
 ``halide`` vendor: CBIS-DDSM-like film at 0.05 mm, no spacing tag, borders, lead label,
@@ -20,7 +21,9 @@ second film site of screening-like exams (3 % of breasts with a finding, never t
 adds normal film: a rate near 0.5 per full-field image needs several full-field images of
 normal breast before its interval says anything. That site also calibrates a hospital's
 own operating point (what ``calcifl calibrate`` does), at which the held-out film and
-digital images are scored again. Results go to stdout and, as JSON, to --out.
+digital images are scored again. ``--hard-negatives N`` trains both cascades with N mined
+false peaks per image (``calcifl train-central --hard-negatives``). Results go to stdout
+and, as JSON, to --out.
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ def main() -> None:
     ap.add_argument("--screen-exams", type=int, default=40)
     ap.add_argument("--detector-epochs", type=int, default=6)
     ap.add_argument("--classifier-epochs", type=int, default=15)
+    ap.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=CentralConfig.hard_negatives,
+        help="false peaks per image mined after half the detector's epochs (0: none)",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench_film.json"))
     ap.add_argument(
         "--rescore",
@@ -122,6 +131,7 @@ def main() -> None:
             ),
             read=FILM,  # the film site's spacing; the digital files carry their own
             cache_dir=cache,
+            hard_negatives=args.hard_negatives,
         )
         start = time.perf_counter()
         if args.rescore:
@@ -131,6 +141,7 @@ def main() -> None:
         results[name] = {
             "seconds": round(time.perf_counter() - start, 1),
             "calibration": marks,
+            "hard_negatives": args.hard_negatives,
             "film": _row(held_out([film], work / name, cache, FILM)),
             "screening film": _row(held_out([screen], work / name, cache, FILM, split=None)),
             "digital": _row(held_out(digital, work / name, cache, FILM)),

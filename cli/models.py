@@ -55,6 +55,8 @@ def cmd_train_central(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache,
         weak_targets=args.weak_targets,
+        hard_negatives=args.hard_negatives,
+        mining_epochs=args.mining_epochs,
     )
     summary = train_central(args.data, args.out, config)
     det, cls = summary["detector"], summary["classifier"]
@@ -332,6 +334,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="detector targets of findings with a mask, box or centroid but no points: "
         "candidate calcifications found in the region, one peak at the centroid, or the "
         "region as a multiple-instance bag (mil) (default %(default)s)",
+    )
+    p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=CENTRAL.hard_negatives,
+        metavar="N",
+        help="without --dp: once the detector is trained, add its N strongest false peaks "
+        "per image (away from every annotation) to its patches and train it "
+        "--mining-epochs more; 0: none (default %(default)s)",
+    )
+    p.add_argument(
+        "--mining-epochs",
+        type=int,
+        default=CENTRAL.mining_epochs,
+        metavar="E",
+        help="detector epochs on the mined negatives (default %(default)s)",
     )
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from common.data.folders import load_hospital
@@ -27,7 +27,7 @@ from common.learning.recipes import (
     dp_classifier_schedule,
     dp_detector_schedule,
 )
-from common.learning.training import TrainConfig
+from common.learning.training import TrainConfig, TrainResult
 
 logger = logging.getLogger("calcifl")
 
@@ -40,6 +40,10 @@ class CentralConfig:
     descriptors with DP-SGD, the CNN without); ``dp_classifier_train`` and
     ``dp_detector_train`` None pick the DP schedules (:func:`dp_classifier_schedule`,
     :func:`dp_detector_schedule`).
+
+    ``hard_negatives`` > 0 (without DP): once trained, the detector's strongest false peaks
+    (that many per image, :meth:`SiteData.mine`) join its patches, and it trains
+    ``mining_epochs`` more epochs on them.
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -57,6 +61,8 @@ class CentralConfig:
     seed: int = 0
     cache_dir: Path | None = None
     weak_targets: str = "mil"
+    hard_negatives: int = 0
+    mining_epochs: int = 2
 
     def classifier_config(self) -> ClassifierConfig:
         """Return the classifier in effect (automatic when ``classifier`` is None)."""
@@ -126,12 +132,28 @@ def train_central(
         config.seed,
     )
     cls_config = config.classifier_schedule()
+    det_config = config.detector_schedule()
     results = train_models(
         models,
         site,
-        {"detector": config.detector_schedule(), "classifier": cls_config},
+        {"detector": det_config, "classifier": cls_config},
         dp=config.dp,
     )
+    mining = None
+    if config.hard_negatives > 0 and config.mining_epochs > 0 and config.dp is None:
+        mining = site.mine(
+            models["detector"], config.hard_negatives, config.cascade, det_config.progress
+        )
+        logger.info(
+            "mined %d false peaks on %d of %d training images as negatives (%d validation)",
+            mining["mined_train_patches"],
+            mining["mined_train_images"],
+            counts["train_images"],
+            mining["mined_val_patches"],
+        )
+        tune = replace(det_config, epochs=config.mining_epochs, seed=det_config.seed + 1)
+        tuned = train_models(models, site, {"detector": tune})["detector"]
+        results["detector"] = _joined(results["detector"], tuned)
     det_result, cls_result = results["detector"], results["classifier"]
     # the operating point: false marks per full-field normal image on the validation images
     cascade, marks = calibrate_marks(
@@ -151,6 +173,7 @@ def train_central(
             "privacy": _public(cls_result.privacy),
         },
         "marks": marks,
+        "hard_negatives": mining,
         "seconds": round(time.perf_counter() - start, 1),
     }
     if config.dp is not None:
@@ -166,6 +189,20 @@ def train_central(
     save_models(out_dir, models, meta)
     (Path(out_dir) / "train.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _joined(first: TrainResult, second: TrainResult) -> TrainResult:
+    """One detector result of training and the fine-tuning after mining (epochs numbered on)."""
+    offset = len(first.history)
+    later = [
+        {**row, "epoch": row.get("epoch", 0) + offset, "mined": True} for row in second.history
+    ]
+    return replace(
+        second,
+        best_epoch=second.best_epoch + offset if second.best_epoch else 0,
+        history=[*first.history, *later],
+        steps=first.steps + second.steps,
+    )
 
 
 def _composed(results: dict, site: SiteData, delta: float) -> dict:

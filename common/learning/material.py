@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from common.data.cache import PreprocessCache
 from common.data.folders import load_hospital
@@ -24,8 +26,16 @@ from common.data.records import ImageRecord, ReaderRead
 from common.data.splits import split_by_patient
 from common.imaging.reading import ReadOptions
 from common.learning.dp import DPConfig, PrivacyBudgetError
+from common.learning.inference import DEFAULT_CASCADE, CascadeConfig
+from common.learning.mining import false_peaks
 from common.learning.models import ClassifierConfig, DetectorConfig
-from common.learning.samples import ClassifierCrops, ImageStore, detector_patches, prepare
+from common.learning.samples import (
+    ClassifierCrops,
+    ImageStore,
+    detector_patches,
+    negative_patches,
+    prepare,
+)
 from common.learning.training import DPPlan, TrainConfig, TrainResult, plan_private, train
 
 logger = logging.getLogger("calcifl")
@@ -94,6 +104,9 @@ class SiteData:
         self.detector_val = detector_patches(
             self.val_images, self.store, d.patch, d.stride, d.sigma, rng
         )
+        self._sampled = (self.detector_train, self.detector_val)
+        self._minings = 0
+        self._mined: dict[str, int] = {}
         repeats = 1 if s.dp else s.classifier_repeats
         self.classifier_train = ClassifierCrops(
             self.train_images, self.store, c.crop, augment=True, seed=s.seed, repeats=repeats
@@ -112,13 +125,65 @@ class SiteData:
             return len(self.detector_train)
         return len(self.classifier_train.labels)
 
+    def mine(
+        self,
+        detector: nn.Module,
+        per_image: int,
+        cascade: CascadeConfig = DEFAULT_CASCADE,
+        progress: bool = False,
+    ) -> dict[str, int]:
+        """Add the detector's false peaks to its training and validation patches.
+
+        At most ``per_image`` patches per image, cut where ``detector`` peaks and nothing is
+        annotated (:mod:`common.learning.mining`); they replace what an earlier call mined.
+
+        Returns
+        -------
+        dict
+            Patches added to the training and validation sets, and images they come from.
+
+        Raises
+        ------
+        ValueError
+            With DP-SGD: the training set would depend on the model.
+        """
+        if self.settings.dp:
+            raise ValueError("hard negatives are not mined with DP-SGD (common.learning.mining)")
+        d = self.settings.detector
+        self._minings += 1
+        rng = np.random.default_rng([self.settings.seed, self._minings])
+        counts, self._mined = {}, {}
+        mined = []
+        for name, images, sampled in (
+            ("train", self.train_images, self._sampled[0]),
+            ("val", self.val_images, self._sampled[1]),
+        ):
+            spots = false_peaks(
+                detector, images, self.store, per_image, d.patch / 2, cascade, progress
+            )
+            extra = negative_patches(images, self.store, spots, d.patch, d.stride, d.sigma, rng)
+            mined.append(
+                TensorDataset(
+                    *(torch.cat(pair) for pair in zip(sampled.tensors, extra.tensors, strict=True))
+                )
+            )
+            counts[f"mined_{name}_patches"] = len(extra)
+            counts[f"mined_{name}_images"] = sum(len(s) > 0 for s in spots)
+            if name == "train":
+                for item, s in zip(images, spots, strict=True):
+                    pid = item.record.patient_id
+                    self._mined[pid] = self._mined.get(pid, 0) + len(s)
+        self.detector_train, self.detector_val = mined
+        return counts
+
     def examples_per_patient(self) -> int:
         """Most training examples one patient contributes to the models together.
 
-        Counted as the detector's positives and negatives per image plus the patient's
-        classifier crops (an upper bound: every sampled patch is counted as distinct).
+        Counted as the detector's positives and negatives per image (mined ones included)
+        plus the patient's classifier crops (an upper bound: every sampled patch is
+        counted as distinct).
         """
-        per: dict[str, int] = {}
+        per: dict[str, int] = dict(self._mined)
         for item in self.train_images:
             n = 4 * len(item.findings) + 3 + len(item.findings)
             per[item.record.patient_id] = per.get(item.record.patient_id, 0) + n

@@ -241,11 +241,50 @@ def detector_patches(
             if len(hard):
                 r, c = hard[rng.integers(min(len(hard), 20))]
                 origins.append((int(r) - half, int(c) - half))
-        for r0, c0 in origins:
-            xs.append(_crop(m.pixels, r0, c0, patch))
-            local = peaks - np.array([r0, c0]) if len(peaks) else peaks
-            target = heatmap_target(local, patch, stride, sigma)
-            ys.append(mark_bags(target, bags, (r0, c0), stride) if bags else target)
+        _cut(m.pixels, origins, peaks, bags, patch, stride, sigma, xs, ys)
+    return _dataset(xs, ys, patch, stride)
+
+
+def negative_patches(
+    images: list[PreparedImage],
+    store: ImageStore,
+    centres: list[np.ndarray],
+    patch: int,
+    stride: int,
+    sigma: float,
+    rng: np.random.Generator,
+) -> TensorDataset:
+    """Patches around given spots of each image (e.g. a model's false peaks).
+
+    ``centres[i]`` are (row, col) spots of ``images[i]``; each patch is jittered by up to a
+    quarter of its side (the spot is not always at its centre) and its target is the
+    image's annotation, as for every other patch.
+    """
+    xs, ys = [], []
+    half = patch // 2
+    for item, spots in zip(images, centres, strict=True):
+        if len(spots) == 0:
+            continue
+        m = store.get(item.record)
+        bags = [f.bag for f in item.findings if f.bag is not None]
+        origins = []
+        for r, c in spots:
+            jitter = rng.integers(-patch // 4, patch // 4 + 1, size=2)
+            origins.append((int(r) - half + jitter[0], int(c) - half + jitter[1]))
+        _cut(m.pixels, origins, item.peak_points, bags, patch, stride, sigma, xs, ys)
+    return _dataset(xs, ys, patch, stride)
+
+
+def _cut(pixels, origins, peaks, bags, patch, stride, sigma, xs, ys) -> None:
+    """Append the patches at ``origins`` and their heatmap targets to ``xs``, ``ys``."""
+    for r0, c0 in origins:
+        xs.append(_crop(pixels, r0, c0, patch))
+        local = peaks - np.array([r0, c0]) if len(peaks) else peaks
+        target = heatmap_target(local, patch, stride, sigma)
+        ys.append(mark_bags(target, bags, (r0, c0), stride) if bags else target)
+
+
+def _dataset(xs: list, ys: list, patch: int, stride: int) -> TensorDataset:
     x = torch.from_numpy(np.stack(xs)[:, None]) if xs else torch.zeros((0, 1, patch, patch))
     y = (
         torch.from_numpy(np.stack(ys)[:, None])

@@ -54,6 +54,20 @@ def test_train_central_writes_a_loadable_run(run):
     assert marks["false_marks_per_full_field_image"] <= spec["cascade"]["max_false_marks"]
 
 
+def test_train_central_mines_the_detectors_false_peaks(consortium, tmp_path):
+    out = tmp_path / "model"
+    args = ["train-central", "--data", str(consortium / "hospital-1"), "--out", str(out)]
+    args += ["--detector-epochs", "1", "--classifier-epochs", "1", "-q"]
+    assert main([*args, "--hard-negatives", "2", "--mining-epochs", "2"]) == 0
+    summary = json.loads((out / "train.json").read_text())
+    mined = summary["hard_negatives"]
+    assert 0 < mined["mined_train_patches"] <= 2 * summary["images"]["train"]
+    history = summary["detector"]["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row.get("mined", False) for row in history] == [False, True, True]
+    assert summary["detector"]["best_epoch"] in (2, 3)  # the model ends fine-tuned
+
+
 def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
     out = run / "eval"
     assert (

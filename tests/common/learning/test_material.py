@@ -1,6 +1,9 @@
 """A hospital's training material and the shared local training."""
 
+from dataclasses import replace
+
 import pytest
+import torch
 
 from common.data.partition import PartitionSpec
 from common.learning.dp import DPConfig, PrivacyBudgetError
@@ -56,3 +59,28 @@ def test_plan_refuses_before_training_and_names_the_model(site):
     with pytest.raises(PrivacyBudgetError) as info:
         plan_models(site, QUICK, dp)
     assert info.value.task == "detector"
+
+
+def test_mined_negatives_join_the_detector_patches_and_replace_earlier_ones(consortium):
+    train, _ = site_records(consortium / "hospital-1")
+    site = SiteData(train, SMALL)
+    sampled = len(site.detector_train), len(site.detector_val)
+    before = site.examples_per_patient()
+    detector = build("detector", {"width": 4})
+    with torch.no_grad():  # an untrained detector that peaks somewhere
+        detector.head.bias.fill_(-1.0)
+    first = site.mine(detector, per_image=2)
+    assert 0 < first["mined_train_patches"] <= 2 * len(site.train_images)
+    assert len(site.detector_train) == sampled[0] + first["mined_train_patches"]
+    assert len(site.detector_val) == sampled[1] + first["mined_val_patches"]
+    assert before < site.examples_per_patient() <= before + 2 * len(site.train_images)
+    again = site.mine(detector, per_image=1)
+    assert len(site.detector_train) == sampled[0] + again["mined_train_patches"]
+    assert again["mined_train_patches"] <= len(site.train_images)
+
+
+def test_no_mining_with_dp(consortium):
+    train, _ = site_records(consortium / "hospital-1")
+    site = SiteData(train[:4], replace(SMALL, dp=True))
+    with pytest.raises(ValueError, match="DP-SGD"):
+        site.mine(build("detector", {"width": 4}), per_image=2)

@@ -8,6 +8,7 @@ from common.learning.samples import (
     ImageStore,
     detector_patches,
     heatmap_target,
+    negative_patches,
     prepare,
 )
 
@@ -48,6 +49,24 @@ def test_detector_patches_hold_positives_and_negatives(prepared):
     assert (peaks > 0).sum() > 0 and (peaks == 0).sum() > 0  # both kinds present
     again = detector_patches(images, store, 96, 2, 1.0, np.random.default_rng(0))
     assert np.array_equal(again.tensors[0].numpy(), x.numpy())  # seeded
+
+
+def test_negative_patches_keep_the_image_target(prepared):
+    store, images = prepared
+    item = next(im for im in images if im.findings)
+    normal = next(im for im in images if not im.findings)
+    at_finding = item.findings[0].points[:1]
+    m = store.get(normal.record)
+    r, c = np.argwhere(m.mask)[len(np.argwhere(m.mask)) // 2]
+    spots = [at_finding, np.array([[r, c]], dtype=float), np.zeros((0, 2))]
+    ds = negative_patches(
+        [item, normal, normal], store, spots, 96, 2, 1.0, np.random.default_rng(0)
+    )
+    x, y = ds.tensors
+    assert x.shape == (2, 1, 96, 96)  # an image without spots adds nothing
+    assert y[0].max() == 1.0  # a spot on a calcification still teaches its peak
+    assert y[1].max() == 0.0  # a normal image's patch is all background
+    assert x[1].abs().sum() > 0
 
 
 def test_classifier_crops_and_augmentation(prepared):
