@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_film.py [--exams 40] [--film-exams 30] [--screen-exams 40]
                                   [--detector-epochs 6] [--classifier-epochs 15]
-                                  [--hard-negatives 2] [--out bench_film.json]
+                                  [--hard-negatives 2] [--verifier]
+                                  [--out bench_film.json]
                                   [--rescore WORK]
 
 Two centralised cascades, each scored on the held-out split of a film hospital (the
@@ -22,8 +23,8 @@ adds normal film: a rate near 0.5 per full-field image needs several full-field 
 normal breast before its interval says anything. That site also calibrates a hospital's
 own operating point (what ``calcifl calibrate`` does), at which the held-out film and
 digital images are scored again. ``--hard-negatives N`` trains both cascades with N mined
-false peaks per image (``calcifl train-central --hard-negatives``). Results go to stdout
-and, as JSON, to --out.
+false peaks per image (``calcifl train-central --hard-negatives``), ``--verifier`` with
+a cluster verifier (``--verifier``). Results go to stdout and, as JSON, to --out.
 """
 
 from __future__ import annotations
@@ -78,7 +79,13 @@ def main() -> None:
         "--hard-negatives",
         type=int,
         default=CentralConfig.hard_negatives,
-        help="false peaks per image mined after half the detector's epochs (0: none)",
+        help="false peaks per image mined after the detector's epochs, then "
+        f"{CentralConfig.mining_epochs} epochs more (0: none)",
+    )
+    ap.add_argument(
+        "--verifier",
+        action="store_true",
+        help="fit a cluster verifier on each trained detector's clusters",
     )
     ap.add_argument("--out", type=Path, default=Path("bench_film.json"))
     ap.add_argument(
@@ -132,16 +139,20 @@ def main() -> None:
             read=FILM,  # the film site's spacing; the digital files carry their own
             cache_dir=cache,
             hard_negatives=args.hard_negatives,
+            verifier=args.verifier,
         )
         start = time.perf_counter()
         if args.rescore:
-            marks = json.loads((work / name / "train.json").read_text())["marks"]
+            trained = json.loads((work / name / "train.json").read_text())
         else:
-            marks = train_central(sites, work / name, config, records=records)["marks"]
+            trained = train_central(sites, work / name, config, records=records)
+        marks = trained["marks"]
         results[name] = {
             "seconds": round(time.perf_counter() - start, 1),
             "calibration": marks,
+            "verifier_fit": trained.get("verifier"),
             "hard_negatives": args.hard_negatives,
+            "verifier": args.verifier,
             "film": _row(held_out([film], work / name, cache, FILM)),
             "screening film": _row(held_out([screen], work / name, cache, FILM, split=None)),
             "digital": _row(held_out(digital, work / name, cache, FILM)),

@@ -40,6 +40,9 @@ def cmd_train_central(args: argparse.Namespace) -> int:
         dp_max_grad_norm=args.max_grad_norm,
         dp_delta=args.delta or 0.0,
     )
+    if args.dp and (args.hard_negatives or args.verifier):
+        logger.error("train-central: --hard-negatives and --verifier are not used with --dp")
+        return 2
     dp = dp_config(local)
     # with --dp, CentralConfig derives both models' DP schedules from these
     config = CentralConfig(
@@ -57,6 +60,7 @@ def cmd_train_central(args: argparse.Namespace) -> int:
         weak_targets=args.weak_targets,
         hard_negatives=args.hard_negatives,
         mining_epochs=args.mining_epochs,
+        verifier=args.verifier,
     )
     summary = train_central(args.data, args.out, config)
     det, cls = summary["detector"], summary["classifier"]
@@ -350,6 +354,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=CENTRAL.mining_epochs,
         metavar="E",
         help="detector epochs on the mined negatives (default %(default)s)",
+    )
+    p.add_argument(
+        "--verifier",
+        action="store_true",
+        help="without --dp: fit a cluster verifier on the trained detector's clusters "
+        "(shape and pixels; P(finding) weighs each cluster's detection score)",
     )
     g = p.add_argument_group("differential privacy (DP-SGD)")
     g.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")

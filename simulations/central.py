@@ -28,6 +28,7 @@ from common.learning.recipes import (
     dp_detector_schedule,
 )
 from common.learning.training import TrainConfig, TrainResult
+from common.learning.verification import fit_verifier
 
 logger = logging.getLogger("calcifl")
 
@@ -43,7 +44,10 @@ class CentralConfig:
 
     ``hard_negatives`` > 0 (without DP): once trained, the detector's strongest false peaks
     (that many per image, :meth:`SiteData.mine`) join its patches, and it trains
-    ``mining_epochs`` more epochs on them.
+    ``mining_epochs`` more epochs on them. ``verifier`` (without DP): a cluster verifier is
+    fitted on the trained detector's clusters on the training images
+    (:func:`common.learning.verification.fit_verifier`) and weighs every cluster's
+    detection score, the operating point included.
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -63,6 +67,7 @@ class CentralConfig:
     weak_targets: str = "mil"
     hard_negatives: int = 0
     mining_epochs: int = 2
+    verifier: bool = False
 
     def classifier_config(self) -> ClassifierConfig:
         """Return the classifier in effect (automatic when ``classifier`` is None)."""
@@ -116,6 +121,11 @@ def train_central(
     ``records`` overrides the images to train on (default: the folders' training splits).
     """
     start = time.perf_counter()
+    if config.dp is not None and (config.hard_negatives > 0 or config.verifier):
+        raise ValueError(
+            "hard negatives and the cluster verifier are not used with DP-SGD: what they add "
+            "to the training would depend on the patients' images outside the accounting"
+        )
     if records is None:
         records = training_records(data_dirs)
     site = SiteData(records, site_settings(config))
@@ -140,7 +150,7 @@ def train_central(
         dp=config.dp,
     )
     mining = None
-    if config.hard_negatives > 0 and config.mining_epochs > 0 and config.dp is None:
+    if config.hard_negatives > 0 and config.mining_epochs > 0:
         mining = site.mine(
             models["detector"], config.hard_negatives, config.cascade, det_config.progress
         )
@@ -154,6 +164,20 @@ def train_central(
         tune = replace(det_config, epochs=config.mining_epochs, seed=det_config.seed + 1)
         tuned = train_models(models, site, {"detector": tune})["detector"]
         results["detector"] = _joined(results["detector"], tuned)
+    verifying = None
+    if config.verifier:
+        verifier, verifying = fit_verifier(
+            models["detector"], site.train_images, site.store, config.cascade, det_config.progress
+        )
+        if verifier is None:
+            logger.warning("no cluster verifier: %s", verifying["skipped"])
+        else:
+            models["verifier"] = verifier
+            logger.info(
+                "cluster verifier fitted on %d finding and %d false clusters",
+                verifying["findings"],
+                verifying["false_clusters"],
+            )
     det_result, cls_result = results["detector"], results["classifier"]
     # the operating point: false marks per full-field normal image on the validation images
     cascade, marks = calibrate_marks(
@@ -174,6 +198,7 @@ def train_central(
         },
         "marks": marks,
         "hard_negatives": mining,
+        "verifier": verifying,
         "seconds": round(time.perf_counter() - start, 1),
     }
     if config.dp is not None:

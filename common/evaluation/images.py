@@ -241,12 +241,12 @@ def detection_stats(
     config: CascadeConfig = DEFAULT_CASCADE,
     tick: Callable[[], None] | None = None,
 ) -> EvalStats:
-    """Return the detection statistics of the detector alone (no classifier run).
+    """Return the detection statistics of the detector (and verifier), no classifier run.
 
     Every cluster counts, whatever ``config.mark_threshold``: FROC statistics never
     depend on the operating point. ``tick`` is called after each image.
     """
-    detector = {"detector": models["detector"]}
+    detector = {k: models[k] for k in ("detector", "verifier") if k in models}
     return evaluate_images(detector, records, store, config, tick=tick)[0]
 
 

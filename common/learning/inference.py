@@ -20,6 +20,7 @@ from common.imaging.breast import search_region
 from common.imaging.reading import Mammogram
 from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
+from common.learning.verifier import cluster_features
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class ClusterResult:
     malignancy: float | None = None
     #: indices of the cluster's calcifications in the image's ``points``
     members: tuple[int, ...] = ()
+    #: with a verifier: the detector's own score (``detection_score`` is it times
+    #: ``verification``, P(finding) from the cluster's shape and pixels)
+    detector_score: float | None = None
+    verification: float | None = None
 
     @property
     def suspicion(self) -> float:
@@ -258,10 +263,41 @@ def classify(
     return probs.reshape(len(views), len(centres)).mean(dim=0).numpy()
 
 
+def verify(
+    verifier: torch.nn.Module,
+    image: Mammogram,
+    points: np.ndarray,
+    scores: np.ndarray,
+    clusters: list[ClusterResult],
+) -> list[ClusterResult]:
+    """Weigh each cluster's detection score by the verifier's P(finding); re-sort."""
+    if not clusters:
+        return clusters
+    features = np.stack(
+        [
+            cluster_features(
+                image.pixels,
+                image.spacing_mm[0],
+                points,
+                scores,
+                c.members,
+                c.detection_score,
+                c.centre,
+            )
+            for c in clusters
+        ]
+    )
+    for cluster, p in zip(clusters, verifier.probability(features), strict=True):
+        cluster.detector_score = cluster.detection_score
+        cluster.verification = float(p)
+        cluster.detection_score = cluster.detection_score * float(p)
+    return sorted(clusters, key=lambda c: -c.detection_score)
+
+
 def run_cascade(
     models: dict[str, torch.nn.Module], image: Mammogram, config: CascadeConfig = DEFAULT_CASCADE
 ) -> ImageResult:
-    """Run detector → clusters → classifier on one canonical mammogram.
+    """Run detector → clusters (→ verifier) → classifier on one canonical mammogram.
 
     Without a ``"classifier"`` in ``models`` the clusters are detected only (malignancy
     None, image score 0): what calibrating the marks needs.
@@ -278,6 +314,8 @@ def run_cascade(
         inside = region[r, c]
         points, scores = points[inside], scores[inside]
     clusters = group(points, scores, image.spacing_mm[0], config)
+    if models.get("verifier") is not None:
+        clusters = verify(models["verifier"], image, points, scores, clusters)
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
         for cluster, p in zip(clusters, probs, strict=True):

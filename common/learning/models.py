@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from common.learning.descriptors import NAMES as DESCRIPTOR_NAMES
 from common.learning.descriptors import describe_batch, standardise
+from common.learning.verifier import Verifier, VerifierConfig
 
 
 @dataclass(frozen=True)
@@ -322,11 +323,15 @@ class DescriptorClassifier(nn.Module):
         return self.head(self.describe(x)).squeeze(1)
 
 
-KINDS = {"detector": (Detector, DetectorConfig), "classifier": (Classifier, ClassifierConfig)}
+KINDS = {
+    "detector": (Detector, DetectorConfig),
+    "classifier": (Classifier, ClassifierConfig),
+    "verifier": (Verifier, VerifierConfig),
+}
 
 
 def build(kind: str, config: dict | None = None) -> nn.Module:
-    """Build a model by kind ('detector' or 'classifier') from a config dict."""
+    """Build a model by kind ('detector', 'classifier' or 'verifier') from a config dict."""
     cls, cfg_cls = KINDS[kind]
     known = {f.name for f in fields(cfg_cls)}
     unknown = set(config or {}) - known

@@ -6,8 +6,12 @@ import json
 import pytest
 
 from cli.main import main
+from common.data.cache import PreprocessCache
 from common.data.folders import load_hospital
 from common.evaluation.images import EvalStats
+from common.learning.inference import run_cascade
+from common.learning.models import load_run
+from common.learning.samples import ImageStore
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,28 @@ def test_train_central_mines_the_detectors_false_peaks(consortium, tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert [row.get("mined", False) for row in history] == [False, True, True]
     assert summary["detector"]["best_epoch"] in (2, 3)  # the model ends fine-tuned
+
+
+def test_train_central_fits_a_verifier_that_weighs_every_cluster(consortium, tmp_path):
+    out = tmp_path / "model"
+    data = [str(consortium / f"hospital-{h}") for h in (1, 2)]
+    args = ["train-central", "--data", *data, "--out", str(out)]
+    args += ["--detector-epochs", "1", "--classifier-epochs", "1", "-q"]
+    assert main([*args, "--dp", "--verifier"]) == 2  # refused, nothing trained
+    assert not out.exists()
+    assert main([*args, "--verifier"]) == 0
+    summary = json.loads((out / "train.json").read_text())
+    fit = summary["verifier"]
+    assert fit["findings"] >= 5 and fit["false_clusters"] >= 5
+    models, _, cascade, _ = load_run(out)
+    assert "verifier" in models and cascade.mark_threshold is not None
+    store = ImageStore(PreprocessCache(tmp_path / "cache"))
+    record = next(im for im in load_hospital(consortium / "hospital-3", echo=False).images)
+    result = run_cascade(models, store.get(record), cascade)
+    assert result.clusters
+    for c in result.clusters:
+        assert 0 < c.verification < 1
+        assert c.detection_score == pytest.approx(c.detector_score * c.verification)
 
 
 def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
@@ -288,3 +314,14 @@ def test_the_detector_alone_gives_the_same_detection_statistics(run, consortium)
     alone = detection_stats(models, images, store, cascade)
     assert alone.froc.to_dict() == full.froc.to_dict() and alone.froc.images == len(images)
     assert alone.finding_roc.n_pos + alone.finding_roc.n_neg == 0  # no classifier ran
+
+
+@pytest.mark.parametrize("extra", [{"hard_negatives": 2}, {"verifier": True}])
+def test_mining_and_the_verifier_are_refused_with_dp_before_any_training(tmp_path, extra):
+    from common.learning.dp import DPConfig
+    from simulations.central import CentralConfig, train_central
+
+    config = CentralConfig(dp=DPConfig(target_epsilon=8.0), **extra)
+    with pytest.raises(ValueError, match="not used with DP-SGD"):
+        train_central([tmp_path / "no-such-site"], tmp_path / "model", config)
+    assert not (tmp_path / "model").exists()
