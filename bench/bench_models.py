@@ -166,9 +166,9 @@ def train_step_ratio(n: int = 1024, patch: int = 96) -> dict:
 def cascade_time(tmp: Path, repeats: int = 3) -> dict:
     """Median seconds of the cascade on full-field CC and MLO images (untrained weights).
 
-    The detector's sliding window and the classifier are timed with their ``infer`` and
-    with the plain ``forward`` in turn, ``repeats`` times each, so both see the same
-    machine state.
+    The detector's sliding window (at ``auto``, float32 and bfloat16) and the classifier
+    are timed with their ``infer`` and with the plain ``forward`` in turn, ``repeats``
+    times each, so all see the same machine state.
     """
     from common.imaging.breast import search_region
     from common.imaging.reading import read_mammogram
@@ -202,11 +202,13 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             "cascade-float32": [],
             "window": [],
             "window-float32": [],
+            "window-bfloat16": [],
             "window-forward": [],
             "classify": [],
             "classify-forward": [],
         }
         exact = replace(config, precision="float32")
+        rounded = replace(config, precision="bfloat16")
         for _ in range(repeats):
             for name, cfg in (("cascade", config), ("cascade-float32", exact)):
                 t = time.perf_counter()
@@ -215,6 +217,7 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             for name, model, cfg in (
                 ("window", detector, config),
                 ("window-float32", detector, exact),
+                ("window-bfloat16", detector, rounded),
                 ("window-forward", Forward(detector), exact),
             ):
                 t = time.perf_counter()
@@ -236,10 +239,10 @@ def cascade_time(tmp: Path, repeats: int = 3) -> dict:
             f"({inference_dtype(config.precision)}; target <= 1.0), "
             f"{med['cascade-float32']:.2f} s in float32 ({len(result.points)} points, "
             f"untrained weights); its sliding window {med['window']:.2f} s, "
-            f"{med['window-float32']:.2f} s in float32 with the inference path, "
-            f"{med['window-forward']:.2f} s with forward (ratios "
-            f"{med['window'] / med['window-forward']:.2f} and "
-            f"{med['window-float32'] / med['window-forward']:.2f}); the classifier on its "
+            f"{med['window-float32']:.2f} s in float32 and {med['window-bfloat16']:.2f} s in "
+            f"bfloat16 with the inference path, {med['window-forward']:.2f} s with forward "
+            f"(ratios {med['window-float32'] / med['window-forward']:.2f} and "
+            f"{med['window-bfloat16'] / med['window-forward']:.2f}); the classifier on its "
             f"{len(result.clusters)} clusters x 8 views {med['classify']:.2f} s, "
             f"{med['classify-forward']:.2f} s with forward; medians of {repeats}"
         )

@@ -14,7 +14,11 @@ from common.learning.models import (
     DetectorConfig,
     _upsampled_conv,
     build,
+    faster_dtype,
+    inference_dtype,
     load_models,
+    native_bfloat16,
+    precision_timings,
     save_models,
 )
 from tests.common.learning.norms import trained_like_classifier, trained_like_detector
@@ -154,3 +158,29 @@ def test_descriptor_classifier_round_trips_through_a_run_folder(tmp_path):
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded["classifier"](x), cls.eval()(x))
+
+
+def test_auto_precision_takes_bfloat16_only_for_a_clear_gain():
+    assert faster_dtype({torch.float32: 1.0, torch.bfloat16: 0.6}) == torch.bfloat16
+    assert faster_dtype({torch.float32: 1.0, torch.bfloat16: 0.95}) == torch.float32
+    assert faster_dtype({torch.float32: 1.0, torch.bfloat16: 1.7}) == torch.float32
+
+
+def test_precision_timings_time_both_dtypes_and_leave_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    timings = precision_timings(windows=2, side=64, repeats=1)
+    assert set(timings) == {torch.float32, torch.bfloat16}
+    assert all(0 < t < 60 for t in timings.values())
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_auto_precision_is_measured_once_and_float32_without_native_bfloat16():
+    auto = inference_dtype("auto")
+    assert auto in (torch.float32, torch.bfloat16)
+    if not native_bfloat16():
+        assert auto == torch.float32
+    assert inference_dtype("auto") is auto
+    assert inference_dtype("float32") == torch.float32
+    assert inference_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match="half"):
+        inference_dtype("half")
