@@ -5,6 +5,7 @@ import torch
 from opacus.validators import ModuleValidator
 from torch.nn import functional as F
 
+from common.learning import models
 from common.learning.descriptors import NAMES, describe_batch, standardise
 from common.learning.models import (
     Classifier,
@@ -17,7 +18,6 @@ from common.learning.models import (
     faster_dtype,
     inference_dtype,
     load_models,
-    native_bfloat16,
     precision_timings,
     save_models,
 )
@@ -174,12 +174,25 @@ def test_precision_timings_time_both_dtypes_and_leave_the_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
-def test_auto_precision_is_measured_once_and_float32_without_native_bfloat16():
-    auto = inference_dtype("auto")
-    assert auto in (torch.float32, torch.bfloat16)
-    if not native_bfloat16():
-        assert auto == torch.float32
-    assert inference_dtype("auto") is auto
+def test_auto_precision_is_measured_once_and_only_with_native_bfloat16(monkeypatch):
+    calls = []
+
+    def timings():
+        calls.append(1)
+        return {torch.float32: 1.0, torch.bfloat16: 0.5}
+
+    monkeypatch.setattr(models, "precision_timings", timings)
+    monkeypatch.setattr(models, "native_bfloat16", lambda: True)
+    models._auto_dtype.cache_clear()
+    try:
+        assert inference_dtype("auto") == torch.bfloat16
+        assert inference_dtype("auto") == torch.bfloat16
+        assert len(calls) == 1
+        monkeypatch.setattr(models, "native_bfloat16", lambda: False)
+        models._auto_dtype.cache_clear()
+        assert inference_dtype("auto") == torch.float32 and len(calls) == 1
+    finally:
+        models._auto_dtype.cache_clear()
     assert inference_dtype("float32") == torch.float32
     assert inference_dtype("bfloat16") == torch.bfloat16
     with pytest.raises(ValueError, match="half"):
