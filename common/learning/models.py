@@ -169,8 +169,8 @@ def inference_dtype(precision: str) -> torch.dtype:
 
     ``auto`` is bfloat16 where this CPU multiplies it natively (AVX512-BF16 or AMX, which
     oneDNN uses) *and* the detector runs measurably faster in it here
-    (:func:`precision_timings`, once per process), float32 elsewhere: CPUs with
-    AVX512-BF16 but no AMX have run the detector both faster and slower in bfloat16.
+    (:func:`precision_timings`, once per process), float32 elsewhere: CPUs reporting
+    AVX512-BF16 have run the detector both faster and slower in bfloat16.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
