@@ -220,11 +220,31 @@ def random_reader_markdown(summaries: dict, label: str = "") -> list[str]:
     return lines
 
 
-def _curve(panel: PanelStats, reading: int) -> tuple[np.ndarray, np.ndarray]:
-    pos, neg = panel.marginal(True, reading), panel.marginal(False, reading)
-    tpr = np.concatenate([[0.0], np.cumsum(pos[::-1]) / pos.sum()])
-    fpr = np.concatenate([[0.0], np.cumsum(neg[::-1]) / neg.sum()])
-    return fpr, tpr
+def reader_curves(items: list[PanelStats], modality: int) -> tuple[list, int]:
+    """Each reader's empirical curve (fpr, tpr) in ``modality``, over ``items``' panels.
+
+    A panel without both abnormal and normal cases (a site that saw only one kind) has no
+    curve; its readers are counted, not drawn, and left out of the average.
+
+    Returns
+    -------
+    curves : list of (numpy.ndarray, numpy.ndarray)
+        (fpr, tpr) per reader with a curve, from (0, 0) to (1, 1).
+    skipped : int
+        Readers of panels without both kinds of case.
+    """
+    curves, skipped = [], 0
+    for panel in items:
+        for j in range(len(panel.readers)):
+            reading = modality * len(panel.readers) + j
+            pos, neg = panel.marginal(True, reading), panel.marginal(False, reading)
+            if pos.sum() <= 0 or neg.sum() <= 0:
+                skipped += 1
+                continue
+            tpr = np.concatenate([[0.0], np.cumsum(pos[::-1]) / pos.sum()])
+            fpr = np.concatenate([[0.0], np.cumsum(neg[::-1]) / neg.sum()])
+            curves.append((fpr, tpr))
+    return curves, skipped
 
 
 def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: str = ""):
@@ -240,19 +260,19 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
         wafroc = figure_of_merit(name) == "wAFROC"
         ax.plot([0, 1], [0, 1], color="0.85", lw=0.8)
         for i, modality in enumerate(items[0].modalities):
-            curves = []
-            for panel in items:
-                for j in range(len(panel.readers)):
-                    fpr, tpr = _curve(panel, i * len(panel.readers) + j)
-                    ax.plot(fpr, tpr, color=colours[i % 3], lw=0.6, alpha=0.35)
-                    ax.scatter(fpr[1:-1], tpr[1:-1], color=colours[i % 3], s=6, alpha=0.35)
-                    curves.append(np.interp(grid, fpr, tpr))
+            curves, skipped = reader_curves(items, i)
+            for fpr, tpr in curves:
+                ax.plot(fpr, tpr, color=colours[i % 3], lw=0.6, alpha=0.35)
+                ax.scatter(fpr[1:-1], tpr[1:-1], color=colours[i % 3], s=6, alpha=0.35)
+            if not curves:
+                continue
+            note = f"; {skipped} of a one-class site not drawn" if skipped else ""
             ax.plot(
                 grid,
-                np.mean(curves, axis=0),
+                np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0),
                 color=colours[i % 3],
                 lw=2.0,
-                label=f"{modality}: average of {len(curves)} readers",
+                label=f"{modality}: average of {len(curves)} readers{note}",
             )
         ax.set(
             xlim=(0, 1),
@@ -261,7 +281,8 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
             ylabel="weighted lesion localisation fraction" if wafroc else "sensitivity",
             title=name,
         )
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     if label:
         fig.suptitle(label, fontsize=9)
     return save_figure(fig, path)

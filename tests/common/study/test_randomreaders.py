@@ -1,10 +1,17 @@
 """The random-reader section: panels per hospital, split-plot summary, table and figure."""
 
+import warnings
+
 import numpy as np
 
 from common.study.arms import StudyStats
 from common.study.panel import PanelStats
-from common.study.randomreaders import random_reader_markdown, random_reader_summaries
+from common.study.randomreaders import (
+    plot_random_readers,
+    random_reader_markdown,
+    random_reader_summaries,
+    reader_curves,
+)
 from common.study.report import study_markdown, study_result, write_study
 
 SETUP = {
@@ -96,3 +103,25 @@ def test_release_withholds_small_panels_and_lists_them():
     held = StudyStats.from_dict(stats.release(smallest + 1).to_dict())
     assert held.panels == {}
     assert held.withheld == ["panel junior: unaided vs aided"]
+
+
+def test_a_site_with_one_kind_of_case_is_counted_not_drawn(tmp_path):
+    both = _panel(0, ("j1", "j2"))
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 5, size=(2, 3, 12))
+    normal_only = PanelStats.from_cases(
+        levels, np.zeros(12, bool), ("unaided", "aided"), ("a", "b", "c"), 5, True
+    )
+    curves, skipped = reader_curves([normal_only, both], 1)
+    assert (len(curves), skipped) == (2, 3)
+    for fpr, tpr in curves:
+        assert np.isfinite(fpr).all() and np.isfinite(tpr).all()
+        assert fpr[-1] == tpr[-1] == 1.0
+    # each drawn curve is its reader's: the second panel's first reader in modality 1
+    pos, neg = both.marginal(True, 2), both.marginal(False, 2)
+    assert np.allclose(curves[0][1][1:], np.cumsum(pos[::-1]) / pos.sum())
+    assert np.allclose(curves[0][0][1:], np.cumsum(neg[::-1]) / neg.sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by an empty class
+        path = plot_random_readers({"junior": [normal_only, both]}, tmp_path / "r.png")
+    assert path is not None and path.stat().st_size > 10_000
