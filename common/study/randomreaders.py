@@ -266,7 +266,7 @@ def plot_random_readers(panels: dict[str, list[PanelStats]], path: Path, label: 
                 ax.scatter(fpr[1:-1], tpr[1:-1], color=colours[i % 3], s=6, alpha=0.35)
             if not curves:
                 continue
-            note = f"; {skipped} of a one-class site not drawn" if skipped else ""
+            note = f"; {skipped} of one-class sites not drawn" if skipped else ""
             ax.plot(
                 grid,
                 np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0),
