@@ -31,8 +31,9 @@ from common.imaging.reading import (
 
 #: Bump when the preprocessing code changes what it produces.
 # 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin;
-# 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared
-FORMAT_VERSION = 6
+# 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared;
+# 7: the breast beside tape kept (tape cleared between its full-resolution edges)
+FORMAT_VERSION = 7
 
 
 def default_cache_dir() -> Path:

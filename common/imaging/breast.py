@@ -190,10 +190,17 @@ def _clear_tape(
                 if b - a < min_width:
                     continue
                 if a > 0:  # a strip of its own, in the air beside the breast
-                    _clear_strip(mask, pixels, r0, (a, b), min_rows, tissue, floor)
+                    _clear_strip(mask, pixels, (full, step), r0, (a, b), min_rows, (tissue, floor))
                 else:  # the breast's run: tape may end it, already over the skin line
                     _clear_merged_strip(
-                        mask, pixels, (full, step), r0, b, plateau, min_rows, (tissue, floor)
+                        mask,
+                        pixels,
+                        (full, step, pixel_mm),
+                        r0,
+                        b,
+                        plateau,
+                        min_rows,
+                        (tissue, floor),
                     )
     return fg & ~(solid & ~out)
 
@@ -237,7 +244,7 @@ def _plateau(
 def _clear_merged_strip(
     mask: np.ndarray,
     pixels: np.ndarray,
-    full: tuple[np.ndarray, int],
+    full: tuple[np.ndarray, int, float],
     r0: int,
     end: int,
     width: int,
@@ -249,12 +256,14 @@ def _clear_merged_strip(
     The strip meets the breast at the film's edge, so only its far edge shows: the run's
     end moves along a straight line for at least ``min_rows`` while the run's last
     ``width`` pixels stay an even plateau at one level ending in a step
-    (:func:`_plateau`; ``full`` is the full-resolution image and its reduction step,
-    ``levels`` the tissue's and the air's). In those rows, and on along the line while the
-    run still ends on it, the plateau's pixels (no brighter than the tape) are cleared
-    back to where the breast begins.
+    (:func:`_plateau`; ``full`` is the full-resolution image, its reduction step and the
+    reduced pixel's size in mm, ``levels`` the tissue's and the air's). In those rows, and
+    on along the line while the run still ends on it, the plateau's pixels (no brighter
+    than the tape) are cleared back to where the breast begins, and never beyond the
+    tape's near edge where :func:`_near_edge` finds it: faint fat beside the tape is as
+    dark as air under it.
     """
-    image, step = full
+    image, step, pixel_mm = full
     tissue, floor = levels
     h = mask.shape[0]
     rows, ends, found = [], [], []
@@ -287,6 +296,7 @@ def _clear_merged_strip(
         return
     ceiling = level + 0.5 * (level - floor)
     span = width
+    near = _near_edge(image, step, rows, ends, pixel_mm, level - floor)
 
     def clear_row(i: int) -> int:
         """Clear row ``i``'s air under the tape; return how many pixels that was."""
@@ -304,6 +314,10 @@ def _clear_merged_strip(
         # every pixel as faint as the tape within the widest air under it seen so far,
         # not only those next to the edge: a lead label under the tape stays, cut off
         begin = max(run[0], stop - span - 1)
+        if near is not None:  # the first sample a full-resolution pixel clear of the edge
+            begin = max(begin, int(np.floor((np.polyval(near, i) + 1) / step)) + 1)
+        if begin >= stop:
+            return 0
         mask[i, begin:stop] &= high[begin - run[0] :]
         return int((~high[begin - run[0] :]).sum())
 
@@ -318,16 +332,141 @@ def _clear_merged_strip(
                 break
 
 
+#: Widest strip of tape whose near edge is looked for (mm).
+TAPE_MAX_WIDTH_MM = 50.0
+#: Full-resolution pixels averaged either side of an edge.
+EDGE_WINDOW = 4
+
+
+def _steps(image: np.ndarray, step: int, r: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the steps of reduced row ``r`` between full-resolution columns ``a`` and ``b``.
+
+    The profile is the mean of three full-resolution rows in the reduced row's middle. A
+    step at boundary ``x + 0.5`` is the mean of the ``EDGE_WINDOW`` pixels after it less
+    that of those before it (positive: a rise).
+
+    Returns
+    -------
+    positions, rises : numpy.ndarray
+        The boundaries and their steps; empty where the stretch is too short.
+    """
+    k = EDGE_WINDOW
+    mid = r * step + step // 2
+    profile = image[max(0, mid - 1) : mid + 2].mean(axis=0, dtype=np.float64)
+    xs = np.arange(max(a, k - 1), min(b, profile.size - k))
+    if not xs.size:
+        return xs.astype(np.float64), xs.astype(np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(profile)])
+    rise = (sums[xs + 1 + k] - 2 * sums[xs + 1] + sums[xs + 1 - k]) / k
+    return xs + 0.5, rise
+
+
+def _edge(image: np.ndarray, step: int, r: int, col: int, sign: int) -> float | None:
+    """Return the steepest rise (``sign`` 1) or fall (-1) within two reduced pixels of ``col``.
+
+    ``col`` is a full-resolution column of reduced row ``r``; the edge is a boundary
+    between full-resolution pixels, or None where the stretch is too short.
+    """
+    at, rise = _steps(image, step, r, col - 2 * step, col + 2 * step)
+    if at.size < 4:
+        return None
+    return float(at[int(np.argmax(sign * rise))])
+
+
+def _near_edge(
+    image: np.ndarray,
+    step: int,
+    rows: list[int],
+    ends: list[int],
+    pixel_mm: float,
+    lift: float,
+) -> np.ndarray | None:
+    """Return the near edge of tape whose far edge ends the reduced ``rows`` at ``ends``.
+
+    Where tape meets the breast at the film's edge, its near edge lies over the breast or
+    the faint fat beside it: a rise of about the tape's ``lift`` in the full-resolution
+    rows. Parenchyma rises too, but the tape's edges are parallel, so the near edge is one
+    width from the far edge in every row: the width most rows agree on (at least 0.6 of
+    them) is the tape's.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        A line (``numpy.polyval`` coefficients): the full-resolution boundary of the near
+        edge against the reduced row; None where no width is agreed.
+    """
+    spacing = pixel_mm / step
+    lo, hi = TAPE_MIN_WIDTH_MM / spacing, TAPE_MAX_WIDTH_MM / spacing
+    tol = 3  # full-resolution pixels the widths agree within
+    found, fars, widths = [], [], []
+    for r, end in zip(rows, ends, strict=True):
+        far = _edge(image, step, r, end * step, -1)
+        if far is None:
+            continue
+        at, rise = _steps(image, step, r, int(far - hi), int(far - lo))
+        if at.size < 3:
+            continue
+        peak = np.zeros(at.size, dtype=bool)
+        peak[1:-1] = (rise[1:-1] >= rise[:-2]) & (rise[1:-1] > rise[2:])
+        peak &= (rise >= 0.6 * lift) & (rise <= 1.6 * lift)
+        found.append(r)
+        fars.append(far)
+        widths.append(far - at[peak])
+    if len(found) < 3 or not any(w.size for w in widths):
+        return None
+    # rows that have a rise within ``tol`` of each width (widths are whole pixels)
+    support = np.zeros(int(np.ceil(hi)) + tol + 2, dtype=np.int64)
+    for w in widths:
+        near = np.unique((w[:, None] + np.arange(-tol, tol + 1)).astype(np.int64).ravel())
+        support[near[(near >= 0) & (near < support.size)]] += 1
+    best = int(np.argmax(support))
+    if support[best] < max(3, 0.6 * len(rows)):
+        return None
+    agreed = [w[np.argmin(np.abs(w - best))] for w in widths if w.size]
+    width = float(np.median([w for w in agreed if abs(w - best) <= tol]))
+    line = np.polyfit(np.asarray(found, dtype=np.float64), fars, 1)
+    line[1] -= width
+    return line
+
+
+def _edge_lines(
+    image: np.ndarray, step: int, rows: list[int], lefts: list[int], rights: list[int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fit an isolated strip's edges at full resolution, or return None.
+
+    ``lefts`` and ``rights`` are its runs' reduced ends in ``rows``: the left edge is a
+    rise, the right a fall. Each line gives the full-resolution boundary against the
+    reduced row.
+    """
+    found, at_left, at_right = [], [], []
+    for r, x, y in zip(rows, lefts, rights, strict=True):
+        left, right = _edge(image, step, r, x * step, 1), _edge(image, step, r, y * step, -1)
+        if left is not None and right is not None and left < right:
+            found.append(r)
+            at_left.append(left)
+            at_right.append(right)
+    if len(found) < max(3, 0.6 * len(rows)):
+        return None
+    r = np.asarray(found, dtype=np.float64)
+    return np.polyfit(r, at_left, 1), np.polyfit(r, at_right, 1)
+
+
 def _clear_strip(
     mask: np.ndarray,
     pixels: np.ndarray,
+    full: tuple[np.ndarray, int],
     r0: int,
     run: tuple[int, int],
     min_rows: int,
-    tissue: float,
-    floor: float,
+    levels: tuple[float, float],
 ) -> None:
-    """Follow the run ``run`` of row ``r0`` down ``mask``; clear it in place if it is tape."""
+    """Follow the run ``run`` of row ``r0`` down ``mask``; clear it in place if it is tape.
+
+    ``full`` is the full-resolution image and its reduction step, ``levels`` the tissue's
+    and the air's.
+    """
+    image, step = full
+    tissue, floor = levels
     h, w = mask.shape
     rows, lefts, rights = [], [], []
     width, prev = run[1] - run[0], run
@@ -362,12 +501,19 @@ def _clear_strip(
         return
     for i, x, y in spans:
         mask[i, x:y] = False
-    # on along the strip, where it lies over the skin line: air under tape only
+    # on along the strip, where it lies over the skin line: air under tape only, and not a
+    # pixel beyond the edges (faint fat beside the tape is as dark as air under it). The
+    # full-resolution edges place them; the reduced runs' ends only to a pixel.
     ceiling = level + 0.5 * (level - floor)
+    sharp = _edge_lines(image, step, rows, lefts, rights)
     quiet = 0
     for i in range(rows[-1] + 1, h * 3 // 5):
-        x = max(0, int(np.floor(np.polyval(left, i))) - 1)
-        y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
+        if sharp is None:
+            x = max(0, int(np.floor(np.polyval(left, i))) - 1)
+            y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
+        else:  # the samples a full-resolution pixel clear of each edge's boundary
+            x = max(0, int(np.floor((np.polyval(sharp[0], i) + 1) / step)) + 1)
+            y = min(w, int(np.ceil((np.polyval(sharp[1], i) - 1) / step)))
         under = mask[i, x:y] & (pixels[i, x:y] < ceiling)
         mask[i, x:y] &= ~under
         quiet = 0 if under.any() else quiet + 1
