@@ -260,8 +260,9 @@ def _clear_merged_strip(
     reduced pixel's size in mm, ``levels`` the tissue's and the air's). In those rows, and
     on along the line while the run still ends on it, the plateau's pixels (no brighter
     than the tape) are cleared back to where the breast begins, and never beyond the
-    tape's near edge where :func:`_near_edge` finds it: faint fat beside the tape is as
-    dark as air under it.
+    tape's near edge where :func:`_tape_edges` finds it: faint fat beside the tape is as
+    dark as air under it. Past the rows found, a row is cleared only while its far edge
+    still shows (:func:`_tape_at`).
     """
     image, step, pixel_mm = full
     tissue, floor = levels
@@ -296,12 +297,17 @@ def _clear_merged_strip(
         return
     ceiling = level + 0.5 * (level - floor)
     span = width
-    near = _near_edge(image, step, rows, ends, pixel_mm, level - floor)
+    far, near = _tape_edges(image, step, rows, ends, pixel_mm, level - floor)
 
     def clear_row(i: int) -> int:
         """Clear row ``i``'s air under the tape; return how many pixels that was."""
         nonlocal span
         x = int(round(np.polyval(line, i)))
+        # past the rows found, the line runs on only while the tape does: beyond its end
+        # the skin line's faint rim would pass for air under it
+        edge = (x * step, False) if far is None else (float(np.polyval(far, i)), True)
+        if i > rows[-1] and not _tape_at(image, step, i, edge, level, floor):
+            return 0
         run = next(((a, b) for a, b in _runs(mask[i], TAPE_GAP) if a < x <= b + 2), None)
         if run is None:
             return 0
@@ -338,6 +344,45 @@ TAPE_MAX_WIDTH_MM = 50.0
 EDGE_WINDOW = 4
 
 
+def _profile(image: np.ndarray, step: int, r: int) -> np.ndarray:
+    """Return the mean of three full-resolution rows in reduced row ``r``'s middle."""
+    mid = r * step + step // 2
+    return image[max(0, mid - 1) : mid + 2].mean(axis=0, dtype=np.float64)
+
+
+def _tape_at(
+    image: np.ndarray,
+    step: int,
+    r: int,
+    edge: tuple[float, bool],
+    level: float,
+    floor: float,
+) -> bool:
+    """Whether tape at ``level`` over air still ends in its far edge in reduced row ``r``.
+
+    ``edge`` is the far edge's full-resolution column and whether it is placed to a pixel
+    (a line through the full-resolution edges) or only to a reduced pixel. The steepest
+    fall within two reduced pixels must have about the tape's level before it and air
+    after it, and lie on a placed edge: past the tape's end a skin line can fall the same
+    way, but it follows the breast's outline, not the tape's straight edge.
+    """
+    col, placed = edge
+    lift = level - floor
+    at, rise = _steps(image, step, r, int(col) - 2 * step, int(col) + 2 * step)
+    if at.size < 4:
+        return False
+    fall = float(at[int(np.argmin(rise))])
+    if placed and abs(fall - col) > 3:
+        return False
+    x = int(fall)  # the last pixel before the fall
+    profile = _profile(image, step, r)
+    before, after = profile[max(0, x - 7) : x], profile[x + 2 : x + 6]
+    if not (before.size and after.size):
+        return False
+    inside = float(before.mean())
+    return abs(inside - level) <= 0.3 * lift and float(after.mean()) < floor + 0.5 * lift
+
+
 def _steps(image: np.ndarray, step: int, r: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     """Return the steps of reduced row ``r`` between full-resolution columns ``a`` and ``b``.
 
@@ -351,8 +396,7 @@ def _steps(image: np.ndarray, step: int, r: int, a: int, b: int) -> tuple[np.nda
         The boundaries and their steps; empty where the stretch is too short.
     """
     k = EDGE_WINDOW
-    mid = r * step + step // 2
-    profile = image[max(0, mid - 1) : mid + 2].mean(axis=0, dtype=np.float64)
+    profile = _profile(image, step, r)
     xs = np.arange(max(a, k - 1), min(b, profile.size - k))
     if not xs.size:
         return xs.astype(np.float64), xs.astype(np.float64)
@@ -373,15 +417,15 @@ def _edge(image: np.ndarray, step: int, r: int, col: int, sign: int) -> float | 
     return float(at[int(np.argmax(sign * rise))])
 
 
-def _near_edge(
+def _tape_edges(
     image: np.ndarray,
     step: int,
     rows: list[int],
     ends: list[int],
     pixel_mm: float,
     lift: float,
-) -> np.ndarray | None:
-    """Return the near edge of tape whose far edge ends the reduced ``rows`` at ``ends``.
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return the far and near edges of tape whose far edge ends the reduced ``rows`` at ``ends``.
 
     Where tape meets the breast at the film's edge, its near edge lies over the breast or
     the faint fat beside it: a rise of about the tape's ``lift`` in the full-resolution
@@ -391,9 +435,10 @@ def _near_edge(
 
     Returns
     -------
-    numpy.ndarray or None
-        A line (``numpy.polyval`` coefficients): the full-resolution boundary of the near
-        edge against the reduced row; None where no width is agreed.
+    far, near : numpy.ndarray or None
+        Lines (``numpy.polyval`` coefficients): the full-resolution boundary of each edge
+        against the reduced row; None where fewer than 3 rows show the far edge, or (the
+        near edge) where no width is agreed.
     """
     spacing = pixel_mm / step
     lo, hi = TAPE_MIN_WIDTH_MM / spacing, TAPE_MAX_WIDTH_MM / spacing
@@ -412,8 +457,11 @@ def _near_edge(
         found.append(r)
         fars.append(far)
         widths.append(far - at[peak])
-    if len(found) < 3 or not any(w.size for w in widths):
-        return None
+    if len(found) < 3:
+        return None, None
+    far_line = np.polyfit(np.asarray(found, dtype=np.float64), fars, 1)
+    if not any(w.size for w in widths):
+        return far_line, None
     # rows that have a rise within ``tol`` of each width (widths are whole pixels)
     support = np.zeros(int(np.ceil(hi)) + tol + 2, dtype=np.int64)
     for w in widths:
@@ -421,12 +469,10 @@ def _near_edge(
         support[near[(near >= 0) & (near < support.size)]] += 1
     best = int(np.argmax(support))
     if support[best] < max(3, 0.6 * len(rows)):
-        return None
+        return far_line, None
     agreed = [w[np.argmin(np.abs(w - best))] for w in widths if w.size]
     width = float(np.median([w for w in agreed if abs(w - best) <= tol]))
-    line = np.polyfit(np.asarray(found, dtype=np.float64), fars, 1)
-    line[1] -= width
-    return line
+    return far_line, far_line - np.array([0.0, width])
 
 
 def _edge_lines(
@@ -511,11 +557,16 @@ def _clear_strip(
         if sharp is None:
             x = max(0, int(np.floor(np.polyval(left, i))) - 1)
             y = min(w, int(np.ceil(np.polyval(right, i))) + 1)
+            edge = (float(np.polyval(right, i)) * step, False)
         else:  # the samples a full-resolution pixel clear of each edge's boundary
             x = max(0, int(np.floor((np.polyval(sharp[0], i) + 1) / step)) + 1)
             y = min(w, int(np.ceil((np.polyval(sharp[1], i) - 1) / step)))
-        under = mask[i, x:y] & (pixels[i, x:y] < ceiling)
-        mask[i, x:y] &= ~under
+            edge = (float(np.polyval(sharp[1], i)), True)
+        # past the tape's end the skin line's faint rim would pass for air under it
+        under = np.zeros(max(0, y - x), dtype=bool)
+        if x < y and _tape_at(image, step, i, edge, level, floor):
+            under = mask[i, x:y] & (pixels[i, x:y] < ceiling)
+            mask[i, x:y] &= ~under
         quiet = 0 if under.any() else quiet + 1
         if quiet >= 3:
             break
