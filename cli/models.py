@@ -134,8 +134,11 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
     """Return ``cascade`` with the operating point the command line gives.
 
     ``--mark-threshold`` or ``--operating-point`` (a ``calcifl calibrate`` file); the
-    model's own without either.
+    model's own without either. ``--keep-line-clusters`` turns off the setting aside of
+    clusters strung along a scratch or a calcified vessel's tracks.
     """
+    if getattr(args, "keep_line_clusters", False):
+        cascade = replace(cascade, line_artifacts=False)
     if getattr(args, "mark_threshold", None) is not None:
         return replace(cascade, mark_threshold=args.mark_threshold)
     if getattr(args, "operating_point", None) is not None:
@@ -223,6 +226,14 @@ def _add_operating_point(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SCORE",
         help="clusters with a detection score at or above this are marks",
+    )
+    g.add_argument(
+        "--keep-line-clusters",
+        action="store_true",
+        help=(
+            "judge clusters strung along one straight line (a scratch) or two parallel "
+            "ones (a calcified vessel) like any other (default: set aside, never marked)"
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from common.imaging.breast import search_region
 from common.imaging.reading import Mammogram
+from common.learning.lines import line_artifact
 from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
 from common.learning.verifier import cluster_features
@@ -55,6 +56,11 @@ class CascadeConfig:
         first layer on CPUs that multiply it natively (heatmap probabilities within about
         0.006 of float32's on trained weights, but not the same in every process), float32
         elsewhere.
+    line_artifacts : bool
+        Set aside clusters strung along one straight line (a scratch) or two parallel
+        ones (a calcified vessel's tracks) (:mod:`common.learning.lines`): listed with
+        their ``artifact`` and the detector's score, but with detection score 0, so never
+        a mark, a false positive of the FROC or an image's score.
     """
 
     peak_threshold: float = 0.1
@@ -67,6 +73,7 @@ class CascadeConfig:
     mark_threshold: float | None = None
     max_false_marks: float = 0.5
     precision: str = "float32"
+    line_artifacts: bool = True
 
     def __post_init__(self) -> None:
         """Validate the precision setting."""
@@ -95,6 +102,9 @@ class ClusterResult:
     #: ``verification``, P(finding) from the cluster's shape and pixels)
     detector_score: float | None = None
     verification: float | None = None
+    #: "scratch" or "vessel" where the cluster is strung along lines
+    #: (``CascadeConfig.line_artifacts``): its detection score is then 0
+    artifact: str | None = None
 
     @property
     def suspicion(self) -> float:
@@ -116,7 +126,7 @@ class ImageResult:
     @property
     def marks(self) -> list[ClusterResult]:
         """The clusters at or above the operating point: what a reader is shown."""
-        return [c for c in self.clusters if c.detection_score >= (self.mark_threshold or 0.0)]
+        return [c for c in self.clusters if _marked(c, self.mark_threshold)]
 
     def marked_points(self) -> np.ndarray:
         """Return the calcifications of the marks, (N, 2) canonical (row, col)."""
@@ -294,6 +304,28 @@ def verify(
     return sorted(clusters, key=lambda c: -c.detection_score)
 
 
+def _marked(cluster: ClusterResult, threshold: float | None) -> bool:
+    return cluster.artifact is None and cluster.detection_score >= (threshold or 0.0)
+
+
+def set_aside_lines(
+    clusters: list[ClusterResult], points: np.ndarray, spacing_mm: float
+) -> list[ClusterResult]:
+    """Give clusters strung along lines their ``artifact`` and detection score 0; re-sort.
+
+    The detector's own score stays in ``detector_score`` (already set by a verifier).
+    """
+    for c in clusters:
+        kind = line_artifact(points[list(c.members)] * spacing_mm)
+        if kind is None:
+            continue
+        c.artifact = kind
+        if c.detector_score is None:
+            c.detector_score = c.detection_score
+        c.detection_score = 0.0
+    return sorted(clusters, key=lambda c: -c.detection_score)
+
+
 def run_cascade(
     models: dict[str, torch.nn.Module], image: Mammogram, config: CascadeConfig = DEFAULT_CASCADE
 ) -> ImageResult:
@@ -316,6 +348,8 @@ def run_cascade(
     clusters = group(points, scores, image.spacing_mm[0], config)
     if models.get("verifier") is not None:
         clusters = verify(models["verifier"], image, points, scores, clusters)
+    if config.line_artifacts:
+        clusters = set_aside_lines(clusters, points, image.spacing_mm[0])
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
         for cluster, p in zip(clusters, probs, strict=True):
@@ -372,7 +406,7 @@ def result_to_json(result: ImageResult, image: Mammogram) -> dict:
                 **{k: v for k, v in asdict(c).items() if k not in ("centre", "box", "members")},
                 "point_indices": list(c.members),
                 "suspicion": c.suspicion,
-                "marked": c.detection_score >= (result.mark_threshold or 0.0),
+                "marked": _marked(c, result.mark_threshold),
                 "centre_rc": centre,
                 "box_rc": [*corners[0], *corners[1]],
                 "stored_centre_rc": stored_centre,

@@ -91,7 +91,9 @@ def test_train_central_fits_a_verifier_that_weighs_every_cluster(consortium, tmp
     assert result.clusters
     for c in result.clusters:
         assert 0 < c.verification < 1
-        assert c.detection_score == pytest.approx(c.detector_score * c.verification)
+        # a cluster strung along a line is set aside after the verifier has weighed it
+        weighed = 0.0 if c.artifact else c.detector_score * c.verification
+        assert c.detection_score == pytest.approx(weighed)
 
 
 def test_evaluate_writes_metrics_and_plots(run, consortium, capsys):
@@ -164,6 +166,13 @@ def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path
                  "--mark-threshold", "1.01"]) == 0  # fmt: skip
     (result,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "reading.json"]
     assert result["n_marks"] == 0 and result["mark_threshold"] == 1.01
+    # every cluster judged alike: none set aside as a scratch or a vessel's tracks
+    out = tmp_path / "lines"
+    assert main(["predict", "--model", model, str(image), "--out", str(out),
+                 "--mark-threshold", "0", "--keep-line-clusters"]) == 0  # fmt: skip
+    (result,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "reading.json"]
+    assert all(c["artifact"] is None and c["marked"] for c in result["clusters"])
+    assert result["n_marks"] == len(result["clusters"])
     evaluated = tmp_path / "eval"
     assert main(["evaluate", *common, "--split", "all", "--out", str(evaluated),
                  "--operating-point", str(strict)]) == 0  # fmt: skip
