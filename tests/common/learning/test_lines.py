@@ -64,7 +64,7 @@ def test_shares_of_a_line_and_of_two_tracks():
     spread = np.random.default_rng(2).normal(0, [3.0, 0.4], (40, 2))  # a cast duct's spread
     assert max(line_shares(spread)) < 0.7 and line_artifact(spread) is None
     assert line_artifact(line[:7]) is None  # too few points to judge
-    assert line_artifact(line[:8] / 4) is None  # 1.75 mm: too short
+    assert line_artifact(line[:8] / 4) is None  # 0.9 mm: too short
 
 
 def test_a_set_aside_cluster_keeps_its_score_but_is_never_a_mark():
