@@ -32,8 +32,9 @@ from common.imaging.reading import (
 #: Bump when the preprocessing code changes what it produces.
 # 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin;
 # 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared;
-# 7: the breast beside tape kept (tape cleared between its full-resolution edges)
-FORMAT_VERSION = 7
+# 7: the breast beside tape kept (tape cleared between its full-resolution edges);
+# 8: tape followed across a lead label over its far edge
+FORMAT_VERSION = 8
 
 
 def default_cache_dir() -> Path:

@@ -190,7 +190,16 @@ def _clear_tape(
                 if b - a < min_width:
                     continue
                 if a > 0:  # a strip of its own, in the air beside the breast
-                    _clear_strip(mask, pixels, (full, step), r0, (a, b), min_rows, (tissue, floor))
+                    _clear_strip(
+                        mask,
+                        pixels,
+                        (full, step),
+                        r0,
+                        (a, b),
+                        min_rows,
+                        (tissue, floor),
+                        spacing_mm,
+                    )
                 else:  # the breast's run: tape may end it, already over the skin line
                     _clear_merged_strip(
                         mask,
@@ -292,22 +301,31 @@ def _clear_merged_strip(
         return
     r = np.asarray(rows, dtype=np.float64)
     line = np.polyfit(r, ends, 1)
+    # a quarter of the rows may stray (a lead label over the far edge): fit the rest
+    off = np.abs(np.polyval(line, r) - ends)
+    keep = off <= np.quantile(off, 0.75)
+    line = np.polyfit(r[keep], np.asarray(ends)[keep], 1)
     level = float(np.median(found))
-    if np.abs(np.polyval(line, r) - ends).max() > 1.5 or np.ptp(found) > 0.5 * (level - floor):
+    bent = np.abs(np.polyval(line, r[keep]) - np.asarray(ends)[keep]).max()
+    if bent > 1.5 or np.ptp(found) > 0.5 * (level - floor):
         return
     ceiling = level + 0.5 * (level - floor)
     span = width
     far, near = _tape_edges(image, step, rows, ends, pixel_mm, level - floor)
 
-    def clear_row(i: int) -> int:
-        """Clear row ``i``'s air under the tape; return how many pixels that was."""
+    def clear_row(i: int, hidden: bool = False) -> int | None:
+        """Clear row ``i``'s air under the tape; return how many pixels that was.
+
+        None where, past the rows found, something brighter than the tape lies across
+        its far edge (nothing is cleared then); ``hidden`` clears such a row.
+        """
         nonlocal span
         x = int(round(np.polyval(line, i)))
         # past the rows found, the line runs on only while the tape does: beyond its end
         # the skin line's faint rim would pass for air under it
         edge = (x * step, False) if far is None else (float(np.polyval(far, i)), True)
-        if i > rows[-1] and not _tape_at(image, step, i, edge, level, floor):
-            return 0
+        if i > rows[-1] and not hidden and not _tape_at(image, step, i, edge, level, floor):
+            return None if _covered(image, step, i, edge[0], ceiling) else 0
         run = next(((a, b) for a, b in _runs(mask[i], TAPE_GAP) if a < x <= b + 2), None)
         if run is None:
             return 0
@@ -329,15 +347,26 @@ def _clear_merged_strip(
 
     # on from the first row found, then back to the side (rows next to a cleared border
     # can fail the plateau's test); rows with no air under the tape (the breast's outline
-    # has passed its edge) end each walk
+    # has passed its edge) end each walk. Rows where a lead label hides the far edge, for
+    # at most ``LABEL_MAX_MM``, are cleared once the edge shows again beyond them.
     for walk in (range(rows[0], h * 3 // 5), range(rows[0] - 1, -1, -1)):
-        quiet = 0
+        quiet, covered = 0, []
         for i in walk:
-            quiet = 0 if clear_row(i) >= 2 else quiet + 1
+            cleared = clear_row(i)
+            if cleared is None and len(covered) < LABEL_MAX_MM / pixel_mm:
+                covered.append(i)
+                continue
+            if cleared:
+                for j in covered:
+                    clear_row(j, hidden=True)
+                covered = []
+            quiet = 0 if (cleared or 0) >= 2 else quiet + 1
             if quiet >= 3:
                 break
 
 
+#: Tallest lead label under tape that a strip of tape is followed across (mm).
+LABEL_MAX_MM = 15.0
 #: Widest strip of tape whose near edge is looked for (mm).
 TAPE_MAX_WIDTH_MM = 50.0
 #: Full-resolution pixels averaged either side of an edge.
@@ -505,15 +534,21 @@ def _clear_strip(
     run: tuple[int, int],
     min_rows: int,
     levels: tuple[float, float],
+    spacing_mm: float,
 ) -> None:
     """Follow the run ``run`` of row ``r0`` down ``mask``; clear it in place if it is tape.
 
     ``full`` is the full-resolution image and its reduction step, ``levels`` the tissue's
-    and the air's.
+    and the air's, ``spacing_mm`` the full-resolution pixel's size. Along the strip's
+    continuation, rows where something brighter than the tape lies across its far edge
+    (a lead label under the tape), for at most ``LABEL_MAX_MM``, are cleared when the edge
+    shows again beyond them, the label's letters left: the label is then cut off from
+    the breast.
     """
     image, step = full
     tissue, floor = levels
     h, w = mask.shape
+    pixel_mm = spacing_mm * step
     rows, lefts, rights = [], [], []
     width, prev = run[1] - run[0], run
     for r in range(r0, h * 3 // 5):
@@ -547,12 +582,12 @@ def _clear_strip(
         return
     for i, x, y in spans:
         mask[i, x:y] = False
+    ceiling = level + 0.5 * (level - floor)
     # on along the strip, where it lies over the skin line: air under tape only, and not a
     # pixel beyond the edges (faint fat beside the tape is as dark as air under it). The
     # full-resolution edges place them; the reduced runs' ends only to a pixel.
-    ceiling = level + 0.5 * (level - floor)
     sharp = _edge_lines(image, step, rows, lefts, rights)
-    quiet = 0
+    quiet, covered = 0, []
     for i in range(rows[-1] + 1, h * 3 // 5):
         if sharp is None:
             x = max(0, int(np.floor(np.polyval(left, i))) - 1)
@@ -567,9 +602,28 @@ def _clear_strip(
         if x < y and _tape_at(image, step, i, edge, level, floor):
             under = mask[i, x:y] & (pixels[i, x:y] < ceiling)
             mask[i, x:y] &= ~under
+            for j, a, b in covered:  # the tape went on under a label over its far edge
+                mask[j, a:b] &= pixels[j, a:b] >= ceiling
+            covered = []
+        elif (
+            x < y
+            and len(covered) < LABEL_MAX_MM / pixel_mm
+            and _covered(image, step, i, edge[0], ceiling)
+        ):
+            covered.append((i, x, y))
+            continue
         quiet = 0 if under.any() else quiet + 1
         if quiet >= 3:
             break
+
+
+def _covered(image: np.ndarray, step: int, r: int, col: float, ceiling: float) -> bool:
+    """Whether something brighter than tape (``ceiling``) lies across its far edge ``col``.
+
+    A lead label over the edge hides it; its letters lie on either side.
+    """
+    around = _profile(image, step, r)[max(0, int(col) - 8) : int(col) + 6]
+    return bool(around.size) and float(around.max()) >= ceiling
 
 
 def _runs(line: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
