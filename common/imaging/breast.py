@@ -549,44 +549,56 @@ def _clear_strip(
     tissue, floor = levels
     h, w = mask.shape
     pixel_mm = spacing_mm * step
-    rows, lefts, rights = [], [], []
+    rows, lefts, rights, juts, pending = [], [], [], [], []
     width, prev = run[1] - run[0], run
+    tol = max(2, 0.15 * width)
     for r in range(r0, h * 3 // 5):
         run = next(
             ((x, y) for x, y in _runs(mask[r], TAPE_GAP) if x < prev[1] and y > prev[0]), None
         )
-        if run is None or abs((run[1] - run[0]) - width) > max(2, 0.15 * width):
+        if run is not None and abs(run[0] - prev[0]) <= 2 and run[1] > prev[1] + 2:
+            # something juts out of the far edge: a lead label under the tape, if the
+            # strip goes on at its width past it
+            pending.append((r, *run))
+            if len(pending) > LABEL_MAX_MM / pixel_mm:
+                break
+            continue
+        if run is None or abs((run[1] - run[0]) - width) > tol:
             break  # the strip ends, or merges with the breast
+        juts += pending
+        pending = []
         rows.append(r)
         lefts.append(run[0])
         rights.append(run[1])
         prev = run
     if len(rows) < min_rows:
         return
-    r = np.asarray(rows, dtype=np.float64)
-    left, right = np.polyfit(r, lefts, 1), np.polyfit(r, rights, 1)
-    # a quarter of the rows may stray (a lead label under the tape juts out): fit the rest
-    off = np.maximum(np.abs(np.polyval(left, r) - lefts), np.abs(np.polyval(right, r) - rights))
-    keep = off <= np.quantile(off, 0.75)
-    left = np.polyfit(r[keep], np.asarray(lefts)[keep], 1)
-    right = np.polyfit(r[keep], np.asarray(rights)[keep], 1)
-    bent = max(
-        np.abs(np.polyval(left, r[keep]) - np.asarray(lefts)[keep]).max(),
-        np.abs(np.polyval(right, r[keep]) - np.asarray(rights)[keep]).max(),
-    )
     spans = list(zip(rows, lefts, rights, strict=True))
     level = float(np.median(np.concatenate([pixels[i, x:y] for i, x, y in spans])))
-    # parallel: the edges' slopes agree, or part by at most 2 pixels over a short stretch
-    apart = abs(left[0] - right[0])
-    if bent > 1.5 or (apart > 0.1 and apart * len(rows) > 2) or level >= tissue:
-        return
-    for i, x, y in spans:
-        mask[i, x:y] = False
     ceiling = level + 0.5 * (level - floor)
+    # a quarter of the rows may stray from the edges (a lead label under the tape juts
+    # out): fit the rest; failing that, fit the rows without anything brighter than the
+    # tape in them (a label's letters)
+    lettered = np.array([_bright(pixels[i, x:y], ceiling) for i, x, y in spans])
+    tries = [np.ones(len(rows), dtype=bool)]
+    if lettered.any() and (~lettered).sum() >= min_rows:
+        tries.append(~lettered)
+    for plain in tries:
+        r = np.asarray(rows, dtype=np.float64)[plain]
+        at_left, at_right = np.asarray(lefts)[plain], np.asarray(rights)[plain]
+        left, right = _parallel_edges(r, at_left, at_right)
+        if left is not None:
+            break
+    else:
+        return
+    if level >= tissue:
+        return
+    for i, x, y in spans + juts:  # in the air: a label under the tape goes with it
+        mask[i, x:y] = False
     # on along the strip, where it lies over the skin line: air under tape only, and not a
     # pixel beyond the edges (faint fat beside the tape is as dark as air under it). The
     # full-resolution edges place them; the reduced runs' ends only to a pixel.
-    sharp = _edge_lines(image, step, rows, lefts, rights)
+    sharp = _edge_lines(image, step, [int(i) for i in r], list(at_left), list(at_right))
     quiet, covered = 0, []
     for i in range(rows[-1] + 1, h * 3 // 5):
         if sharp is None:
@@ -615,6 +627,40 @@ def _clear_strip(
         quiet = 0 if under.any() else quiet + 1
         if quiet >= 3:
             break
+
+
+def _parallel_edges(
+    rows: np.ndarray, lefts: np.ndarray, rights: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Fit a strip's edges to its runs' ends; None, None where they are not straight and parallel.
+
+    A quarter of the rows may stray: the lines are fitted again to the rest.
+    """
+    left, right = np.polyfit(rows, lefts, 1), np.polyfit(rows, rights, 1)
+    off = np.maximum(
+        np.abs(np.polyval(left, rows) - lefts), np.abs(np.polyval(right, rows) - rights)
+    )
+    keep = off <= np.quantile(off, 0.75)
+    left = np.polyfit(rows[keep], lefts[keep], 1)
+    right = np.polyfit(rows[keep], rights[keep], 1)
+    bent = max(
+        np.abs(np.polyval(left, rows[keep]) - lefts[keep]).max(),
+        np.abs(np.polyval(right, rows[keep]) - rights[keep]).max(),
+    )
+    # parallel: the edges' slopes agree, or part by at most 2 pixels over a short stretch
+    apart = abs(left[0] - right[0])
+    if bent > 1.5 or (apart > 0.1 and apart * len(rows) > 2):
+        return None, None
+    return left, right
+
+
+def _bright(line: np.ndarray, ceiling: float) -> bool:
+    """Whether two neighbouring pixels of ``line`` are brighter than ``ceiling``.
+
+    A lone bright pixel is the air's noise or a speck of dust.
+    """
+    high = line >= ceiling
+    return bool((high[1:] & high[:-1]).any())
 
 
 def _covered(image: np.ndarray, step: int, r: int, col: float, ceiling: float) -> bool:
