@@ -7,6 +7,7 @@ canonical (row, col) pixels; map them back to the stored DICOM grid with the ima
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 
 from common.imaging.breast import search_region
 from common.imaging.reading import Mammogram
-from common.learning.lines import line_artifact
+from common.learning.lines import line_artifact, vessel_tracks
 from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
 from common.learning.verifier import cluster_features
@@ -60,7 +61,8 @@ class CascadeConfig:
         Set aside clusters strung along one straight line (a scratch) or two parallel
         ones (a calcified vessel's tracks) (:mod:`common.learning.lines`): listed with
         their ``artifact`` and the detector's score, but with detection score 0, so never
-        a mark, a false positive of the FROC or an image's score.
+        a mark, a false positive of the FROC or an image's score. A vessel's tracks are
+        also split off clusters that hold more than the vessel (:func:`split_vessels`).
     """
 
     peak_threshold: float = 0.1
@@ -223,25 +225,27 @@ def group(points: np.ndarray, scores: np.ndarray, spacing_mm: float, config: Cas
     clusters = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        if len(members) < config.min_calcs:
-            continue
-        pts, sc = points[members], scores[members]
-        top = np.sort(sc)[::-1][:3]
-        clusters.append(
-            ClusterResult(
-                centre=tuple(float(v) for v in np.average(pts, axis=0, weights=sc)),
-                box=(
-                    float(pts[:, 0].min()),
-                    float(pts[:, 1].min()),
-                    float(pts[:, 0].max() + 1),
-                    float(pts[:, 1].max() + 1),
-                ),
-                n_calcs=int(len(members)),
-                detection_score=float(top.mean()),
-                members=tuple(int(i) for i in members),
-            )
-        )
+        if len(members) >= config.min_calcs:
+            clusters.append(_cluster(points, scores, members))
     return sorted(clusters, key=lambda c: -c.detection_score)
+
+
+def _cluster(points: np.ndarray, scores: np.ndarray, members: np.ndarray) -> ClusterResult:
+    """Return the cluster of ``points[members]``, scored by its three best points."""
+    pts, sc = points[members], scores[members]
+    top = np.sort(sc)[::-1][:3]
+    return ClusterResult(
+        centre=tuple(float(v) for v in np.average(pts, axis=0, weights=sc)),
+        box=(
+            float(pts[:, 0].min()),
+            float(pts[:, 1].min()),
+            float(pts[:, 0].max() + 1),
+            float(pts[:, 1].max() + 1),
+        ),
+        n_calcs=int(len(members)),
+        detection_score=float(top.mean()),
+        members=tuple(int(i) for i in members),
+    )
 
 
 @torch.no_grad()
@@ -314,9 +318,10 @@ def set_aside_lines(
     """Give clusters strung along lines their ``artifact`` and detection score 0; re-sort.
 
     The detector's own score stays in ``detector_score`` (already set by a verifier).
+    Clusters already set aside stay as they are.
     """
     for c in clusters:
-        kind = line_artifact(points[list(c.members)] * spacing_mm)
+        kind = None if c.artifact else line_artifact(points[list(c.members)] * spacing_mm)
         if kind is None:
             continue
         c.artifact = kind
@@ -324,6 +329,46 @@ def set_aside_lines(
             c.detector_score = c.detection_score
         c.detection_score = 0.0
     return sorted(clusters, key=lambda c: -c.detection_score)
+
+
+def split_vessels(
+    clusters: list[ClusterResult],
+    points: np.ndarray,
+    scores: np.ndarray,
+    spacing_mm: float,
+    config: CascadeConfig,
+    rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
+) -> list[ClusterResult]:
+    """Split calcified vessels' tracks off clusters; re-sort.
+
+    Single linkage joins a vessel's tracks with peaks beside them or with a finding the
+    vessel passes, and a finding of a few points joined to a long vessel would go with
+    it if the whole cluster were set aside. So where a cluster holds a vessel
+    (:func:`vessel_tracks`), the vessel's points become a cluster of their own, set aside
+    as ``"vessel"`` with the detector's score of its points; the other points are grouped
+    again (:func:`group`), each group scored afresh (``rescore``, e.g. by the verifier).
+    Points left in a group too small to be a cluster are no cluster's. Run before
+    :func:`set_aside_lines`, which judges the groups.
+    """
+    out = []
+    for c in clusters:
+        members = np.asarray(c.members, dtype=np.int64)
+        tracks = None if c.artifact else vessel_tracks(points[members] * spacing_mm)
+        if tracks is None:
+            out.append(c)
+            continue
+        vessel = _cluster(points, scores, members[tracks])
+        vessel.artifact, vessel.detector_score = "vessel", vessel.detection_score
+        vessel.detection_score = 0.0
+        out.append(vessel)
+        rest = members[~tracks]
+        parts = group(points[rest], scores[rest], spacing_mm, config)
+        for part in parts:
+            part.members = tuple(int(rest[i]) for i in part.members)
+        if rescore is not None and parts:
+            parts = rescore(parts)
+        out.extend(parts)
+    return sorted(out, key=lambda c: -c.detection_score)
 
 
 def run_cascade(
@@ -349,6 +394,17 @@ def run_cascade(
     if models.get("verifier") is not None:
         clusters = verify(models["verifier"], image, points, scores, clusters)
     if config.line_artifacts:
+        verifier = models.get("verifier")
+        clusters = split_vessels(
+            clusters,
+            points,
+            scores,
+            image.spacing_mm[0],
+            config,
+            None
+            if verifier is None
+            else (lambda parts: verify(verifier, image, points, scores, parts)),
+        )
         clusters = set_aside_lines(clusters, points, image.spacing_mm[0])
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
