@@ -13,7 +13,9 @@ at least ``LINE_MIN_LENGTH_MM`` is a **scratch** when at least ``SCRATCH_SHARE``
 lie in one straight band ``LINE_BAND_MM`` wide; one of at least ``VESSEL_MIN_POINTS``
 spanning at least ``VESSEL_MIN_LENGTH_MM`` is a **vessel** when at least ``VESSEL_SHARE``
 of them lie in two parallel bands that wide, 0.7–2.5 mm apart, each holding at least 3.
-Two bands catch scattered points more easily than one, hence the larger minimum. The
+Two bands catch scattered points more easily than one, hence the larger minimum.
+:func:`vessel_tracks` finds a vessel's tracks inside a cluster that holds more (peaks
+beside them, a finding the vessel passes), so that the cascade can split them off. The
 thresholds were chosen on the film bench's clusters and on clusters the phantom draws
 (docs/results.md, "Line artifacts"); the tests check them on fresh draws.
 """
