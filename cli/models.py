@@ -153,6 +153,19 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
             raise CalciflInputError(
                 args.operating_point, f"calibrated for another detector than {args.model}'s"
             )
+        # a point set with line clusters set aside marks more where they are judged
+        lines = spec.get("line_artifacts", cascade.line_artifacts)
+        if lines != cascade.line_artifacts:
+            raise CalciflInputError(
+                args.operating_point,
+                "calibrated with clusters along lines "
+                + (
+                    "set aside; drop --keep-line-clusters"
+                    if lines
+                    else "judged; add --keep-line-clusters"
+                )
+                + " or calibrate again",
+            )
         return replace(cascade, mark_threshold=threshold)
     return cascade
 
@@ -179,6 +192,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     store = ImageStore(PreprocessCache(args.cache, options))
     target = replace(with_precision(args, cascade), max_false_marks=args.max_false_marks)
+    if args.keep_line_clusters:
+        target = replace(target, line_artifacts=False)
     with Progress(transient=True, disable=args.quiet, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"detecting on {len(records)} images", total=len(records))
         calibrated, calibration = calibrate_marks(
@@ -195,6 +210,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "detector_sha256": _detector_digest(args.model),
         "max_false_marks": args.max_false_marks,
         "model_mark_threshold": model_point,
+        "line_artifacts": target.line_artifacts,
         "split": args.split,
         "images": len(records),
         "calibration": calibration,
@@ -227,12 +243,18 @@ def _add_operating_point(p: argparse.ArgumentParser) -> None:
         metavar="SCORE",
         help="clusters with a detection score at or above this are marks",
     )
-    g.add_argument(
+    _add_keep_line_clusters(g)
+
+
+def _add_keep_line_clusters(p: argparse._ActionsContainer) -> None:
+    """Add ``--keep-line-clusters`` to a parser or argument group."""
+    p.add_argument(
         "--keep-line-clusters",
         action="store_true",
         help=(
             "judge clusters strung along one straight line (a scratch) or two parallel "
-            "ones (a calcified vessel) like any other (default: set aside, never marked)"
+            "ones (a calcified vessel) like any other (default: set aside, never marked; "
+            "an --operating-point file says which it was calibrated with)"
         ),
     )
 
@@ -439,6 +461,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_keep_line_clusters(p)
     add_read_options(p, model=True)
     _add_precision(p)
     p.set_defaults(func=cmd_calibrate)

@@ -190,6 +190,18 @@ def test_a_hospital_calibrates_its_own_operating_point(run, consortium, tmp_path
     assert main(["predict", "--model", model, str(image), "--out", str(out),
                  "--operating-point", str(other)]) == 2  # fmt: skip
     assert "calibrated for another detector" in caplog.text
+    # a point records whether clusters along lines were set aside; used the other way it
+    # would mark more than it was set for, so it is refused
+    assert a["line_artifacts"] is True
+    judged = tmp_path / "judged.json"
+    assert main(["calibrate", *common, "--keep-line-clusters", "--out", str(judged)]) == 0
+    assert json.loads(judged.read_text())["line_artifacts"] is False
+    for point, keep, code in ((judged, False, 2), (judged, True, 0), (strict, True, 2)):
+        caplog.clear()
+        assert main(["predict", "--model", model, str(image), "--out", str(tmp_path / "l"),
+                     "--operating-point", str(point)]
+                    + ["--keep-line-clusters"] * keep) == code  # fmt: skip
+        assert ("calibrated with clusters along lines" in caplog.text) == (code == 2)
 
 
 def test_predict_outputs_and_bad_files(run, consortium, tmp_path):
