@@ -539,11 +539,13 @@ def _clear_strip(
     """Follow the run ``run`` of row ``r0`` down ``mask``; clear it in place if it is tape.
 
     ``full`` is the full-resolution image and its reduction step, ``levels`` the tissue's
-    and the air's, ``spacing_mm`` the full-resolution pixel's size. Along the strip's
-    continuation, rows where something brighter than the tape lies across its far edge
-    (a lead label under the tape), for at most ``LABEL_MAX_MM``, are cleared when the edge
-    shows again beyond them, the label's letters left: the label is then cut off from
-    the breast.
+    and the air's, ``spacing_mm`` the full-resolution pixel's size. Rows where something
+    juts out of the far edge (a lead label under the tape) are followed across, for at
+    most ``LABEL_MAX_MM``, and cleared with the strip where it goes on at its width past
+    them. Along the strip's continuation, rows where something brighter than the tape
+    lies across its far edge (a lead label), for at most ``LABEL_MAX_MM``, are cleared
+    when the edge shows again beyond them, the label's letters left: the label is then
+    cut off from the breast.
     """
     image, step = full
     tissue, floor = levels
@@ -575,6 +577,8 @@ def _clear_strip(
         return
     spans = list(zip(rows, lefts, rights, strict=True))
     level = float(np.median(np.concatenate([pixels[i, x:y] for i, x, y in spans])))
+    if level >= tissue:
+        return
     ceiling = level + 0.5 * (level - floor)
     # a quarter of the rows may stray from the edges (a lead label under the tape juts
     # out): fit the rest; failing that, fit the rows without anything brighter than the
@@ -590,8 +594,6 @@ def _clear_strip(
         if left is not None:
             break
     else:
-        return
-    if level >= tissue:
         return
     for i, x, y in spans + juts:  # in the air: a label under the tape goes with it
         mask[i, x:y] = False

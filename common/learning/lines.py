@@ -129,7 +129,8 @@ def line_artifact(points_mm: np.ndarray) -> str | None:
 def vessel_tracks(points_mm: np.ndarray) -> np.ndarray | None:
     """Return the points on and beside a calcified vessel's tracks in a cluster, or None.
 
-    The two parallel bands holding the most points (:func:`line_shares`) are a vessel's
+    The two parallel bands holding the most points (:func:`_placements`, the search
+    :func:`line_shares` makes) are a vessel's
     tracks when they hold at least ``VESSEL_MIN_POINTS`` spanning at least
     ``VESSEL_MIN_LENGTH_MM`` along them, and at least ``TRACK_SHARE`` of the points in the
     strip they span, widened by ``TRACK_MARGIN_MM`` on either side. That strip's points are
