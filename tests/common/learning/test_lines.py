@@ -10,7 +10,7 @@ from common.learning.inference import (
 )
 from common.learning.lines import line_artifact, line_shares, vessel_tracks
 from common.synth.artifacts import _mimic
-from common.synth.calcs import make_cluster
+from common.synth.calcs import Calc, make_cluster
 
 GRID_MM = 0.2  # the detector's peaks: every other 0.1 mm canonical pixel
 
@@ -45,19 +45,61 @@ def test_the_phantoms_calcified_vessels_and_scratches_are_set_aside():
 
 def test_hardly_a_drawn_finding_is_set_aside_linear_and_segmental_ones_included():
     rng = np.random.default_rng(1)
-    flagged, along_lines, judged = [], 0, 0
+    flagged, along_lines, judged, vessels = [], 0, 0, []
     for i in range(600):
         cluster = make_cluster(malignant=i % 3 != 0, subtlety=int(rng.integers(1, 6)), rng=rng)
         pts = _peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
+        kind = line_artifact(pts)
+        if cluster.calc_type == "VASCULAR":  # an annotated calcified vessel is one
+            vessels.append(kind == "vessel")
+            continue
         if len(pts) >= 8:
             judged += 1
             along_lines += cluster.distribution in ("LINEAR", "SEGMENTAL")
-        kind = line_artifact(pts)
         if kind is not None:
             flagged.append((cluster.calc_type, cluster.distribution, kind, len(pts)))
     assert judged > 300 and along_lines > 40
-    # 2 of 2261 judged in a longer draw (docs/results.md, "Line artifacts")
+    # 2 and 3 of about 2100 judged in longer draws (docs/results.md, "Curved vessels")
     assert len(flagged) <= 2, flagged
+    assert len(vessels) > 15 and np.mean(vessels) > 0.85, vessels
+
+
+def _arc(radius, length, rng):
+    """A calcified vessel's rods along an arc of ``radius`` mm (inf: straight)."""
+    theta, gap, turn = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4), rng.choice([-1, 1])
+    bend = turn / radius
+    calcs = []
+    for s in np.arange(-length / 2, length / 2, 1.0):
+        angle = theta + bend * s
+        y = (np.cos(theta) - np.cos(angle)) / bend if bend else s * np.sin(theta)
+        x = (np.sin(angle) - np.sin(theta)) / bend if bend else s * np.cos(theta)
+        for side in (-1, 1):
+            if rng.uniform() < 0.8:
+                dy, dx = side * gap / 2 * np.cos(angle), -side * gap / 2 * np.sin(angle)
+                calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, angle, 0.2))
+    return calcs
+
+
+def test_curving_vessels_are_set_aside_and_split_off_what_is_joined_to_them():
+    rng = np.random.default_rng(6)
+    for radius in (np.inf, 60.0, 30.0, 20.0):
+        found = []
+        for _ in range(12):
+            vessel = _peaks(_arc(radius, rng.uniform(15, 30), rng), rng)
+            assert line_shares(vessel)[1] < 0.85 or radius > 60  # no longer straight
+            found.append(line_artifact(vessel) == "vessel")
+            # a small finding 4.5 mm beside the vessel's middle, on either side, which the
+            # linkage joined
+            centre = vessel[np.argmin(np.hypot(*(vessel - vessel.mean(axis=0)).T))]
+            local = vessel[np.hypot(*(vessel - centre).T) < 3.0]
+            axis = np.linalg.svd(local - local.mean(axis=0))[2][0]
+            side = rng.choice([-1, 1]) * 4.5 * np.array([-axis[1], axis[0]])
+            r, t = np.sqrt(rng.uniform(0, 1, 10)), rng.uniform(0, 2 * np.pi, 10)
+            finding = np.stack([r * np.sin(t), r * np.cos(t)], 1) + local.mean(axis=0) + side
+            tracks = vessel_tracks(np.concatenate([vessel, finding]))
+            assert tracks is not None, radius
+            assert tracks[: len(vessel)].mean() > 0.8 and tracks[len(vessel) :].mean() < 0.2
+        assert np.mean(found) >= 11 / 12, (radius, found)
 
 
 def test_shares_of_a_line_and_of_two_tracks():
@@ -99,14 +141,16 @@ def _vessel_and_finding(rng):
 
 def test_a_vessels_tracks_are_told_from_what_the_linkage_joined_to_them():
     rng = np.random.default_rng(3)
+    whole = 0
     for _ in range(20):
         vessel, finding = _vessel_and_finding(rng)
         tracks = vessel_tracks(np.concatenate([vessel, finding]))
         assert tracks is not None
         assert tracks[: len(vessel)].mean() > 0.9 and not tracks[len(vessel) :].any()
-        # the finding's share is too small to keep the joined cluster from the whole
-        # rule: hence the split, before it
-        assert line_artifact(np.concatenate([vessel, finding])) == "vessel"
+        whole += line_artifact(np.concatenate([vessel, finding])) == "vessel"
+    # the finding's share is too small to keep many joined clusters from the whole rule:
+    # hence the split, before it
+    assert whole >= 5, whole
     assert vessel_tracks(np.random.default_rng(4).normal(0, [4.0, 0.5], (60, 2))) is None
 
 
