@@ -21,8 +21,8 @@ Digitised film (:func:`film_artifacts`), as in CBIS-DDSM (DESIGN.md, "Real mammo
 
 Calcification mimics on any unit (:func:`add_mimics`): skin (dermal) specks near the skin
 line, single-pixel noise spikes (detector defects, film pinholes), vascular calcification
-(parallel tracks along a vessel) and large benign (coarse, "popcorn") calcifications, which
-readers see and do not report.
+(parallel tracks along a straight or curving vessel) and large benign (coarse, "popcorn")
+calcifications, which readers see and do not report.
 """
 
 from __future__ import annotations
@@ -203,13 +203,18 @@ def _mimic(kind: str, rng: np.random.Generator) -> Cluster:
     """Return a benign calcification nobody reports: a calcified vessel or popcorn."""
     calcs = []
     if kind == "vascular":
+        # two tracks a vessel's width apart along an arc 15-30 mm long, bending with a
+        # curvature up to 1/20 mm (straight to a radius of 20 mm), either way
         theta, gap = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4)
-        for s in np.arange(-10.0, 10.0, 1.0):
-            y, x = s * np.sin(theta), s * np.cos(theta)
+        length, bend = rng.uniform(15.0, 30.0), rng.uniform(-1 / 20, 1 / 20)
+        for s in np.arange(-length / 2, length / 2, 1.0):
+            angle = theta + bend * s  # the vessel's direction at arc length s
+            y = (np.cos(theta) - np.cos(angle)) / bend if bend else s * np.sin(theta)
+            x = (np.sin(angle) - np.sin(theta)) / bend if bend else s * np.cos(theta)
             for side in (-1, 1):
                 if rng.uniform() < 0.8:
-                    dy, dx = side * gap / 2 * np.cos(theta), -side * gap / 2 * np.sin(theta)
-                    calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, theta, 0.2))
+                    dy, dx = side * gap / 2 * np.cos(angle), -side * gap / 2 * np.sin(angle)
+                    calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, angle, 0.2))
     else:
         for _ in range(int(rng.integers(1, 4))):
             a = rng.uniform(1.0, 2.5)
