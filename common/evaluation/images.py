@@ -28,11 +28,12 @@ from common.imaging.roi import in_roi
 from common.learning.inference import (
     DEFAULT_CASCADE,
     CascadeConfig,
+    ClusterResult,
     aggregate_scores,
     classify,
     run_cascade,
 )
-from common.learning.samples import ImageStore, prepare
+from common.learning.samples import CanonFinding, ImageStore, prepare
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,40 @@ def _hit(centre, finding, tolerance: float) -> bool:
     return in_roi(centre, finding.box, finding.centroid, tolerance)
 
 
+def match_clusters(
+    clusters: list[ClusterResult],
+    findings: list[CanonFinding],
+    tolerance: float,
+    vessels_aside: bool = True,
+) -> tuple[list[float | None], list[float], int]:
+    """Match an image's clusters to its findings.
+
+    A cluster hits a finding when its centre lies in the finding's ROI, ``tolerance``
+    pixels around it. Where the cascade sets calcified vessels aside (``vessels_aside``),
+    a finding that is a calcified vessel alone is no lesion to mark: a cluster on it is a
+    false mark when marked, and it is counted apart.
+
+    Returns
+    -------
+    hits : list
+        Each lesion's best hitting detection score, None where none hits.
+    false : list
+        The detection scores of the clusters hitting no lesion.
+    vessels : int
+        Findings left out as calcified vessels.
+    """
+    hits: list[float | None] = []
+    used = np.zeros(len(clusters), dtype=bool)
+    lesions = [f for f in findings if not (vessels_aside and f.vessel)]
+    for f in lesions:
+        hit = np.array([_hit(c.centre, f, tolerance) for c in clusters], dtype=bool)
+        used |= hit
+        scores = [c.detection_score for c, h in zip(clusters, hit, strict=True) if h]
+        hits.append(max(scores) if scores else None)
+    false = [c.detection_score for i, c in enumerate(clusters) if not used[i]]
+    return hits, false, len(findings) - len(lesions)
+
+
 @torch.no_grad()
 def evaluate_images(
     models: dict[str, torch.nn.Module],
@@ -189,15 +224,10 @@ def evaluate_images(
         image = store.get(item.record)
         result = run_cascade(models, image, config)
         tolerance = 1.0 / image.spacing_mm[0]  # 1 mm around the annotated ROI
-        hits: list[float | None] = []
-        used = np.zeros(len(result.clusters), dtype=bool)
-        for f in item.findings:
-            hit = np.array([_hit(c.centre, f, tolerance) for c in result.clusters], dtype=bool)
-            used |= hit
-            scores = [c.detection_score for c, h in zip(result.clusters, hit, strict=True) if h]
-            hits.append(max(scores) if scores else None)
-        fp = [c.detection_score for i, c in enumerate(result.clusters) if not used[i]]
-        stats.froc.add_image(hits, fp, result.search_cm2, normal=not item.findings)
+        hits, fp, vessels = match_clusters(
+            result.clusters, item.findings, tolerance, config.line_artifacts
+        )
+        stats.froc.add_image(hits, fp, result.search_cm2, normal=not item.findings, vessels=vessels)
         annotated = [f.points for f in item.findings if len(f.points) > 1]
         if annotated or not item.findings:
             truth = np.concatenate(annotated) if annotated else np.zeros((0, 2))

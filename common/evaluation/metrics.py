@@ -305,6 +305,9 @@ class FrocStats:
         Images with no finding.
     normal_area_cm2 : float
         Breast area searched on them (cm²).
+    vessels : int
+        True clusters that are calcified vessels alone, not counted as lesions where the
+        cascade sets vessels aside (a detection on one is still a false mark when marked).
     """
 
     lesion_best: np.ndarray
@@ -315,6 +318,7 @@ class FrocStats:
     normal_fp: np.ndarray | None = None
     normal_images: int = 0
     normal_area_cm2: float = 0.0
+    vessels: int = 0
 
     def __post_init__(self) -> None:
         """Give ``normal_fp`` the bins of ``fp`` when not given."""
@@ -336,10 +340,16 @@ class FrocStats:
             self.normal_fp + other.normal_fp,
             self.normal_images + other.normal_images,
             self.normal_area_cm2 + other.normal_area_cm2,
+            self.vessels + other.vessels,
         )
 
     def add_image(
-        self, hits: list[float | None], fp_scores, area_cm2: float = 0.0, normal: bool = False
+        self,
+        hits: list[float | None],
+        fp_scores,
+        area_cm2: float = 0.0,
+        normal: bool = False,
+        vessels: int = 0,
     ) -> None:
         """Add one image.
 
@@ -353,6 +363,8 @@ class FrocStats:
             Breast area the detector searched on this image.
         normal : bool
             The image has no finding.
+        vessels : int
+            Calcified vessels annotated on it and left out of ``hits``.
         """
         bins = len(self.fp)
         for h in hits:
@@ -366,6 +378,7 @@ class FrocStats:
         self.fp += counts
         self.images += 1
         self.area_cm2 += float(area_cm2)
+        self.vessels += int(vessels)
         if normal:
             self.normal_fp += counts
             self.normal_images += 1
@@ -423,7 +436,7 @@ class FrocStats:
         """Sensitivity at each FP/image point and their mean."""
         values = {f"sens@{p:g}fp": self.sensitivity_at(p) for p in points}
         values["mean_sensitivity"] = float(np.mean(list(values.values())))
-        values.update(lesions=self.lesions, images=self.images)
+        values.update(lesions=self.lesions, images=self.images, vessels=self.vessels)
         return values
 
     def to_dict(self) -> dict:
@@ -438,6 +451,7 @@ class FrocStats:
             "normal_fp": _sparse(self.normal_fp),
             "normal_images": self.normal_images,
             "normal_area_cm2": self.normal_area_cm2,
+            "vessels": self.vessels,
         }
 
     @classmethod
@@ -452,6 +466,7 @@ class FrocStats:
             _dense(d.get("normal_fp", {}), d["bins"]),
             int(d.get("normal_images", 0)),
             float(d.get("normal_area_cm2", 0.0)),
+            int(d.get("vessels", 0)),
         )
 
 

@@ -100,7 +100,12 @@ def metrics_markdown(summary: dict, title: str) -> str:
         + " | ".join(f"{det[f'sens@{p}fp']:.3f}" for p in ("0.25", "0.5", "1", "2"))
         + f" | {det['mean_sensitivity']:.3f} |",
         "",
-        f"- clusters: {det['lesions']}, images: {det['images']}",
+        f"- clusters: {det['lesions']}, images: {det['images']}"
+        + (
+            f" (annotated calcified vessels, set aside and not counted: {det['vessels']})"
+            if det.get("vessels")
+            else ""
+        ),
         f"- point precision {det['point_precision']:.3f}, recall {det['point_recall']:.3f}",
         *_full_field_lines(det.get("full_field")),
         "",

@@ -36,6 +36,13 @@ class CanonFinding:
     #: (r0, c0, r1, c1) region holding the calcifications when the detector learns from
     #: the region itself (multiple-instance learning); None: it learns ``points``
     bag: tuple[float, float, float, float] | None = None
+    #: BI-RADS calcification types, as the record gives them
+    calc_types: tuple[str, ...] = ()
+
+    @property
+    def vessel(self) -> bool:
+        """The finding is a calcified vessel alone (every type given is ``VASCULAR``)."""
+        return bool(self.calc_types) and all(t == "VASCULAR" for t in self.calc_types)
 
 
 @dataclass
@@ -141,7 +148,16 @@ def prepare(
                 if weak == "mil":
                     bag = _bag(box, centroid, m.spacing_mm[0])
             findings.append(
-                CanonFinding(centroid, box, pts, f.malignant, f.pathology_detail, f.subtlety, bag)
+                CanonFinding(
+                    centroid,
+                    box,
+                    pts,
+                    f.malignant,
+                    f.pathology_detail,
+                    f.subtlety,
+                    bag,
+                    tuple(f.calc_types),
+                )
             )
         out.append(PreparedImage(record, m.pixels.shape, m.bbox, m.spacing_mm[0], findings))
     return out
