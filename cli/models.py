@@ -135,7 +135,7 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
 
     ``--mark-threshold`` or ``--operating-point`` (a ``calcifl calibrate`` file); the
     model's own without either. ``--keep-line-clusters`` turns off the setting aside of
-    clusters strung along a scratch or a calcified vessel's tracks.
+    clusters strung along a scratch, a calcified vessel's tracks or the skin line.
     """
     if getattr(args, "keep_line_clusters", False):
         cascade = replace(cascade, line_artifacts=False)
@@ -252,9 +252,11 @@ def _add_keep_line_clusters(p: argparse._ActionsContainer) -> None:
         "--keep-line-clusters",
         action="store_true",
         help=(
-            "judge clusters strung along one straight line (a scratch) or two parallel "
-            "ones (a calcified vessel) like any other (default: set aside, never marked; "
-            "an --operating-point file says which it was calibrated with)"
+            "judge clusters strung along one straight line (a scratch), two parallel or "
+            "concentric ones (a calcified vessel) or the skin line like any other "
+            "(default: set aside, never marked, and a finding that is a calcified vessel "
+            "alone is no lesion; an --operating-point file says which it was calibrated "
+            "with)"
         ),
     )
 

@@ -22,6 +22,7 @@ from common.imaging.reading import Mammogram
 from common.learning.lines import line_artifact, vessel_tracks
 from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
+from common.learning.skin import skin_run
 from common.learning.verifier import cluster_features
 
 
@@ -58,11 +59,13 @@ class CascadeConfig:
         0.006 of float32's on trained weights, but not the same in every process), float32
         elsewhere.
     line_artifacts : bool
-        Set aside clusters strung along one straight line (a scratch) or two parallel
-        ones (a calcified vessel's tracks) (:mod:`common.learning.lines`): listed with
-        their ``artifact`` and the detector's score, but with detection score 0, so never
-        a mark, a false positive of the FROC or an image's score. A vessel's tracks are
-        also split off clusters that hold more than the vessel (:func:`split_vessels`).
+        Set aside clusters strung along one straight line (a scratch), two parallel or
+        concentric ones (a calcified vessel's tracks) (:mod:`common.learning.lines`) or
+        the skin line (:mod:`common.learning.skin`): listed with their ``artifact`` and
+        the detector's score, but with detection score 0, so never a mark, a false
+        positive of the FROC or an image's score. A vessel's tracks and a run along the
+        skin line are split off clusters that hold more (:func:`split_vessels`,
+        :func:`split_skin`).
     """
 
     peak_threshold: float = 0.1
@@ -104,7 +107,7 @@ class ClusterResult:
     #: ``verification``, P(finding) from the cluster's shape and pixels)
     detector_score: float | None = None
     verification: float | None = None
-    #: "scratch" or "vessel" where the cluster is strung along lines
+    #: "scratch", "vessel" or "skin" where the cluster is strung along lines
     #: (``CascadeConfig.line_artifacts``): its detection score is then 0
     artifact: str | None = None
 
@@ -331,6 +334,48 @@ def set_aside_lines(
     return sorted(clusters, key=lambda c: -c.detection_score)
 
 
+def split_off(
+    clusters: list[ClusterResult],
+    points: np.ndarray,
+    scores: np.ndarray,
+    spacing_mm: float,
+    config: CascadeConfig,
+    part: Callable[[np.ndarray], np.ndarray | None],
+    artifact: str,
+    rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
+) -> list[ClusterResult]:
+    """Split the points ``part`` finds off each cluster, set aside as ``artifact``; re-sort.
+
+    Single linkage joins an artifact's peaks with peaks beside them or with a finding
+    the artifact passes, and a finding of a few points joined to a long artifact would
+    go with it if the whole cluster were set aside. So where ``part`` (given the members'
+    indices, returning a bool per member or None) finds an artifact in a cluster, its
+    points become a cluster of their own, set aside as ``artifact`` with the detector's
+    score of its points; the other points are grouped again (:func:`group`), each group
+    scored afresh (``rescore``, e.g. by the verifier). Points left in a group too small
+    to be a cluster are no cluster's. Clusters already set aside stay as they are.
+    """
+    out = []
+    for c in clusters:
+        members = np.asarray(c.members, dtype=np.int64)
+        found = None if c.artifact else part(members)
+        if found is None:
+            out.append(c)
+            continue
+        aside = _cluster(points, scores, members[found])
+        aside.artifact, aside.detector_score = artifact, aside.detection_score
+        aside.detection_score = 0.0
+        out.append(aside)
+        rest = members[~found]
+        parts = group(points[rest], scores[rest], spacing_mm, config)
+        for piece in parts:
+            piece.members = tuple(int(rest[i]) for i in piece.members)
+        if rescore is not None and parts:
+            parts = rescore(parts)
+        out.extend(parts)
+    return sorted(out, key=lambda c: -c.detection_score)
+
+
 def split_vessels(
     clusters: list[ClusterResult],
     points: np.ndarray,
@@ -339,36 +384,42 @@ def split_vessels(
     config: CascadeConfig,
     rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
 ) -> list[ClusterResult]:
-    """Split calcified vessels' tracks off clusters; re-sort.
+    """Split calcified vessels' tracks (:func:`vessel_tracks`) off clusters (:func:`split_off`).
 
-    Single linkage joins a vessel's tracks with peaks beside them or with a finding the
-    vessel passes, and a finding of a few points joined to a long vessel would go with
-    it if the whole cluster were set aside. So where a cluster holds a vessel
-    (:func:`vessel_tracks`), the vessel's points become a cluster of their own, set aside
-    as ``"vessel"`` with the detector's score of its points; the other points are grouped
-    again (:func:`group`), each group scored afresh (``rescore``, e.g. by the verifier).
-    Points left in a group too small to be a cluster are no cluster's. Run before
-    :func:`set_aside_lines`, which judges the groups.
+    Run before :func:`set_aside_lines`, which judges the groups left.
     """
-    out = []
-    for c in clusters:
-        members = np.asarray(c.members, dtype=np.int64)
-        tracks = None if c.artifact else vessel_tracks(points[members] * spacing_mm)
-        if tracks is None:
-            out.append(c)
-            continue
-        vessel = _cluster(points, scores, members[tracks])
-        vessel.artifact, vessel.detector_score = "vessel", vessel.detection_score
-        vessel.detection_score = 0.0
-        out.append(vessel)
-        rest = members[~tracks]
-        parts = group(points[rest], scores[rest], spacing_mm, config)
-        for part in parts:
-            part.members = tuple(int(rest[i]) for i in part.members)
-        if rescore is not None and parts:
-            parts = rescore(parts)
-        out.extend(parts)
-    return sorted(out, key=lambda c: -c.detection_score)
+    return split_off(
+        clusters,
+        points,
+        scores,
+        spacing_mm,
+        config,
+        lambda members: vessel_tracks(points[members] * spacing_mm),
+        "vessel",
+        rescore,
+    )
+
+
+def split_skin(
+    clusters: list[ClusterResult],
+    points: np.ndarray,
+    scores: np.ndarray,
+    mask: np.ndarray,
+    spacing_mm: float,
+    config: CascadeConfig,
+    rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
+) -> list[ClusterResult]:
+    """Split runs along the skin line (:func:`skin_run`) off clusters (:func:`split_off`)."""
+    return split_off(
+        clusters,
+        points,
+        scores,
+        spacing_mm,
+        config,
+        lambda members: skin_run(points[members], mask, spacing_mm),
+        "skin",
+        rescore,
+    )
 
 
 def run_cascade(
@@ -395,17 +446,15 @@ def run_cascade(
         clusters = verify(models["verifier"], image, points, scores, clusters)
     if config.line_artifacts:
         verifier = models.get("verifier")
-        clusters = split_vessels(
-            clusters,
-            points,
-            scores,
-            image.spacing_mm[0],
-            config,
+        rescore = (
             None
             if verifier is None
-            else (lambda parts: verify(verifier, image, points, scores, parts)),
+            else (lambda parts: verify(verifier, image, points, scores, parts))
         )
-        clusters = set_aside_lines(clusters, points, image.spacing_mm[0])
+        spacing = image.spacing_mm[0]
+        clusters = split_vessels(clusters, points, scores, spacing, config, rescore)
+        clusters = split_skin(clusters, points, scores, image.mask, spacing, config, rescore)
+        clusters = set_aside_lines(clusters, points, spacing)
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
         for cluster, p in zip(clusters, probs, strict=True):
