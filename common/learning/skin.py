@@ -2,7 +2,7 @@
 
 On film the skin is a thin bright rim at the breast's edge, and the detector answers
 along it: single linkage strings those peaks into long clusters that follow the edge,
-which the issue's CBIS-DDSM films showed and readers dismiss. Calcifications in the skin
+as on digitised CBIS-DDSM film, and readers dismiss them. Calcifications in the skin
 itself (dermal) are benign, and the breast's glandular tissue, where suspicious ones
 form, lies beneath a layer of subcutaneous fat. So the points of a cluster within
 ``SKIN_BAND_MM`` of the breast mask's edge are a **skin line** run when there are at least
