@@ -64,8 +64,8 @@ class CascadeConfig:
         the skin line (:mod:`common.learning.skin`): listed with their ``artifact`` and
         the detector's score, but with detection score 0, so never a mark, a false
         positive of the FROC or an image's score. A vessel's tracks and a run along the
-        skin line are split off clusters that hold more (:func:`split_vessels`,
-        :func:`split_skin`).
+        skin line (:func:`common.learning.skin.skin_run`) are split off clusters that hold
+        more (:func:`split_off`).
     """
 
     peak_threshold: float = 0.1
@@ -400,28 +400,6 @@ def split_vessels(
     )
 
 
-def split_skin(
-    clusters: list[ClusterResult],
-    points: np.ndarray,
-    scores: np.ndarray,
-    mask: np.ndarray,
-    spacing_mm: float,
-    config: CascadeConfig,
-    rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
-) -> list[ClusterResult]:
-    """Split runs along the skin line (:func:`skin_run`) off clusters (:func:`split_off`)."""
-    return split_off(
-        clusters,
-        points,
-        scores,
-        spacing_mm,
-        config,
-        lambda members: skin_run(points[members], mask, spacing_mm),
-        "skin",
-        rescore,
-    )
-
-
 def run_cascade(
     models: dict[str, torch.nn.Module], image: Mammogram, config: CascadeConfig = DEFAULT_CASCADE
 ) -> ImageResult:
@@ -453,7 +431,16 @@ def run_cascade(
         )
         spacing = image.spacing_mm[0]
         clusters = split_vessels(clusters, points, scores, spacing, config, rescore)
-        clusters = split_skin(clusters, points, scores, image.mask, spacing, config, rescore)
+        clusters = split_off(
+            clusters,
+            points,
+            scores,
+            spacing,
+            config,
+            lambda members: skin_run(points[members], image.mask, spacing),
+            "skin",
+            rescore,
+        )
         clusters = set_aside_lines(clusters, points, spacing)
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)

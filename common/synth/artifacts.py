@@ -199,22 +199,35 @@ def add_mimics(
     return counts
 
 
+def vessel_rods(
+    theta: float, gap: float, length_mm: float, bend: float, rng: np.random.Generator
+) -> list[Calc]:
+    """Return a calcified vessel's rods: two tracks ``gap`` mm apart along an arc.
+
+    The arc sets off at angle ``theta`` (rad), ``length_mm`` long with curvature
+    ``bend`` (1/mm, 0: straight); a rod every 1 mm on each track, 8 in 10 of them drawn.
+    """
+    calcs = []
+    for s in np.arange(-length_mm / 2, length_mm / 2, 1.0):
+        angle = theta + bend * s  # the vessel's direction at arc length s
+        y = (np.cos(theta) - np.cos(angle)) / bend if bend else s * np.sin(theta)
+        x = (np.sin(angle) - np.sin(theta)) / bend if bend else s * np.cos(theta)
+        for side in (-1, 1):
+            if rng.uniform() < 0.8:
+                dy, dx = side * gap / 2 * np.cos(angle), -side * gap / 2 * np.sin(angle)
+                calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, angle, 0.2))
+    return calcs
+
+
 def _mimic(kind: str, rng: np.random.Generator) -> Cluster:
     """Return a benign calcification nobody reports: a calcified vessel or popcorn."""
     calcs = []
     if kind == "vascular":
-        # two tracks a vessel's width apart along an arc 15-30 mm long, bending with a
-        # curvature up to 1/20 mm (straight to a radius of 20 mm), either way
+        # 15-30 mm long, bending with a curvature up to 1/20 mm (straight to a radius of
+        # 20 mm), either way
         theta, gap = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4)
         length, bend = rng.uniform(15.0, 30.0), rng.uniform(-1 / 20, 1 / 20)
-        for s in np.arange(-length / 2, length / 2, 1.0):
-            angle = theta + bend * s  # the vessel's direction at arc length s
-            y = (np.cos(theta) - np.cos(angle)) / bend if bend else s * np.sin(theta)
-            x = (np.sin(angle) - np.sin(theta)) / bend if bend else s * np.cos(theta)
-            for side in (-1, 1):
-                if rng.uniform() < 0.8:
-                    dy, dx = side * gap / 2 * np.cos(angle), -side * gap / 2 * np.sin(angle)
-                    calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, angle, 0.2))
+        calcs = vessel_rods(theta, gap, length, bend, rng)
     else:
         for _ in range(int(rng.integers(1, 4))):
             a = rng.uniform(1.0, 2.5)

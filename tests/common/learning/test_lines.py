@@ -9,8 +9,8 @@ from common.learning.inference import (
     split_vessels,
 )
 from common.learning.lines import line_artifact, line_shares, vessel_tracks
-from common.synth.artifacts import _mimic
-from common.synth.calcs import Calc, make_cluster
+from common.synth.artifacts import _mimic, vessel_rods
+from common.synth.calcs import make_cluster
 
 GRID_MM = 0.2  # the detector's peaks: every other 0.1 mm canonical pixel
 
@@ -64,28 +64,14 @@ def test_hardly_a_drawn_finding_is_set_aside_linear_and_segmental_ones_included(
     assert len(vessels) > 15 and np.mean(vessels) > 0.85, vessels
 
 
-def _arc(radius, length, rng):
-    """A calcified vessel's rods along an arc of ``radius`` mm (inf: straight)."""
-    theta, gap, turn = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4), rng.choice([-1, 1])
-    bend = turn / radius
-    calcs = []
-    for s in np.arange(-length / 2, length / 2, 1.0):
-        angle = theta + bend * s
-        y = (np.cos(theta) - np.cos(angle)) / bend if bend else s * np.sin(theta)
-        x = (np.sin(angle) - np.sin(theta)) / bend if bend else s * np.cos(theta)
-        for side in (-1, 1):
-            if rng.uniform() < 0.8:
-                dy, dx = side * gap / 2 * np.cos(angle), -side * gap / 2 * np.sin(angle)
-                calcs.append(Calc(y + dy, x + dx, "rod", 0.5, 0.1, angle, 0.2))
-    return calcs
-
-
 def test_curving_vessels_are_set_aside_and_split_off_what_is_joined_to_them():
     rng = np.random.default_rng(6)
     for radius in (np.inf, 60.0, 30.0, 20.0):
         found = []
         for _ in range(12):
-            vessel = _peaks(_arc(radius, rng.uniform(15, 30), rng), rng)
+            bend = rng.choice([-1, 1]) / radius
+            theta, gap, length = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4), rng.uniform(15, 30)
+            vessel = _peaks(vessel_rods(theta, gap, length, bend, rng), rng)
             assert line_shares(vessel)[1] < 0.85 or radius > 60  # no longer straight
             found.append(line_artifact(vessel) == "vessel")
             # a small finding 4.5 mm beside the vessel's middle, on either side, which the

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage
 
-from common.learning.inference import CascadeConfig, group, set_aside_lines, split_skin
+from common.learning.inference import CascadeConfig, group, set_aside_lines, split_off
 from common.learning.skin import SKIN_BAND_MM, edge_distance, skin_run
 
 SPACING = 0.1  # mm per canonical pixel
@@ -60,7 +60,15 @@ def test_a_finding_joined_to_the_skin_line_is_kept_and_the_run_set_aside():
     config = CascadeConfig()
     (joined,) = group(points, scores, SPACING, config)  # single linkage joins them
     assert joined.n_calcs == len(points)
-    clusters = split_skin([joined], points, scores, mask, SPACING, config)
+    clusters = split_off(
+        [joined],
+        points,
+        scores,
+        SPACING,
+        config,
+        lambda members: skin_run(points[members], mask, SPACING),
+        "skin",
+    )
     clusters = set_aside_lines(clusters, points, SPACING)
     kept, aside = clusters
     assert aside.artifact == "skin" and aside.detection_score == 0.0
