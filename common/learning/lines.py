@@ -262,8 +262,8 @@ def _arc_tracks(p: np.ndarray, extra_seeds: tuple[int, ...] = ()) -> _Tracks | N
     """Return the tracks grown (:func:`_grown_tracks`) holding the most of centred ``p``.
 
     Seeds are the points at the middle, the quartiles and the first and last tenths of the
-    cluster's long axis, and
-    ``extra_seeds``; the search stops at a seed whose tracks hold 0.95 of the points.
+    cluster's long axis, and ``extra_seeds``; the search stops at a seed whose tracks hold
+    0.95 of the points.
     """
     axis = np.linalg.svd(p, full_matrices=False)[2][0]
     along = p @ axis
