@@ -27,6 +27,10 @@ thresholds were chosen on the film bench's clusters and on clusters the phantom 
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -65,6 +69,36 @@ ARC_SEED_MM = 4.0
 ARC_STEPS_MM = (6.0, 9.0, 13.0, 19.0, 28.0, np.inf, np.inf)
 
 
+def _remembered(fn: Callable) -> Callable:
+    """Remember ``fn``'s latest results, keyed by the contents of its array argument.
+
+    The cascade's rules judge each cluster in turn (the vessel split, the walls, the
+    line rule), and each places the same tracks over the same points. Arrays in a result
+    are made read-only, since callers share them.
+    """
+    cache: OrderedDict = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def remembered(p: np.ndarray, *args):
+        key = (p.shape, p.dtype.str, p.tobytes(), args)
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        result = fn(p, *args)
+        for value in result if isinstance(result, tuple) else ():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        with lock:
+            cache[key] = result
+            while len(cache) > 64:
+                cache.popitem(last=False)
+        return result
+
+    return remembered
+
+
 class _Tracks(NamedTuple):
     """Two tracks placed over a cluster's points: which lie on them, and where each lies."""
 
@@ -73,6 +107,26 @@ class _Tracks(NamedTuple):
     along: np.ndarray  #: per point, the position along them (mm)
     start: float  #: where the first band starts across them (mm)
     gap: float  #: from the first band's start to the second's (mm)
+    #: (along, across) → the centred positions there (mm): the tracks' geometry
+    place: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _straight(d: np.ndarray, n: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Return ``place`` for lines along ``d`` with ``n`` across them (unit vectors)."""
+    return lambda along, across: np.multiply.outer(along, d) + np.multiply.outer(across, n)
+
+
+def _curved(
+    centre: np.ndarray, base: float, radius: float
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Return ``place`` for arcs about ``centre``, ``along`` from angle ``base`` at ``radius``."""
+
+    def place(along: np.ndarray, across: np.ndarray) -> np.ndarray:
+        angle = np.asarray(along) / radius + base
+        across = np.asarray(across)
+        return centre + np.stack([across * np.sin(angle), across * np.cos(angle)], axis=-1)
+
+    return place
 
 
 def _bands(values: np.ndarray) -> tuple[tuple[int, float], tuple[int, float, float]]:
@@ -106,6 +160,7 @@ def _in_bands(across: np.ndarray, start: float, gap: float) -> tuple[np.ndarray,
     return first, second
 
 
+@_remembered
 def _placements(p: np.ndarray) -> tuple[tuple, tuple]:
     """Return the best placements of one band and of two parallel bands over centred ``p``.
 
@@ -165,12 +220,12 @@ def _straight_tracks(p: np.ndarray) -> _Tracks:
     first, second = _in_bands(across, start, gap)
     if count == 0:  # no two bands hold 3 points each
         first, second = np.zeros(len(p), dtype=bool), np.zeros(len(p), dtype=bool)
-    along = p @ np.array([np.sin(angle), np.cos(angle)])
-    return _Tracks(first | second, across, along, start, gap)
+    d, n = np.array([np.sin(angle), np.cos(angle)]), np.array([np.cos(angle), -np.sin(angle)])
+    return _Tracks(first | second, across, p @ d, start, gap, _straight(d, n))
 
 
 def _fits(p: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[tuple]:
-    """Return (across, along) of ``p`` for two parallel lines and two concentric arcs.
+    """Return (across, along, place) of ``p`` for two parallel lines and two concentric arcs.
 
     Both are fitted to the points of the ``first`` and ``second`` track. The lines by
     orthogonal regression about each track's mean. The arcs start from two parabolas
@@ -185,7 +240,7 @@ def _fits(p: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[tuple]:
     d = np.linalg.svd(tracks, full_matrices=False)[2][0]
     n = np.array([d[1], -d[0]])
     along, across = p @ d, p @ n
-    fits = [(across, along)]
+    fits = [(across, along, _straight(d, n))]
     u, w = along[both], across[both]
     design = np.column_stack([first[both], second[both], u, u**2]).astype(np.float64)
     a1, a2, b, c = np.linalg.lstsq(design, w, rcond=None)[0]
@@ -215,12 +270,14 @@ def _fits(p: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[tuple]:
     if not VESSEL_MIN_RADIUS_MM <= radii.mean() < 1e4:
         return fits
     mean = (offset[both] / radius[both, None]).mean(axis=0)
-    turn = np.arctan2(offset[:, 0], offset[:, 1]) - np.arctan2(mean[0], mean[1])
+    base = float(np.arctan2(mean[0], mean[1]))
+    turn = np.arctan2(offset[:, 0], offset[:, 1]) - base
     turn = (turn + np.pi) % (2 * np.pi) - np.pi
-    fits.append((radius, turn * radii.mean()))
+    fits.append((radius, turn * radii.mean(), _curved(centre, base, radii.mean())))
     return fits
 
 
+@_remembered
 def _grown_tracks(p: np.ndarray, seed: int) -> _Tracks | None:
     """Return a vessel's tracks grown from point ``seed`` of centred ``p``, or None.
 
@@ -244,17 +301,17 @@ def _grown_tracks(p: np.ndarray, seed: int) -> _Tracks | None:
             return None
         near = distance <= reach
         best = None
-        for across, along in _fits(p, first, second):
+        for across, along, place in _fits(p, first, second):
             count, start, gap = _bands(across[near])[1]
             if count and (best is None or count > best[0]):
-                best = (count, across, along, start, gap)
+                best = (count, across, along, start, gap, place)
         if best is None:
             return None
-        _, across, along, start, gap = best
+        _, across, along, start, gap, place = best
         first, second = _in_bands(across, start, gap)
         first &= near
         second &= near
-        tracks = _Tracks(first | second, across, along, start, gap)
+        tracks = _Tracks(first | second, across, along, start, gap, place)
     return tracks
 
 
