@@ -24,6 +24,7 @@ from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
 from common.learning.skin import skin_run
 from common.learning.verifier import cluster_features
+from common.learning.walls import walled_tracks
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ class CascadeConfig:
         concentric ones (a calcified vessel's tracks) (:mod:`common.learning.lines`) or
         the skin line (:mod:`common.learning.skin`): listed with their ``artifact`` and
         the detector's score, but with detection score 0, so never a mark, a false
-        positive of the FROC or an image's score. A vessel's tracks and a run along the
-        skin line (:func:`common.learning.skin.skin_run`) are split off clusters that hold
-        more (:func:`split_off`).
+        positive of the FROC or an image's score. A vessel's tracks, found by the points
+        or by its walls' ridges in the pixels (:mod:`common.learning.walls`), and a run
+        along the skin line (:func:`common.learning.skin.skin_run`) are split off
+        clusters that hold more (:func:`split_off`).
     """
 
     peak_threshold: float = 0.1
@@ -383,21 +385,23 @@ def split_vessels(
     spacing_mm: float,
     config: CascadeConfig,
     rescore: Callable[[list[ClusterResult]], list[ClusterResult]] | None = None,
+    pixels: np.ndarray | None = None,
 ) -> list[ClusterResult]:
-    """Split calcified vessels' tracks (:func:`vessel_tracks`) off clusters (:func:`split_off`).
+    """Split calcified vessels' tracks off clusters (:func:`split_off`).
 
-    Run before :func:`set_aside_lines`, which judges the groups left.
+    The tracks are found by the points (:func:`common.learning.lines.vessel_tracks`),
+    or, given the canonical image's ``pixels``, where the points alone show none, by the
+    ridges of the vessel's walls (:func:`common.learning.walls.walled_tracks`). Run
+    before :func:`set_aside_lines`, which judges the groups left.
     """
-    return split_off(
-        clusters,
-        points,
-        scores,
-        spacing_mm,
-        config,
-        lambda members: vessel_tracks(points[members] * spacing_mm),
-        "vessel",
-        rescore,
-    )
+
+    def part(members: np.ndarray) -> np.ndarray | None:
+        found = vessel_tracks(points[members] * spacing_mm)
+        if found is None and pixels is not None:
+            found = walled_tracks(pixels, spacing_mm, points[members])
+        return found
+
+    return split_off(clusters, points, scores, spacing_mm, config, part, "vessel", rescore)
 
 
 def run_cascade(
@@ -430,7 +434,7 @@ def run_cascade(
             else (lambda parts: verify(verifier, image, points, scores, parts))
         )
         spacing = image.spacing_mm[0]
-        clusters = split_vessels(clusters, points, scores, spacing, config, rescore)
+        clusters = split_vessels(clusters, points, scores, spacing, config, rescore, image.pixels)
         clusters = split_off(
             clusters,
             points,
