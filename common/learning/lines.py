@@ -96,6 +96,11 @@ def _remembered(fn: Callable) -> Callable:
                 cache.popitem(last=False)
         return result
 
+    def cache_clear() -> None:
+        with lock:
+            cache.clear()
+
+    remembered.cache_clear = cache_clear
     return remembered
 
 

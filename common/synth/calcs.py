@@ -301,3 +301,26 @@ def draw_cluster(
         local = ndimage.binary_closing(local, iterations=int(margin))
         roi[ra:rb, ca:cb] = ndimage.binary_fill_holes(local)
     return pts, roi
+
+
+#: The detector's peak grid (mm): every other 0.1 mm canonical pixel.
+PEAK_GRID_MM = 0.2
+
+
+def drawn_peaks(calcs: list[Calc], rng: np.random.Generator, found: float = 0.7) -> np.ndarray:
+    """Return the peaks a detector would give on ``calcs``, in mm about their centre.
+
+    One every 0.4 mm along each rod and one at each other calcification's centre, on the
+    peak grid (``PEAK_GRID_MM``, at a random offset), ``found`` of them kept: what the
+    rules judging clusters' shapes are checked on without a trained detector.
+    """
+    pts = []
+    for c in calcs:
+        if c.kind == "rod":
+            for t in np.arange(-c.a, c.a + 1e-9, 0.4):
+                pts.append((c.dy + t * np.sin(c.angle), c.dx + t * np.cos(c.angle)))
+        else:
+            pts.append((c.dy, c.dx))
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2) + rng.uniform(0, PEAK_GRID_MM, 2)
+    pts = np.unique(np.round(pts / PEAK_GRID_MM) * PEAK_GRID_MM, axis=0)
+    return pts[rng.uniform(size=len(pts)) < found]

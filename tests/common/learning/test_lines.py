@@ -1,5 +1,6 @@
 import numpy as np
 
+from common.learning import lines
 from common.learning.inference import (
     CascadeConfig,
     ClusterResult,
@@ -10,36 +11,19 @@ from common.learning.inference import (
 )
 from common.learning.lines import line_artifact, line_shares, vessel_tracks
 from common.synth.artifacts import _mimic, vessel_rods
-from common.synth.calcs import make_cluster
-
-GRID_MM = 0.2  # the detector's peaks: every other 0.1 mm canonical pixel
-
-
-def _peaks(calcs, rng, found=0.7):
-    """Peaks a detector would give: along each rod, at each round calcification's centre,
-    on the peak grid (at a random offset), ``found`` of them kept."""
-    pts = []
-    for c in calcs:
-        if c.kind == "rod":
-            for t in np.arange(-c.a, c.a + 1e-9, 0.4):
-                pts.append((c.dy + t * np.sin(c.angle), c.dx + t * np.cos(c.angle)))
-        else:
-            pts.append((c.dy, c.dx))
-    pts = np.asarray(pts) + rng.uniform(0, GRID_MM, 2)
-    pts = np.unique(np.round(pts / GRID_MM) * GRID_MM, axis=0)
-    return pts[rng.uniform(size=len(pts)) < found]
+from common.synth.calcs import PEAK_GRID_MM, drawn_peaks, make_cluster
 
 
 def test_the_phantoms_calcified_vessels_and_scratches_are_set_aside():
     rng = np.random.default_rng(0)
-    vessels = [line_artifact(_peaks(_mimic("vascular", rng).calcs, rng)) for _ in range(60)]
+    vessels = [line_artifact(drawn_peaks(_mimic("vascular", rng).calcs, rng)) for _ in range(60)]
     assert sum(v == "vessel" for v in vessels) >= 54, vessels  # 9 in 10
     scratches = []
     for _ in range(60):  # an emulsion scratch: a straight line 5-25 mm long
         length, angle = rng.uniform(5.0, 25.0), rng.uniform(0, np.pi)
         t = np.sort(rng.uniform(0, length, int(length / 0.5)))
         line = np.stack([t * np.sin(angle), t * np.cos(angle)], axis=1) + rng.uniform(0, 1, 2)
-        scratches.append(line_artifact(np.round(line / GRID_MM) * GRID_MM))
+        scratches.append(line_artifact(np.round(line / PEAK_GRID_MM) * PEAK_GRID_MM))
     assert sum(s == "scratch" for s in scratches) >= 54, scratches
 
 
@@ -48,7 +32,7 @@ def test_hardly_a_drawn_finding_is_set_aside_linear_and_segmental_ones_included(
     flagged, along_lines, judged, vessels = [], 0, 0, []
     for i in range(600):
         cluster = make_cluster(malignant=i % 3 != 0, subtlety=int(rng.integers(1, 6)), rng=rng)
-        pts = _peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
+        pts = drawn_peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
         kind = line_artifact(pts)
         if cluster.calc_type == "VASCULAR":  # an annotated calcified vessel is one
             vessels.append(kind == "vessel")
@@ -71,7 +55,7 @@ def test_curving_vessels_are_set_aside_and_split_off_what_is_joined_to_them():
         for _ in range(12):
             bend = rng.choice([-1, 1]) / radius
             theta, gap, length = rng.uniform(0, np.pi), rng.uniform(0.8, 1.4), rng.uniform(15, 30)
-            vessel = _peaks(vessel_rods(theta, gap, length, bend, rng), rng)
+            vessel = drawn_peaks(vessel_rods(theta, gap, length, bend, rng), rng)
             assert line_shares(vessel)[1] < 0.85 or radius > 60  # no longer straight
             found.append(line_artifact(vessel) == "vessel")
             # a small finding 4.5 mm beside the vessel's middle, on either side, which the
@@ -118,7 +102,7 @@ def test_a_set_aside_cluster_keeps_its_score_but_is_never_a_mark():
 
 def _vessel_and_finding(rng):
     """A phantom vessel's peaks and a small finding's 4.5 mm off its axis, in mm."""
-    vessel = _peaks(_mimic("vascular", rng).calcs, rng)
+    vessel = drawn_peaks(_mimic("vascular", rng).calcs, rng)
     axis = np.linalg.svd(vessel - vessel.mean(axis=0))[2][0]
     r, t = np.sqrt(rng.uniform(0, 1, 10)), rng.uniform(0, 2 * np.pi, 10)
     finding = np.stack([r * np.sin(t), r * np.cos(t)], 1) + 4.5 * np.array([-axis[1], axis[0]])
@@ -145,7 +129,7 @@ def test_hardly_a_drawn_finding_loses_points_to_a_vessel_split():
     judged, split = 0, []
     for i in range(600):
         cluster = make_cluster(malignant=i % 3 != 0, subtlety=int(rng.integers(1, 6)), rng=rng)
-        pts = _peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
+        pts = drawn_peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
         judged += len(pts) >= 8
         if line_artifact(pts) is None and vessel_tracks(pts) is not None:
             split.append((cluster.calc_type, cluster.distribution, len(pts)))
@@ -178,3 +162,16 @@ def test_a_finding_joined_to_a_vessel_is_marked_and_the_vessel_set_aside():
     assert kept.detection_score == 0.3
     result = ImageResult(points, scores, clusters, mark_threshold=0.2)
     assert result.marks == [kept]
+
+
+def test_remembered_tracks_are_those_placed_afresh_and_read_only():
+    rng = np.random.default_rng(12)
+    p = drawn_peaks(vessel_rods(0.4, 1.0, 25.0, 1 / 25, rng), rng)
+    p = p - p.mean(axis=0)
+    lines._grown_tracks.cache_clear()
+    first = lines._grown_tracks(p, 0)
+    assert lines._grown_tracks(p.copy(), 0) is first  # same points: remembered
+    fresh = lines._grown_tracks.__wrapped__(p, 0)
+    assert np.array_equal(first.on, fresh.on) and np.allclose(first.across, fresh.across)
+    assert not first.on.flags.writeable
+    assert lines._grown_tracks(p, 1) is not first

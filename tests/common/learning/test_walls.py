@@ -3,34 +3,10 @@ import numpy as np
 from common.learning.inference import CascadeConfig, group, set_aside_lines, split_vessels
 from common.learning.lines import _straight_tracks, vessel_tracks
 from common.learning.walls import LUMEN_SHARE, RIDGE_SHARE, ridge_shares, walled_tracks
-from common.synth.artifacts import _mimic, film_artifacts, vessel_rods
-from common.synth.calcs import Calc, Cluster, draw_cluster, make_cluster
-from common.synth.phantom import render_breast
-from tests.common.learning.test_lines import _peaks
-
-SPACING = 0.1  # mm per canonical pixel
-
-
-def _scene(rng, cluster=None):
-    """The phantom's tissue with ``cluster`` drawn at its middle and film's grain."""
-    phantom = render_breast((700, 560), "CC", int(rng.integers(1, 5)), rng)
-    image = phantom.attenuation.copy()
-    centre = np.array([350.0, 250.0]) + rng.uniform(-20, 20, 2)
-    if cluster is not None:
-        draw_cluster(image, cluster, tuple(centre), SPACING)
-    film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
-    return image, centre
-
-
-def _with_rows_beside(points, rng):
-    """Peaks a detector adds to a vessel's: a row 0.4 mm beside a track, and strays."""
-    centred = points - points.mean(axis=0)
-    d = np.linalg.svd(centred, full_matrices=False)[2][0]
-    normal = np.array([-d[1], d[0]])
-    pick = points[rng.uniform(size=len(points)) < 0.4]
-    side = np.sign((pick - points.mean(axis=0)) @ normal)[:, None]
-    strays = points.mean(axis=0) + rng.normal(0, 3.0, (int(rng.integers(2, 6)), 2))
-    return np.concatenate([points, pick + 0.4 * side * normal, strays])
+from common.synth.artifacts import _mimic, vessel_rods
+from common.synth.calcs import Calc, Cluster, drawn_peaks, make_cluster
+from common.synth.scenes import SCENE_SPACING_MM as SPACING
+from common.synth.scenes import film_scene, with_rows_beside
 
 
 def test_a_vessels_walls_are_found_where_its_points_alone_are_no_vessels():
@@ -38,8 +14,8 @@ def test_a_vessels_walls_are_found_where_its_points_alone_are_no_vessels():
     by_points, by_walls = 0, 0
     for _ in range(12):
         vessel = _mimic("vascular", rng)
-        image, centre = _scene(rng, vessel)
-        points = _with_rows_beside(_peaks(vessel.calcs, rng), rng)
+        image, centre = film_scene(rng, vessel)
+        points = with_rows_beside(drawn_peaks(vessel.calcs, rng), rng)
         by_points += vessel_tracks(points) is not None
         found = walled_tracks(image, SPACING, centre + points / SPACING)
         by_walls += found is not None and found.mean() > 0.8
@@ -49,9 +25,9 @@ def test_a_vessels_walls_are_found_where_its_points_alone_are_no_vessels():
 def test_no_ridge_where_the_tracks_cross_bare_tissue():
     rng = np.random.default_rng(8)
     calcs = vessel_rods(0.6, 1.0, 24.0, 0.0, rng)
-    points = _peaks(calcs, rng)
-    bare, at = _scene(rng)
-    drawn, centre = _scene(rng, Cluster("VASCULAR", "NONE", False, 5, calcs))
+    points = drawn_peaks(calcs, rng)
+    bare, at = film_scene(rng)
+    drawn, centre = film_scene(rng, Cluster("VASCULAR", "NONE", False, 5, calcs))
     tracks = _straight_tracks(points - points.mean(axis=0))
     *walls, lumen = ridge_shares(drawn, SPACING, centre + points / SPACING, tracks)
     tissue = ridge_shares(bare, SPACING, at + points / SPACING, tracks)
@@ -66,8 +42,8 @@ def test_two_tracks_laid_over_one_wide_line_are_no_walls():
         Calc(t * 0.8 + 0.25 * np.sin(t / 2.0), t * 0.6, "rod", 0.5, 0.3, 0.93, 0.25)
         for t in np.arange(-12.0, 12.0, 1.0)
     ]
-    image, centre = _scene(rng, Cluster("FINE_LINEAR_BRANCHING", "LINEAR", True, 3, calcs))
-    mm = _peaks(calcs, rng, found=1.0)
+    image, centre = film_scene(rng, Cluster("FINE_LINEAR_BRANCHING", "LINEAR", True, 3, calcs))
+    mm = drawn_peaks(calcs, rng, found=1.0)
     rows = np.concatenate([mm + 0.35 * np.array([0.6, -0.8]), mm - 0.35 * np.array([0.6, -0.8])])
     points = centre + rows / SPACING
     tracks = _straight_tracks(rows - rows.mean(axis=0))
@@ -81,10 +57,10 @@ def test_hardly_a_drawn_finding_shows_walls():
     judged, walled = 0, []
     for i in range(240):
         cluster = make_cluster(malignant=i % 3 != 0, subtlety=int(rng.integers(1, 6)), rng=rng)
-        points = _peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
+        points = drawn_peaks(cluster.calcs, rng, found=float(rng.uniform(0.5, 1.0)))
         if len(points) < 20 or cluster.calc_type == "VASCULAR":
             continue
-        image, centre = _scene(rng, cluster)
+        image, centre = film_scene(rng, cluster)
         judged += 1
         if walled_tracks(image, SPACING, centre + points / SPACING) is not None:
             walled.append((cluster.calc_type, cluster.distribution, len(points)))
@@ -95,8 +71,8 @@ def test_hardly_a_drawn_finding_shows_walls():
 def test_a_finding_joined_to_a_walled_vessel_stays_a_mark():
     rng = np.random.default_rng(10)
     vessel = _mimic("vascular", rng)
-    image, centre = _scene(rng, vessel)
-    points = _with_rows_beside(_peaks(vessel.calcs, rng), rng)
+    image, centre = film_scene(rng, vessel)
+    points = with_rows_beside(drawn_peaks(vessel.calcs, rng), rng)
     axis = np.linalg.svd(points - points.mean(axis=0))[2][0]
     r, t = np.sqrt(rng.uniform(0, 1, 10)), rng.uniform(0, 2 * np.pi, 10)
     finding = np.stack([r * np.sin(t), r * np.cos(t)], 1) + 4.0 * np.array([-axis[1], axis[0]])
