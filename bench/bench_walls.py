@@ -47,7 +47,7 @@ def _timed(image, points_px, times):
     lines._placements.cache_clear()
     lines._grown_tracks.cache_clear()
     t0 = time.perf_counter()
-    split, _ = _rules(image, points_px, walls=True)
+    _rules(image, points_px, walls=True)
     t1 = time.perf_counter()
     remembered = lines._placements, lines._grown_tracks
     lines._placements, lines._grown_tracks = (f.__wrapped__ for f in remembered)
@@ -61,7 +61,6 @@ def _timed(image, points_px, times):
     times["remembered"] += t1 - t0
     times["plain"] += t2 - t1
     times["before"] += t3 - t2
-    return split
 
 
 def run_seed(seed: int, draws: int) -> dict:

@@ -74,7 +74,7 @@ def _remembered(fn: Callable) -> Callable:
 
     The cascade's rules judge each cluster in turn (the vessel split, the walls, the
     line rule), and each places the same tracks over the same points. Arrays in a result
-    are made read-only, since callers share them.
+    are made read-only, since callers share them; ``cache_clear()`` forgets every result.
     """
     cache: OrderedDict = OrderedDict()
     lock = threading.Lock()

@@ -39,8 +39,8 @@ RIDGE_SIGMA_MM = 0.1
 RIDGE_REACH_MM = 0.2
 #: Steps along a track at which the ridge is looked for (mm).
 RIDGE_STEP_MM = 0.1
-#: A ridge: the curvature across the track, less that along it, at least this many times
-#: the spread (robust) of the sharpest curvature over the cluster's box.
+#: A ridge: the curvature across the track, less the magnitude of that along it, at least
+#: this many times the spread (robust) of the sharpest curvature over the cluster's box.
 RIDGE_LEVEL = 2.0
 #: Share of each track's length that must show a ridge.
 RIDGE_SHARE = 0.5
