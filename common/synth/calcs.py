@@ -324,3 +324,26 @@ def drawn_peaks(calcs: list[Calc], rng: np.random.Generator, found: float = 0.7)
     pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2) + rng.uniform(0, PEAK_GRID_MM, 2)
     pts = np.unique(np.round(pts / PEAK_GRID_MM) * PEAK_GRID_MM, axis=0)
     return pts[rng.uniform(size=len(pts)) < found]
+
+
+def rim_peaks(calcs: list[Calc], rng: np.random.Generator, found: float = 0.7) -> np.ndarray:
+    """Return the peaks a detector gives along large calcifications' rims, in mm.
+
+    One every 0.5 mm along each ellipse's outline (rods and rings as in
+    :func:`drawn_peaks`), on the peak grid at a random offset, ``found`` of them kept:
+    what a detector of microcalcifications answers on a coarse ("popcorn") one.
+    """
+    pts = []
+    for c in calcs:
+        if c.kind != "ellipse":
+            pts.extend(drawn_peaks([c], rng, found=1.0).tolist())
+            continue
+        n = max(int(np.ceil(np.pi * (c.a + c.b) / 0.5)), 4)
+        t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        u, v = c.a * np.cos(t), c.b * np.sin(t)
+        x = u * np.cos(c.angle) - v * np.sin(c.angle)
+        y = u * np.sin(c.angle) + v * np.cos(c.angle)
+        pts.extend(zip(c.dy + y, c.dx + x, strict=True))
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2) + rng.uniform(0, PEAK_GRID_MM, 2)
+    pts = np.unique(np.round(pts / PEAK_GRID_MM) * PEAK_GRID_MM, axis=0)
+    return pts[rng.uniform(size=len(pts)) < found]
