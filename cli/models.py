@@ -135,7 +135,8 @@ def operating_point(args: argparse.Namespace, cascade: CascadeConfig) -> Cascade
 
     ``--mark-threshold`` or ``--operating-point`` (a ``calcifl calibrate`` file); the
     model's own without either. ``--keep-line-clusters`` turns off the setting aside of
-    clusters strung along a scratch, a calcified vessel's tracks or the skin line.
+    clusters strung along a scratch, a calcified vessel's tracks or the skin line, and
+    of the peaks on a coarse calcification's rim.
     """
     if getattr(args, "keep_line_clusters", False):
         cascade = replace(cascade, line_artifacts=False)
@@ -253,7 +254,8 @@ def _add_keep_line_clusters(p: argparse._ActionsContainer) -> None:
         action="store_true",
         help=(
             "judge clusters strung along one straight line (a scratch), two parallel or "
-            "concentric ones (a calcified vessel) or the skin line like any other "
+            "concentric ones (a calcified vessel) or the skin line, and the peaks on a "
+            "coarse calcification's rim, like any other "
             "(default: set aside, never marked, and a finding that is a calcified vessel "
             "alone is no lesion; an --operating-point file says which it was calibrated "
             "with)"

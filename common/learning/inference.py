@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from common.imaging.breast import search_region
 from common.imaging.reading import Mammogram
+from common.learning.coarse import coarse_points
 from common.learning.lines import line_artifact, vessel_tracks
 from common.learning.models import PRECISIONS, inference_dtype
 from common.learning.samples import roi_crop
@@ -62,11 +63,13 @@ class CascadeConfig:
     line_artifacts : bool
         Set aside clusters strung along one straight line (a scratch), two parallel or
         concentric ones (a calcified vessel's tracks) (:mod:`common.learning.lines`) or
-        the skin line (:mod:`common.learning.skin`): listed with their ``artifact`` and
+        the skin line (:mod:`common.learning.skin`), and the peaks on the rim of a coarse
+        calcification (:mod:`common.learning.coarse`): listed with their ``artifact`` and
         the detector's score, but with detection score 0, so never a mark, a false
         positive of the FROC or an image's score. A vessel's tracks, found by the points
-        or by its walls' ridges in the pixels (:mod:`common.learning.walls`), and a run
-        along the skin line (:func:`common.learning.skin.skin_run`) are split off
+        or by its walls' ridges in the pixels (:mod:`common.learning.walls`), a run
+        along the skin line (:func:`common.learning.skin.skin_run`) and the points on a
+        coarse calcification (:func:`common.learning.coarse.coarse_points`) are split off
         clusters that hold more (:func:`split_off`).
     """
 
@@ -109,7 +112,8 @@ class ClusterResult:
     #: ``verification``, P(finding) from the cluster's shape and pixels)
     detector_score: float | None = None
     verification: float | None = None
-    #: "scratch", "vessel" or "skin" where the cluster is strung along lines
+    #: "scratch", "vessel" or "skin" where the cluster is strung along lines, "coarse"
+    #: where it lies on a calcification millimetres across
     #: (``CascadeConfig.line_artifacts``): its detection score is then 0
     artifact: str | None = None
 
@@ -435,16 +439,12 @@ def run_cascade(
         )
         spacing = image.spacing_mm[0]
         clusters = split_vessels(clusters, points, scores, spacing, config, rescore, image.pixels)
-        clusters = split_off(
-            clusters,
-            points,
-            scores,
-            spacing,
-            config,
-            lambda members: skin_run(points[members], image.mask, spacing),
-            "skin",
-            rescore,
-        )
+        parts = {
+            "skin": lambda members: skin_run(points[members], image.mask, spacing),
+            "coarse": lambda members: coarse_points(image.pixels, region, spacing, points[members]),
+        }
+        for artifact, part in parts.items():
+            clusters = split_off(clusters, points, scores, spacing, config, part, artifact, rescore)
         clusters = set_aside_lines(clusters, points, spacing)
     if classifier is not None:
         probs = classify(classifier, image.pixels, [c.centre for c in clusters], config.tta)
