@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from common.imaging.breast import breast_mask, search_region
@@ -12,7 +13,7 @@ from common.synth.calcs import Calc, Cluster, draw_cluster, drawn_peaks, make_cl
 from common.synth.phantom import render_breast
 from common.synth.scenes import SCENE_SPACING_MM as SPACING
 from common.synth.scenes import film_scene
-from common.synth.vendors import FILM, to_stored
+from common.synth.vendors import FILM, VENDORS, to_stored
 
 
 def _everywhere(image: np.ndarray) -> np.ndarray:
@@ -95,24 +96,38 @@ def test_a_bright_region_wider_than_the_background_square_is_no_coarse_calcifica
         coarse.COARSE_BACKGROUND_MM = saved
 
 
-def test_a_popcorn_on_a_film_read_from_dicom_is_coarse(tmp_path):
-    rng = np.random.default_rng(12)
-    phantom = render_breast((700, 560), "CC", 2, rng)
-    image = phantom.attenuation.copy()
-    lump = [Calc(0.0, 0.0, "ellipse", 1.6, 1.1, 0.4, 0.3)]
-    draw_cluster(image, Cluster("COARSE", "NONE", False, 5, lump), (350.0, 250.0), SPACING)
-    film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
-    stored, attributes = to_stored(image, phantom.mask, FILM, rng)
-    path = save(
-        mammogram_dataset(stored, bits_stored=16, imager_spacing=None, **attributes),
-        tmp_path / "film.dcm",
-    )
-    read = read_mammogram(path, ReadOptions(fallback_spacing_mm=SPACING))
-    assert read.pixels.shape == image.shape  # read at its own spacing, as stored
-    region = search_region(read.pixels, read.mask, read.view)
-    points = np.array([350.0, 250.0]) + rim_peaks(lump, rng, found=1.0) / SPACING
-    found = coarse_points(read.pixels, region, SPACING, points)
-    assert found is not None and found.mean() > 0.9
+@pytest.mark.parametrize("vendor", [*VENDORS, FILM], ids=lambda v: v.name)
+def test_a_popcorn_read_from_every_vendors_dicom_is_coarse(tmp_path, vendor):
+    # the levels are in the display range: each unit's gamma, window or LUT and the
+    # film's missing spacing and window must leave the popcorn found, the finding not
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        phantom = render_breast((700, 560), "CC", int(rng.integers(1, 5)), rng)
+        image = phantom.attenuation.copy()
+        popcorn = _mimic("coarse", rng)
+        draw_cluster(image, popcorn, (350.0, 250.0), SPACING)
+        finding = make_cluster(True, int(rng.integers(1, 6)), rng)
+        draw_cluster(image, finding, (350.0, 420.0), SPACING)
+        if vendor.film:
+            film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
+        stored, attributes = to_stored(image, phantom.mask, vendor, rng)
+        dataset = mammogram_dataset(
+            stored,
+            bits_stored=vendor.bits_stored,
+            photometric=vendor.photometric,
+            imager_spacing=None if vendor.film else SPACING,
+            **attributes,
+        )
+        read = read_mammogram(
+            save(dataset, tmp_path / f"{k}.dcm"), ReadOptions(fallback_spacing_mm=SPACING)
+        )
+        assert read.pixels.shape == image.shape  # read at the scene's spacing, unflipped
+        region = search_region(read.pixels, read.mask, read.view)
+        rim = np.array([350.0, 250.0]) + rim_peaks(popcorn.calcs, rng) / SPACING
+        found = coarse_points(read.pixels, region, SPACING, rim)
+        assert found is not None and (~found).sum() < 3, k  # too few left for a cluster
+        peaks = np.array([350.0, 420.0]) + drawn_peaks(finding.calcs, rng) / SPACING
+        assert coarse_points(read.pixels, region, SPACING, peaks) is None, k
 
 
 def test_a_finding_beside_a_popcorn_keeps_its_cluster():
