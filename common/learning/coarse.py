@@ -13,12 +13,14 @@ wide, so microcalcifications are gone from it and tissue is smooth in it. The ri
 calcification that wide stays as a step, where the opened image rises at least
 ``COARSE_EDGE`` (display range per mm). That step must bound an object that stands at
 least ``COARSE_RISE`` above its surroundings: above the opened image's own opening by a
-``COARSE_BACKGROUND_MM`` square. This keeps out the edges of regions wider than that,
-such as dense tissue or the pectoral muscle. A point lies on the calcification where it
-is within ``COARSE_REACH_MM`` of such a rim or inside one. Rims within
-``COARSE_MIN_MM`` of the edge of the searched region (the breast, less an oblique
-view's muscle) do not count, since the opening steps down to the air there.
-Where at least ``COARSE_MIN_POINTS`` of a cluster's points lie on coarse
+``COARSE_BACKGROUND_MM`` square, which keeps out most of the edges of wider regions.
+Rims within ``COARSE_MIN_MM`` of the edge of the searched region (the breast, less an
+oblique view's muscle) do not count, since the opening steps down to the air there.
+Grown by ``COARSE_REACH_MM`` (a rim broken where the tissue beside it is bright joins
+up again), a rim must run round an object: the minor axis of its pixels' second moments
+at least ``COARSE_ROUNDNESS`` of the major. The edges of dense tissue, of the pectoral
+muscle or of tape run on as lines. A point lies on the calcification where it is on a
+grown rim or inside one. Where at least ``COARSE_MIN_POINTS`` of a cluster's points lie on coarse
 calcifications, they are split off as ``"coarse"`` (:func:`common.learning.inference.split_off`).
 The thresholds were chosen on the film bench's detector clusters (docs/results.md,
 "Coarse calcifications").
