@@ -1,13 +1,16 @@
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
+from torch.nn import functional as F
 
 from common.imaging.breast import breast_mask, search_region
 from common.imaging.reading import ReadOptions, read_mammogram
 from common.imaging.writing import mammogram_dataset, save
 from common.learning import coarse
 from common.learning.coarse import COARSE_MIN_POINTS, coarse_map, coarse_points
-from common.learning.inference import CascadeConfig, group, split_off
+from common.learning.inference import CascadeConfig, group, run_cascade, split_off
+from common.learning.models import DetectorConfig
 from common.synth.artifacts import _mimic, film_artifacts
 from common.synth.calcs import Calc, Cluster, draw_cluster, drawn_peaks, make_cluster, rim_peaks
 from common.synth.phantom import render_breast
@@ -152,3 +155,47 @@ def test_a_finding_beside_a_popcorn_keeps_its_cluster():
     assert set(aside[0].members) >= set(range(len(rim) - 1))
     assert len(kept) == 1 and set(kept[0].members) >= set(range(len(rim), len(points)))
     assert COARSE_MIN_POINTS <= aside[0].n_calcs
+
+
+class _Edges(torch.nn.Module):
+    """A detector that fires on steep edges, as one of microcalcifications does on a rim."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = DetectorConfig(width=4)
+
+    def forward(self, x):
+        s = F.avg_pool2d(x, 3, stride=1, padding=1)
+        dy = s[..., 2:, 1:-1] - s[..., :-2, 1:-1]
+        dx = s[..., 1:-1, 2:] - s[..., 1:-1, :-2]
+        return 200 * (F.max_pool2d(F.pad(torch.hypot(dy, dx), (1, 1, 1, 1)), 2) - 0.12)
+
+
+def test_the_cascade_sets_a_popcorn_aside_as_coarse(tmp_path):
+    rng = np.random.default_rng(12)
+    phantom = render_breast((700, 560), "CC", 2, rng)
+    image = phantom.attenuation.copy()
+    lumps = [
+        Calc(0.0, 0.0, "ellipse", 1.8, 1.3, 0.4, 0.3),
+        Calc(1.5, 1.5, "ellipse", 1.2, 1.0, 0.0, 0.3),
+    ]
+    draw_cluster(image, Cluster("COARSE", "NONE", False, 5, lumps), (350.0, 250.0), SPACING)
+    film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
+    stored, attributes = to_stored(image, phantom.mask, FILM, rng)
+    dataset = mammogram_dataset(stored, bits_stored=16, imager_spacing=None, **attributes)
+    read = read_mammogram(
+        save(dataset, tmp_path / "film.dcm"), ReadOptions(fallback_spacing_mm=SPACING)
+    )
+
+    def on_popcorn(result):
+        return [c for c in result.clusters if np.hypot(*np.subtract(c.centre, (350, 250))) < 30]
+
+    judged = on_popcorn(
+        run_cascade({"detector": _Edges()}, read, CascadeConfig(line_artifacts=False))
+    )
+    assert len(judged) == 1 and judged[0].n_calcs >= 10 and judged[0].artifact is None
+    result = run_cascade({"detector": _Edges()}, read)
+    (aside,) = on_popcorn(result)
+    assert aside.artifact == "coarse" and aside.detection_score == 0.0
+    assert aside.n_calcs >= judged[0].n_calcs - 2 and aside.detector_score > 0.5
+    assert not [c for c in result.marks if c in on_popcorn(result)]
