@@ -67,14 +67,16 @@ def test_the_skin_line_and_the_pectoral_muscle_are_no_coarse_calcification():
         image, _ = _breast("MLO", seed)
         region = search_region(image, breast_mask(image), "MLO")
         assert not coarse_map(image, region, SPACING).any(), seed
-    # points along both edges, within 0.3 mm inside the searched region
-    rows, cols = np.nonzero(region & ~ndimage.binary_erosion(region, iterations=3))
-    pick = np.random.default_rng(0).choice(len(rows), 40, replace=False)
-    points = np.stack([rows[pick], cols[pick]], axis=1)
-    assert coarse_points(image, region, SPACING, points) is None
+        # points along both edges, within 0.3 mm inside the searched region
+        rows, cols = np.nonzero(region & ~ndimage.binary_erosion(region, iterations=3))
+        pick = np.random.default_rng(seed).choice(len(rows), 40, replace=False)
+        points = np.stack([rows[pick], cols[pick]], axis=1)
+        assert coarse_points(image, region, SPACING, points) is None, seed
 
 
-def test_a_bright_region_wider_than_the_background_square_is_no_coarse_calcification():
+def test_a_bright_region_wider_than_the_background_square_is_no_coarse_calcification(
+    monkeypatch,
+):
     image, phantom = _breast("CC", 4)
     centre = (350, 200)
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
@@ -91,12 +93,8 @@ def test_a_bright_region_wider_than_the_background_square_is_no_coarse_calcifica
     assert found is not None and found.all()
     # the wide one's rim stands above its surroundings only where the background square
     # cannot reach: arcs, no rim round an object
-    saved = coarse.COARSE_BACKGROUND_MM
-    try:
-        coarse.COARSE_BACKGROUND_MM = 20.0
-        assert coarse_points(image, phantom.mask, SPACING, rim) is not None
-    finally:
-        coarse.COARSE_BACKGROUND_MM = saved
+    monkeypatch.setattr(coarse, "COARSE_BACKGROUND_MM", 20.0)
+    assert coarse_points(image, phantom.mask, SPACING, rim) is not None
 
 
 @pytest.mark.parametrize("vendor", [*VENDORS, FILM], ids=lambda v: v.name)
