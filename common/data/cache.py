@@ -33,8 +33,9 @@ from common.imaging.reading import (
 # 2: bright pectoral muscles; 3: film borders cleared; 4: borders followed inward, margin;
 # 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared;
 # 7: the breast beside tape kept (tape cleared between its full-resolution edges);
-# 8: tape followed across a lead label over its far edge; 9: and across one inside it
-FORMAT_VERSION = 9
+# 8: tape followed across a lead label over its far edge; 9: and across one inside it;
+# 10: lead markers taken out by their plateaus
+FORMAT_VERSION = 10
 
 
 def default_cache_dir() -> Path:

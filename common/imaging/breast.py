@@ -8,13 +8,17 @@ the image's sides are cleared before the breast is taken as the largest bright c
 so labels, lead markers and a white frame are not part of it. Where a border was cleared,
 a margin inside it goes too: the step from border to breast is an edge the detector's
 high-pass input sees as bright structure. Tape that reaches in from the film's edge
-through the air and over the skin line is cleared where it lies in the air.
+through the air and over the skin line is cleared where it lies in the air. A lead
+marker the mask still holds (under tape joined to the breast, or over the skin) is taken
+out by its letters' flat, bright plateaus (:mod:`common.imaging.markers`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from common.imaging.markers import marker_mask
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -94,6 +98,8 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
     full[:top] = False
     full[h - bottom :] = False
     full[:, w - right :] = False
+    # a marker that tape joins to the breast, or one laid over the skin, is not breast
+    full &= ~marker_mask(image, spacing_mm)
     return full
 
 
