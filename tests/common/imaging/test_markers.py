@@ -172,7 +172,7 @@ def test_a_label_under_tape_at_the_film_edge_is_not_breast(tmp_path, monkeypatch
         without = _without_markers(monkeypatch, tmp_path / f"{k}.dcm")
         held_without.append(int((without.mask & letters).sum()))
     assert not any(held), held
-    assert sum(n > 0 for n in held_without) >= 2, held_without  # the case is the hard one
+    assert sum(n > 0 for n in held_without) >= 6, held_without  # the case is the hard one
 
 
 @pytest.mark.parametrize("vendor", [*VENDORS, FILM], ids=lambda v: v.name)
