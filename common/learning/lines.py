@@ -364,16 +364,19 @@ def line_artifact(points_mm: np.ndarray) -> str | None:
     return None
 
 
-def _strip(tracks: _Tracks, least: int, share: float) -> np.ndarray | None:
+def _strip(
+    tracks: _Tracks, least: int, share: float, length: float = VESSEL_MIN_LENGTH_MM
+) -> np.ndarray | None:
     """Return the points along and beside ``tracks`` where they are a vessel's, or None.
 
-    They are when the tracks hold at least ``least`` points, and ``share`` of the strip.
+    They are when the tracks hold at least ``least`` points over at least ``length`` mm
+    along them, and ``share`` of the strip.
     """
     count = int(tracks.on.sum())
     if count < least:
         return None
     lo, hi = tracks.along[tracks.on].min(), tracks.along[tracks.on].max()
-    if hi - lo < VESSEL_MIN_LENGTH_MM:
+    if hi - lo < length:
         return None
     strip = (tracks.along >= lo) & (tracks.along <= hi)
     strip &= (tracks.across >= tracks.start - TRACK_MARGIN_MM) & (

@@ -11,11 +11,13 @@ are specks and short casts with tissue between them.
 The rule (:func:`walled_tracks`): in a cluster of at least ``ARC_MIN_POINTS`` points, the
 two tracks holding the most of them (straight or arcs, as the line rule places them)
 are a vessel's where they hold at least ``WALL_MIN_POINTS`` spanning at least
-``VESSEL_MIN_LENGTH_MM``, where along each track at least ``RIDGE_SHARE`` of the length
+``WALL_MIN_LENGTH_MM``, where along each track at least ``RIDGE_SHARE`` of the length
 shows a ridge, and along the line midway between them (the lumen) at most
-``LUMEN_SHARE`` does (:func:`ridge_shares`). The points along and beside the tracks are
-then the vessel's. The thresholds were chosen on the film bench's detector clusters
-(docs/results.md, "Vessel walls in the pixels").
+``LUMEN_SHARE`` does (:func:`ridge_shares`); tracks shorter than
+``VESSEL_MIN_LENGTH_MM`` need ``SHORT_RIDGE_SHARE`` and at most ``SHORT_LUMEN_SHARE``.
+The points along and beside the tracks are then the vessel's. The thresholds were
+chosen on the film bench's detector clusters (docs/results.md, "Vessel walls in the
+pixels", "Short stretches of vessel").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scipy import ndimage
 from common.learning.lines import (
     ARC_MIN_POINTS,
     LINE_BAND_MM,
+    VESSEL_MIN_LENGTH_MM,
     _arc_tracks,
     _straight_tracks,
     _strip,
@@ -49,6 +52,13 @@ RIDGE_SHARE = 0.5
 LUMEN_SHARE = 0.25
 #: Fewest points on the two tracks.
 WALL_MIN_POINTS = 10
+#: Shortest stretch of tracks judged by its walls (mm): a detector may fire along a part
+#: of a vessel. Below ``VESSEL_MIN_LENGTH_MM`` a stretch must show more of both walls
+#: (``SHORT_RIDGE_SHARE``) and less lumen (``SHORT_LUMEN_SHARE``): a finding's line of
+#: casts a few millimetres long can run as two walls would.
+WALL_MIN_LENGTH_MM = 6.0
+SHORT_RIDGE_SHARE = 0.68
+SHORT_LUMEN_SHARE = 0.1
 #: Margin of tissue around the cluster over which the curvature is computed (mm).
 BOX_MARGIN_MM = 3.0
 
@@ -148,10 +158,13 @@ def walled_tracks(
     arcs = _arc_tracks(centred)
     if arcs is not None and arcs.on.sum() > tracks.on.sum():
         tracks = arcs
-    strip = _strip(tracks, WALL_MIN_POINTS, 0.0)
+    strip = _strip(tracks, WALL_MIN_POINTS, 0.0, WALL_MIN_LENGTH_MM)
     if strip is None:
         return None
     first, second, between = ridge_shares(pixels, spacing_mm, p, tracks)
-    if min(first, second) < RIDGE_SHARE or between > LUMEN_SHARE:
+    along = tracks.along[tracks.on]
+    short = along.max() - along.min() < VESSEL_MIN_LENGTH_MM
+    walls, lumen = (SHORT_RIDGE_SHARE, SHORT_LUMEN_SHARE) if short else (RIDGE_SHARE, LUMEN_SHARE)
+    if min(first, second) < walls or between > lumen:
         return None
     return strip
