@@ -2,16 +2,22 @@
 
 A finding or mimic drawn at the middle of a phantom breast with the film's artifacts,
 and the peaks a detector adds beside a calcified vessel's. The tests and
-``bench/bench_walls.py`` draw from these, so both judge the same scenes.
+``bench/bench_walls.py`` draw from these, so both judge the same scenes;
+:func:`stored_scene` writes one as a unit stores it, for rules whose levels are in the
+display range the reading gives.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from common.imaging.writing import mammogram_dataset, save
 from common.synth.artifacts import film_artifacts
 from common.synth.calcs import Cluster, draw_cluster
 from common.synth.phantom import render_breast
+from common.synth.vendors import Vendor, to_stored
 
 #: The scenes' pixel spacing (mm), the canonical one.
 SCENE_SPACING_MM = 0.1
@@ -49,3 +55,30 @@ def with_rows_beside(points_mm: np.ndarray, rng: np.random.Generator) -> np.ndar
     side = np.sign((pick - points_mm.mean(axis=0)) @ normal)[:, None]
     strays = points_mm.mean(axis=0) + rng.normal(0, 3.0, (int(rng.integers(2, 6)), 2))
     return np.concatenate([points_mm, pick + 0.4 * side * normal, strays])
+
+
+def stored_scene(
+    image: np.ndarray,
+    inside: np.ndarray,
+    vendor: Vendor,
+    rng: np.random.Generator,
+    path: Path,
+    burned: np.ndarray | None = None,
+) -> Path:
+    """Write the attenuation map ``image`` as ``vendor`` stores it; return the file.
+
+    ``inside`` is the breast (``to_stored``); the film is written without spacing, the
+    digital units at ``SCENE_SPACING_MM``. ``burned`` (bool, the image's shape) is burned
+    in at the display's white after storage, as a unit or PACS burns in text.
+    """
+    stored, attributes = to_stored(image, inside, vendor, rng)
+    if burned is not None:
+        stored[burned] = 0 if vendor.photometric == "MONOCHROME1" else 2**vendor.bits_stored - 1
+    dataset = mammogram_dataset(
+        stored,
+        bits_stored=vendor.bits_stored,
+        photometric=vendor.photometric,
+        imager_spacing=None if vendor.film else SCENE_SPACING_MM,
+        **attributes,
+    )
+    return save(dataset, path)

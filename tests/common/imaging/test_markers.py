@@ -4,34 +4,18 @@ from scipy import ndimage
 
 from common.imaging.markers import MARKER_REACH_MM, marker_mask
 from common.imaging.reading import ReadOptions, read_mammogram
-from common.imaging.writing import mammogram_dataset, save
 from common.synth.artifacts import add_tape, film_artifacts, lead_label
 from common.synth.calcs import draw_cluster, drawn_peaks, make_cluster
 from common.synth.phantom import render_breast
 from common.synth.scenes import SCENE_SPACING_MM as SPACING
-from common.synth.vendors import FILM, VENDORS, to_stored
+from common.synth.scenes import stored_scene
+from common.synth.vendors import FILM, VENDORS
 
 
 def _read(tmp_path, image, phantom, vendor, rng, name, letters=None):
-    """Store ``image`` as ``vendor`` writes it and read it back (canonical, display range).
-
-    ``letters`` (bool, the image's shape) are burned in at the display's white after
-    storage, as a unit or PACS burns in text.
-    """
-    stored, attributes = to_stored(image, phantom.mask, vendor, rng)
-    if letters is not None:
-        white = 0 if vendor.photometric == "MONOCHROME1" else 2**vendor.bits_stored - 1
-        stored[letters] = white
-    dataset = mammogram_dataset(
-        stored,
-        bits_stored=vendor.bits_stored,
-        photometric=vendor.photometric,
-        imager_spacing=None if vendor.film else SPACING,
-        **attributes,
-    )
-    read = read_mammogram(
-        save(dataset, tmp_path / f"{name}.dcm"), ReadOptions(fallback_spacing_mm=SPACING)
-    )
+    """Store ``image`` as ``vendor`` does, ``letters`` burned in, and read it back."""
+    path = stored_scene(image, phantom.mask, vendor, rng, tmp_path / f"{name}.dcm", letters)
+    read = read_mammogram(path, ReadOptions(fallback_spacing_mm=SPACING))
     assert read.pixels.shape == image.shape  # read at the scene's spacing, unflipped
     return read
 

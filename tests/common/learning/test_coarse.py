@@ -6,7 +6,6 @@ from torch.nn import functional as F
 
 from common.imaging.breast import breast_mask, search_region
 from common.imaging.reading import ReadOptions, read_mammogram
-from common.imaging.writing import mammogram_dataset, save
 from common.learning import coarse
 from common.learning.coarse import COARSE_MIN_POINTS, coarse_map, coarse_points
 from common.learning.inference import CascadeConfig, group, run_cascade, split_off
@@ -15,8 +14,8 @@ from common.synth.artifacts import _mimic, film_artifacts
 from common.synth.calcs import Calc, Cluster, draw_cluster, drawn_peaks, make_cluster, rim_peaks
 from common.synth.phantom import render_breast
 from common.synth.scenes import SCENE_SPACING_MM as SPACING
-from common.synth.scenes import film_scene
-from common.synth.vendors import FILM, VENDORS, to_stored
+from common.synth.scenes import film_scene, stored_scene
+from common.synth.vendors import FILM, VENDORS
 
 
 def _everywhere(image: np.ndarray) -> np.ndarray:
@@ -111,17 +110,8 @@ def test_a_popcorn_read_from_every_vendors_dicom_is_coarse(tmp_path, vendor):
         draw_cluster(image, finding, (350.0, 420.0), SPACING)
         if vendor.film:
             film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
-        stored, attributes = to_stored(image, phantom.mask, vendor, rng)
-        dataset = mammogram_dataset(
-            stored,
-            bits_stored=vendor.bits_stored,
-            photometric=vendor.photometric,
-            imager_spacing=None if vendor.film else SPACING,
-            **attributes,
-        )
-        read = read_mammogram(
-            save(dataset, tmp_path / f"{k}.dcm"), ReadOptions(fallback_spacing_mm=SPACING)
-        )
+        path = stored_scene(image, phantom.mask, vendor, rng, tmp_path / f"{k}.dcm")
+        read = read_mammogram(path, ReadOptions(fallback_spacing_mm=SPACING))
         assert read.pixels.shape == image.shape  # read at the scene's spacing, unflipped
         region = search_region(read.pixels, read.mask, read.view)
         rim = np.array([350.0, 250.0]) + rim_peaks(popcorn.calcs, rng) / SPACING
@@ -179,11 +169,8 @@ def test_the_cascade_sets_a_popcorn_aside_as_coarse(tmp_path):
     ]
     draw_cluster(image, Cluster("COARSE", "NONE", False, 5, lumps), (350.0, 250.0), SPACING)
     film_artifacts(image, phantom.mask, SPACING, "LCC", rng)
-    stored, attributes = to_stored(image, phantom.mask, FILM, rng)
-    dataset = mammogram_dataset(stored, bits_stored=16, imager_spacing=None, **attributes)
-    read = read_mammogram(
-        save(dataset, tmp_path / "film.dcm"), ReadOptions(fallback_spacing_mm=SPACING)
-    )
+    path = stored_scene(image, phantom.mask, FILM, rng, tmp_path / "film.dcm")
+    read = read_mammogram(path, ReadOptions(fallback_spacing_mm=SPACING))
 
     def on_popcorn(result):
         return [c for c in result.clusters if np.hypot(*np.subtract(c.centre, (350, 250))) < 30]
