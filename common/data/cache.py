@@ -34,8 +34,8 @@ from common.imaging.reading import (
 # 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared;
 # 7: the breast beside tape kept (tape cleared between its full-resolution edges);
 # 8: tape followed across a lead label over its far edge; 9: and across one inside it;
-# 10: lead markers taken out by their plateaus
-FORMAT_VERSION = 10
+# 10: lead markers taken out by their plateaus; 11: the edge decided at full resolution
+FORMAT_VERSION = 11
 
 
 def default_cache_dir() -> Path:

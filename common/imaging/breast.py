@@ -3,6 +3,9 @@
 The search region is where detection looks: the breast without the pectoral muscle of
 oblique views.
 
+The segmentation runs on a reduced copy; along the breast's edge each of its blocks is
+decided again pixel by pixel at full resolution (:func:`_refine_edge`).
+
 Film and scanner artifacts are kept out of the mask: bright borders and scanner edges along
 the image's sides are cleared before the breast is taken as the largest bright component,
 so labels, lead markers and a white frame are not part of it. Where a border was cleared,
@@ -94,6 +97,8 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
     rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
     cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
     full = np.take(np.take(fg, rows, axis=0), cols, axis=1)
+    if step > 1:
+        full = _refine_edge(image, full, fg, small > thr, (rows, cols), thr)
     top, bottom, right = (n * step + BORDER_MARGIN if n else 0 for n in cleared)
     full[:top] = False
     full[h - bottom :] = False
@@ -101,6 +106,52 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
     # a marker that tape joins to the breast, or one laid over the skin, is not breast
     full &= ~marker_mask(image, spacing_mm)
     return full
+
+
+def _refine_edge(
+    image: np.ndarray,
+    full: np.ndarray,
+    fg: np.ndarray,
+    bright: np.ndarray,
+    index: tuple[np.ndarray, np.ndarray],
+    thr: float,
+) -> np.ndarray:
+    """Decide the breast's edge blocks pixel by pixel at full resolution.
+
+    Each reduced pixel stands for a block ``step`` pixels wide (1.9 mm on a full-field
+    image), so the brought-back edge is out by up to a block: air beside the skin line
+    searched, or the skin cut. In the blocks along the edge, inside it and just outside
+    (those outside whose reduced pixel was air and that touch nothing bright that was
+    cleared, so never tape or a border), each full-resolution pixel is breast where its
+    3 × 3 mean is above ``thr``; what is then cut off from the breast goes.
+    """
+    rows, cols = index
+    inner = fg & ~ndimage.binary_erosion(fg, border_value=1)
+    # never beside what was bright and cleared (tape, a border, a label): a pit in its
+    # grain can make a block of it look like air
+    outer = ndimage.binary_dilation(fg) & ~fg & ~bright
+    outer &= ~ndimage.binary_dilation(bright & ~fg)
+    band = np.take(np.take(inner | outer, rows, axis=0), cols, axis=1)
+    if not band.any():
+        return full
+    r, c = np.nonzero(band)
+    h, w = image.shape
+    mean = np.zeros(r.size)
+    for dr in (-1, 0, 1):  # the 3 x 3 mean at the band's pixels only, edges mirrored
+        for dc in (-1, 0, 1):
+            rr = np.abs(r + dr)
+            cc = np.abs(c + dc)
+            rr = np.where(rr >= h, 2 * h - 2 - rr, rr)
+            cc = np.where(cc >= w, 2 * w - 2 - cc, cc)
+            mean += image[rr, cc]
+    refined = full.copy()
+    refined[r, c] = mean / 9 > thr
+    labels, n = ndimage.label(refined)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        refined = labels == int(np.argmax(sizes))
+    return refined
 
 
 #: Outer share of each side searched for film borders and scanner edges.
