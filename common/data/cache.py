@@ -34,8 +34,9 @@ from common.imaging.reading import (
 # 5: tape in the air cleared; 6: tape meeting the breast at the film's edge cleared;
 # 7: the breast beside tape kept (tape cleared between its full-resolution edges);
 # 8: tape followed across a lead label over its far edge; 9: and across one inside it;
-# 10: lead markers taken out by their plateaus; 11: the edge decided at full resolution
-FORMAT_VERSION = 11
+# 10: lead markers taken out by their plateaus; 11: the edge decided at full resolution;
+# 12: plateaus longer than a marker's letters are no marker
+FORMAT_VERSION = 12
 
 
 def default_cache_dir() -> Path:

@@ -11,7 +11,7 @@ searched.
 
 :func:`marker_mask` finds the plateaus in the pixels: connected regions at least
 ``MARKER_LEVEL`` of the display range, at least ``MARKER_AREA_MM2`` in area and
-``MARKER_EXTENT_MM`` long, drawn in strokes no wider than twice
+``MARKER_EXTENT_MM`` to ``MARKER_MAX_EXTENT_MM`` long, drawn in strokes no wider than twice
 ``MARKER_HALF_STROKE_MM``, whose values vary by at most ``MARKER_FLAT`` (standard
 deviation) and stand at least ``MARKER_RISE`` above the ring ``MARKER_RING_MM`` outside
 them (median against median). A calcification is smaller. Where calcifications and dense
@@ -20,9 +20,11 @@ fail the rise and the flatness; a saturated pectoral muscle is too wide. Grown b
 ``MARKER_REACH_MM``, the plateaus are taken out of the breast mask, so they are never
 searched, sampled as patches or mined as hard negatives. A marker wholly over tissue
 rises above it no more than a large calcification does, and one merged with a film
-border of another level is not flat; neither is found. The thresholds are in the
-canonical image's display range and were measured on the phantom's film
-(docs/results.md, "Lead markers in the pixels"), not on real images.
+border of another level is not flat; neither is found, nor is one within
+``MARKER_BLOCK`` pixels of a bright structure longer than a marker (a border): bright
+pixels are grouped by blocks first, and such a group is passed over whole. The
+thresholds are in the canonical image's display range and were measured on the phantom's
+film (docs/results.md, "Lead markers in the pixels"), not on real images.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ MARKER_LEVEL = 0.9
 MARKER_AREA_MM2 = 1.0
 #: Least length of one plateau (mm, its bounding box's longer side).
 MARKER_EXTENT_MM = 2.0
+#: Most length of one plateau (mm): a marker's letters are at most a few centimetres,
+#: while a film border or the scanner's edge runs along a side (and is cleared as one).
+MARKER_MAX_EXTENT_MM = 40.0
 #: Most standard deviation of a plateau's values (display range).
 MARKER_FLAT = 0.02
 #: Least rise of a plateau's median above the median of the ring around it.
@@ -49,6 +54,8 @@ MARKER_RING_MM = (0.3, 0.6)
 #: input sees a letter's edge from about as far as a film border's
 #: (:data:`common.imaging.breast.BORDER_MARGIN`).
 MARKER_REACH_MM = 1.0
+#: Side of the blocks (pixels) in which bright pixels are first sought.
+MARKER_BLOCK = 8
 
 
 def marker_mask(image: np.ndarray, spacing_mm: float) -> np.ndarray:
@@ -67,39 +74,58 @@ def marker_mask(image: np.ndarray, spacing_mm: float) -> np.ndarray:
         bool, ``image.shape``: the plateaus grown by ``MARKER_REACH_MM``.
     """
     image = np.asarray(image)
+    h, w = image.shape
     out = np.zeros(image.shape, dtype=bool)
-    bright = image >= MARKER_LEVEL
-    labels, n = ndimage.label(bright, structure=np.ones((3, 3), dtype=bool))
-    if n == 0:
-        return out
-    flat = labels[bright]  # the bright pixels only: few beside the whole image
-    count = np.bincount(flat, minlength=n + 1)[1:]
-    values = image[bright].astype(np.float64)
-    total = np.bincount(flat, weights=values, minlength=n + 1)[1:]
-    squares = np.bincount(flat, weights=values * values, minlength=n + 1)[1:]
-    mean = total / np.maximum(count, 1)
-    std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean * mean, 0.0))
-    objects = ndimage.find_objects(labels)
-    extent = np.array([max(s[0].stop - s[0].start, s[1].stop - s[1].start) for s in objects])
-    candidates = np.flatnonzero(
-        (count * spacing_mm**2 >= MARKER_AREA_MM2)
-        & (extent * spacing_mm >= MARKER_EXTENT_MM)
-        & (std <= MARKER_FLAT)
-    )
+    # Blocks holding a bright pixel, joined as 8-neighbours: each plateau lies in one
+    # group, and only the groups are looked at pixel by pixel (labelling the whole image
+    # would cost more than the rest of the breast mask together)
+    hb, wb = -(-h // MARKER_BLOCK), -(-w // MARKER_BLOCK)
+    bright = np.zeros((hb * MARKER_BLOCK, wb * MARKER_BLOCK), dtype=bool)
+    np.greater_equal(image, MARKER_LEVEL, out=bright[:h, :w])
+    blocks = bright.reshape(hb, MARKER_BLOCK, -1).any(1).reshape(hb, wb, MARKER_BLOCK).any(2)
+    groups, _ = ndimage.label(blocks, structure=np.ones((3, 3), dtype=bool))
+    longest = MARKER_MAX_EXTENT_MM / spacing_mm + 2 * MARKER_BLOCK
+    for number, where in enumerate(ndimage.find_objects(groups), start=1):
+        top, left = where[0].start * MARKER_BLOCK, where[1].start * MARKER_BLOCK
+        bottom, right = where[0].stop * MARKER_BLOCK, where[1].stop * MARKER_BLOCK
+        if max(bottom - top, right - left) > longest:
+            continue  # a border, the scanner's edge, or what lies within a block of them
+        mine = np.repeat(np.repeat(groups[where] == number, MARKER_BLOCK, 0), MARKER_BLOCK, 1)
+        labels, _ = ndimage.label(
+            bright[top:bottom, left:right] & mine, structure=np.ones((3, 3), dtype=bool)
+        )
+        for i, box in enumerate(ndimage.find_objects(labels), start=1):
+            origin = (top + box[0].start, left + box[1].start)
+            _mark(out, image, labels[box] == i, origin, spacing_mm)
+    return out
+
+
+def _mark(
+    out: np.ndarray,
+    image: np.ndarray,
+    plateau: np.ndarray,
+    origin: tuple[int, int],
+    spacing_mm: float,
+) -> None:
+    """Mark ``plateau`` (its box's pixels, the box at ``origin``) in ``out`` if a marker."""
+    r0, c0 = origin
+    r1, c1 = r0 + plateau.shape[0], c0 + plateau.shape[1]
+    extent = max(plateau.shape) * spacing_mm
+    if (
+        plateau.sum() * spacing_mm**2 < MARKER_AREA_MM2
+        or not MARKER_EXTENT_MM <= extent <= MARKER_MAX_EXTENT_MM
+        or float(image[r0:r1, c0:c1][plateau].std()) > MARKER_FLAT
+    ):
+        return
     inner, outer = MARKER_RING_MM
     pad = int(np.ceil(max(outer, MARKER_REACH_MM) / spacing_mm)) + 1
-    for i in candidates:
-        rows, cols = objects[i]
-        window = (
-            slice(max(rows.start - pad, 0), rows.stop + pad),
-            slice(max(cols.start - pad, 0), cols.stop + pad),
-        )
-        plateau = labels[window] == i + 1
-        if ndimage.distance_transform_edt(plateau).max() * spacing_mm > MARKER_HALF_STROKE_MM:
-            continue
-        away = ndimage.distance_transform_edt(~plateau) * spacing_mm
-        ring = (away > inner) & (away <= outer)
-        crop = image[window]
-        if ring.any() and np.median(crop[plateau]) - np.median(crop[ring]) >= MARKER_RISE:
-            out[window] |= away <= MARKER_REACH_MM
-    return out
+    top, left = max(r0 - pad, 0), max(c0 - pad, 0)
+    crop = image[top : r1 + pad, left : c1 + pad]
+    inside = np.zeros(crop.shape, dtype=bool)
+    inside[r0 - top : r1 - top, c0 - left : c1 - left] = plateau
+    if ndimage.distance_transform_edt(inside).max() * spacing_mm > MARKER_HALF_STROKE_MM:
+        return
+    away = ndimage.distance_transform_edt(~inside) * spacing_mm
+    ring = (away > inner) & (away <= outer)
+    if ring.any() and np.median(crop[inside]) - np.median(crop[ring]) >= MARKER_RISE:
+        out[top : r1 + pad, left : c1 + pad] |= away <= MARKER_REACH_MM

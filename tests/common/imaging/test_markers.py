@@ -202,3 +202,15 @@ def test_small_wide_or_faint_bright_things_are_no_marker():
     wide = np.full((300, 300), 0.3, dtype=np.float32)
     wide[:150, :60] = 1.0  # a pectoral muscle saturated by the window beside fat
     assert not marker_mask(wide, 0.1).any()
+
+
+def test_a_plateau_as_long_as_a_film_border_is_no_marker():
+    # Borders and the scanner's edge run along a side and are cleared as borders; as
+    # markers they would only cost time (the stroke and ring of a plateau spanning the
+    # image are measured over the whole image)
+    image = np.full((700, 700), 0.2, dtype=np.float32)
+    image[100:110, 50:650] = 1.0  # 60 mm long, 1 mm wide
+    image[300:310, 50:400] = 1.0  # 35 mm: as long as a word of letters may be
+    mask = marker_mask(image, 0.1)
+    assert not mask[100:110, 50:650].any()
+    assert mask[300:310, 50:400].all()
