@@ -19,7 +19,8 @@ out by its letters' flat, bright plateaus (:mod:`common.imaging.markers`).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 
 from common.imaging.markers import marker_mask
 
@@ -93,12 +94,9 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
     bg, _ = ndimage.label(~fg)
     border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
     fg |= ~np.isin(bg, border)
-    # back to full size by repeating each reduced pixel step x step times
-    rows = np.minimum(np.arange(h) // step, fg.shape[0] - 1)
-    cols = np.minimum(np.arange(w) // step, fg.shape[1] - 1)
-    full = np.take(np.take(fg, rows, axis=0), cols, axis=1)
+    full = _blocks_to_pixels(fg, step, (h, w))
     if step > 1:
-        full = _refine_edge(image, full, fg, small > thr, (rows, cols), thr)
+        full = _refine_edge(image, full, fg, small > thr, step, thr)
     top, bottom, right = (n * step + BORDER_MARGIN if n else 0 for n in cleared)
     full[:top] = False
     full[h - bottom :] = False
@@ -113,7 +111,7 @@ def _refine_edge(
     full: np.ndarray,
     fg: np.ndarray,
     bright: np.ndarray,
-    index: tuple[np.ndarray, np.ndarray],
+    step: int,
     thr: float,
 ) -> np.ndarray:
     """Decide the breast's edge blocks pixel by pixel at full resolution.
@@ -124,34 +122,139 @@ def _refine_edge(
     (those outside whose reduced pixel was air and that touch nothing bright that was
     cleared, so never tape or a border), each full-resolution pixel is breast where its
     3 × 3 mean is above ``thr``; what is then cut off from the breast goes.
+
+    Only the edge's blocks are visited at full resolution: each is decided and labelled on
+    its own, and the pieces are joined across the blocks' sides and to the untouched
+    blocks inside (:func:`_joined`), so the cost follows the edge's length, not the
+    image's area.
     """
-    rows, cols = index
     inner = fg & ~ndimage.binary_erosion(fg, border_value=1)
     # never beside what was bright and cleared (tape, a border, a label): a pit in its
     # grain can make a block of it look like air
     outer = ndimage.binary_dilation(fg) & ~fg & ~bright
     outer &= ~ndimage.binary_dilation(bright & ~fg)
-    band = np.take(np.take(inner | outer, rows, axis=0), cols, axis=1)
-    if not band.any():
+    band = inner | outer
+    bi, bj = np.nonzero(band)
+    if not bi.size:
         return full
-    r, c = np.nonzero(band)
     h, w = image.shape
-    mean = np.zeros(r.size)
-    for dr in (-1, 0, 1):  # the 3 x 3 mean at the band's pixels only, edges mirrored
-        for dc in (-1, 0, 1):
-            rr = np.abs(r + dr)
-            cc = np.abs(c + dc)
-            rr = np.where(rr >= h, 2 * h - 2 - rr, rr)
-            cc = np.where(cc >= w, 2 * w - 2 - cc, cc)
-            mean += image[rr, cc]
+    span = np.arange(step)
+    rows = bi[:, None] * step + span  # each block's full-resolution rows and columns
+    cols = bj[:, None] * step + span
+    # the 3 x 3 mean over each block and a pixel around it, edges mirrored
+    ring_rows = _mirror(np.concatenate([rows[:, :1] - 1, rows, rows[:, -1:] + 1], 1), h)
+    ring_cols = _mirror(np.concatenate([cols[:, :1] - 1, cols, cols[:, -1:] + 1], 1), w)
+    patch = image[ring_rows[:, :, None], ring_cols[:, None, :]].astype(np.float64)
+    summed = patch[:, :-2] + patch[:, 1:-1] + patch[:, 2:]
+    summed = summed[:, :, :-2] + summed[:, :, 1:-1] + summed[:, :, 2:]
+    inside = (rows < h)[:, :, None] & (cols < w)[:, None, :]  # the image's last blocks
+    decided = (summed / 9 > thr) & inside
+    kept, core_kept = _joined(decided, band, fg & ~band, bi, bj, (h, w), step)
     refined = full.copy()
-    refined[r, c] = mean / 9 > thr
-    labels, n = ndimage.label(refined)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        refined = labels == int(np.argmax(sizes))
+    index = (rows[:, :, None] * w + cols[:, None, :])[inside]
+    refined.ravel()[index] = kept[inside]
+    if core_kept is not None:  # the breast came apart inside: only its largest piece stays
+        lost = _blocks_to_pixels(fg & ~band & ~core_kept, step, (h, w))
+        refined &= ~lost
     return refined
+
+
+def _blocks_to_pixels(small: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bring a reduced mask back to ``shape``, each pixel repeated ``step`` x ``step`` times."""
+    h, w = shape
+    # columns first, on the few rows, then whole rows: one pass over the full image
+    return np.repeat(np.repeat(small, step, 1)[:, :w], step, 0)[:h]
+
+
+def _mirror(index: np.ndarray, size: int) -> np.ndarray:
+    """Reflect indices one step outside ``[0, size)`` back in (edge pixel not repeated)."""
+    index = np.abs(index)
+    return np.where(index >= size, 2 * size - 2 - index, index)
+
+
+def _joined(
+    decided: np.ndarray,
+    band: np.ndarray,
+    core: np.ndarray,
+    bi: np.ndarray,
+    bj: np.ndarray,
+    shape: tuple[int, int],
+    step: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keep the largest 4-connected piece of the edge blocks and the whole blocks inside.
+
+    ``decided`` holds the edge blocks' pixels (``K x step x step``, block ``k`` at reduced
+    pixel ``(bi[k], bj[k])``), ``core`` the reduced pixels wholly breast. Each block is
+    labelled alone; pieces that meet across a block's side, and core blocks side by side,
+    are one. Returns the edge pixels kept and, only where the core does not all belong to
+    the largest piece, the core's reduced pixels that do (``None`` otherwise).
+    """
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)  # within a block, never across
+    labels, n = ndimage.label(decided, structure=plane)
+    core_labels, m = ndimage.label(core)
+    h, w = shape
+    heights = np.minimum(step, h - np.arange(core.shape[0]) * step)
+    widths = np.minimum(step, w - np.arange(core.shape[1]) * step)
+    block_area = heights[:, None] * widths[None, :]
+    sizes = np.concatenate(
+        [
+            np.bincount(labels.ravel(), minlength=n + 1)[1:],
+            np.bincount(core_labels.ravel(), weights=block_area.ravel(), minlength=m + 1)[1:],
+        ]
+    )
+    if sizes.size <= 1:
+        return decided, None
+    where = np.full(band.shape, -1)
+    where[bi, bj] = np.arange(bi.size)
+    sources, targets = [], []
+    # neighbours of every edge block on its four sides, vectorised per side
+    for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        ni, nj = bi + di, bj + dj
+        ok = (ni >= 0) & (ni < band.shape[0]) & (nj >= 0) & (nj < band.shape[1])
+        k = np.flatnonzero(ok)
+        ni, nj = ni[ok], nj[ok]
+        mine = _side(labels[k], di, dj)
+        # another edge block beside it: join the pieces that touch across the side
+        other = where[ni, nj]
+        beside = other >= 0
+        if di + dj > 0 and beside.any():  # each pair once
+            theirs = _side(labels[other[beside]], -di, -dj)
+            a, b = mine[beside], theirs
+            touch = (a > 0) & (b > 0)
+            sources.append(a[touch] - 1)
+            targets.append(b[touch] - 1)
+        # a core block beside it: the pieces along that side join the core's piece
+        inner = core_labels[ni, nj]
+        into = inner > 0
+        if into.any():
+            a = mine[into]
+            c = np.broadcast_to(inner[into][:, None], a.shape)
+            touch = a > 0
+            sources.append(a[touch] - 1)
+            targets.append(n + c[touch] - 1)
+    # core blocks side by side are one piece already (core_labels)
+    edges = (np.concatenate(sources), np.concatenate(targets)) if sources else ((), ())
+    graph = sparse.coo_matrix(
+        (np.ones(len(edges[0]), dtype=np.int8), edges), shape=(sizes.size, sizes.size)
+    )
+    _, piece = csgraph.connected_components(graph, directed=False)
+    largest = int(np.argmax(np.bincount(piece, weights=sizes)))
+    keep = piece == largest
+    kept = decided & np.concatenate([[False], keep[:n]])[labels]
+    core_kept = np.concatenate([[False], keep[n:]])[core_labels]
+    return kept, None if bool(np.all(core_kept == core)) else core_kept
+
+
+def _side(labels: np.ndarray, di: int, dj: int) -> np.ndarray:
+    """Return the labels along the side of each block facing its neighbour at ``(di, dj)``."""
+    if dj == 1:
+        return labels[:, :, -1]
+    if dj == -1:
+        return labels[:, :, 0]
+    if di == 1:
+        return labels[:, -1, :]
+    return labels[:, 0, :]
 
 
 #: Outer share of each side searched for film borders and scanner edges.

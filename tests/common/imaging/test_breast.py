@@ -2,6 +2,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.imaging.breast import (
+    _refine_edge,
     bounding_box,
     breast_mask,
     otsu_threshold,
@@ -320,3 +321,46 @@ def test_block_mean_is_the_strided_uniform_filter():
         image = rng.random(shape, dtype=np.float32)
         expected = ndimage.uniform_filter(image, step)[::step, ::step]
         np.testing.assert_allclose(_block_mean(image, step), expected, atol=1e-6)
+
+
+def _refine_reference(image, fg, step, thr):
+    """The edge refinement written plainly at full resolution, for comparison."""
+    h, w = image.shape
+    up = np.repeat(np.repeat(fg, step, 0), step, 1)[:h, :w]
+    inner = fg & ~ndimage.binary_erosion(fg, border_value=1)
+    outer = ndimage.binary_dilation(fg) & ~fg
+    band = np.repeat(np.repeat(inner | outer, step, 0), step, 1)[:h, :w]
+    mean = ndimage.uniform_filter(image.astype(np.float64), 3, mode="mirror")
+    refined = up.copy()
+    refined[band] = mean[band] > thr
+    labels, n = ndimage.label(refined)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        refined = labels == np.argmax(sizes)
+    return refined
+
+
+def test_edge_blocks_joined_piecewise_match_labelling_the_whole_mask():
+    # Blocks are decided and labelled one by one and joined across their sides; that must
+    # give what labelling the whole refined mask does: islands in the air go, a neck the
+    # refinement cuts leaves only the larger part, partial last blocks included
+    rng = np.random.default_rng(5)
+    step, thr = 6, 0.53
+    for trial in range(12):
+        h, w = 6 * 30 - int(rng.integers(0, 6)), 6 * 26 - int(rng.integers(0, 6))
+        sh, sw = -(-h // step), -(-w // step)
+        rows, cols = np.mgrid[:sh, :sw]
+        fg = (rows - 10) ** 2 / 60 + (cols - 8) ** 2 / 30 < 1
+        fg |= (rows - 20) ** 2 / 30 + (cols - 18) ** 2 / 40 < 1
+        fg[14:17, 12:14] = True  # a neck of two blocks between the two parts
+        if trial % 2:
+            fg[rows + cols > sh + sw - 4] = True  # the breast meets the image's corner
+        image = np.repeat(np.repeat(fg, step, 0), step, 1)[:h, :w].astype(np.float64)
+        image = 0.75 * image + 0.15 + 0.3 * rng.standard_normal((h, w))
+        image[14 * step : 17 * step, 12 * step : 14 * step] -= 0.2 * (trial % 3)
+        image = (np.round(np.clip(image, 0, 1) * 16) / 16).astype(np.float32)  # exact sums
+        up = np.repeat(np.repeat(fg, step, 0), step, 1)[:h, :w]
+        got = _refine_edge(image, up, fg, fg.copy(), step, thr)
+        want = _refine_reference(image, fg, step, thr)
+        assert np.array_equal(got, want), (trial, int((got != want).sum()))
