@@ -35,8 +35,8 @@ from common.imaging.reading import (
 # 7: the breast beside tape kept (tape cleared between its full-resolution edges);
 # 8: tape followed across a lead label over its far edge; 9: and across one inside it;
 # 10: lead markers taken out by their plateaus; 11: the edge decided at full resolution;
-# 12: plateaus longer than a marker's letters are no marker
-FORMAT_VERSION = 12
+# 12: plateaus longer than a marker's letters are no marker; 13: nor those deep in the breast
+FORMAT_VERSION = 13
 
 
 def default_cache_dir() -> Path:

@@ -102,7 +102,7 @@ def breast_mask(image: np.ndarray, work_size: int = 160, spacing_mm: float = 0.1
     full[h - bottom :] = False
     full[:, w - right :] = False
     # a marker that tape joins to the breast, or one laid over the skin, is not breast
-    full &= ~marker_mask(image, spacing_mm)
+    full &= ~marker_mask(image, spacing_mm, breast=full)
     return full
 
 

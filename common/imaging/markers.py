@@ -22,7 +22,10 @@ searched, sampled as patches or mined as hard negatives. A marker wholly over ti
 rises above it no more than a large calcification does, and one merged with a film
 border of another level is not flat; neither is found, nor is one within
 ``MARKER_BLOCK`` pixels of a bright structure longer than a marker (a border): bright
-pixels are grouped by blocks first, and such a group is passed over whole. The
+pixels are grouped by blocks first, and such a group is passed over whole. Given the
+breast mask, only plateaus within ``MARKER_EDGE_MM`` of the air beside it count: a dense
+casting calcification that the window saturates is a flat, bright stroke a few
+millimetres long as well, and it lies deeper in the breast than a marker does. The
 thresholds are in the canonical image's display range and were measured on the phantom's
 film (docs/results.md, "Lead markers in the pixels"), not on real images.
 """
@@ -56,9 +59,16 @@ MARKER_RING_MM = (0.3, 0.6)
 MARKER_REACH_MM = 1.0
 #: Side of the blocks (pixels) in which bright pixels are first sought.
 MARKER_BLOCK = 8
+#: Farthest a marker lies from the air beside the breast (mm), where a breast mask is
+#: given: a lead marker lies in the air, across the skin line or under tape that leaves the
+#: film, while a dense casting calcification, flat where the window saturates it, lies
+#: deeper in the breast and must stay searched.
+MARKER_EDGE_MM = 5.0
 
 
-def marker_mask(image: np.ndarray, spacing_mm: float) -> np.ndarray:
+def marker_mask(
+    image: np.ndarray, spacing_mm: float, breast: np.ndarray | None = None
+) -> np.ndarray:
     """Return where ``image`` shows a lead marker or burned-in letters (module docstring).
 
     Parameters
@@ -67,6 +77,9 @@ def marker_mask(image: np.ndarray, spacing_mm: float) -> np.ndarray:
         The canonical image (display range 0–1, calcium bright).
     spacing_mm : float
         Its pixel spacing (mm, square).
+    breast : numpy.ndarray, optional
+        The breast mask the markers are taken out of: then only plateaus within
+        ``MARKER_EDGE_MM`` of the air outside it count.
 
     Returns
     -------
@@ -96,7 +109,7 @@ def marker_mask(image: np.ndarray, spacing_mm: float) -> np.ndarray:
         )
         for i, box in enumerate(ndimage.find_objects(labels), start=1):
             origin = (top + box[0].start, left + box[1].start)
-            _mark(out, image, labels[box] == i, origin, spacing_mm)
+            _mark(out, image, labels[box] == i, origin, spacing_mm, breast)
     return out
 
 
@@ -106,6 +119,7 @@ def _mark(
     plateau: np.ndarray,
     origin: tuple[int, int],
     spacing_mm: float,
+    breast: np.ndarray | None,
 ) -> None:
     """Mark ``plateau`` (its box's pixels, the box at ``origin``) in ``out`` if a marker."""
     r0, c0 = origin
@@ -118,14 +132,18 @@ def _mark(
     ):
         return
     inner, outer = MARKER_RING_MM
-    pad = int(np.ceil(max(outer, MARKER_REACH_MM) / spacing_mm)) + 1
+    reach = max(outer, MARKER_REACH_MM, MARKER_EDGE_MM if breast is not None else 0.0)
+    pad = int(np.ceil(reach / spacing_mm)) + 1
     top, left = max(r0 - pad, 0), max(c0 - pad, 0)
-    crop = image[top : r1 + pad, left : c1 + pad]
+    window = (slice(top, r1 + pad), slice(left, c1 + pad))
+    crop = image[window]
     inside = np.zeros(crop.shape, dtype=bool)
     inside[r0 - top : r1 - top, c0 - left : c1 - left] = plateau
     if ndimage.distance_transform_edt(inside).max() * spacing_mm > MARKER_HALF_STROKE_MM:
         return
     away = ndimage.distance_transform_edt(~inside) * spacing_mm
+    if breast is not None and not (~breast[window] & (away <= MARKER_EDGE_MM)).any():
+        return  # deep in the breast: a calcification, however flat and bright
     ring = (away > inner) & (away <= outer)
     if ring.any() and np.median(crop[inside]) - np.median(crop[ring]) >= MARKER_RISE:
-        out[top : r1 + pad, left : c1 + pad] |= away <= MARKER_REACH_MM
+        out[window] |= away <= MARKER_REACH_MM
