@@ -222,16 +222,16 @@ def test_a_saturated_casting_calcification_in_the_breast_stays_searched(tmp_path
     # saturates, is a flat bright stroke like a letter's: only its place tells them apart
     rng = np.random.default_rng(6)
     plateaus = 0
-    for k in range(4):
+    for k in range(6):
         phantom = render_breast((700, 560), "CC", 1, rng)
         image = phantom.attenuation.copy()
         rod = Calc(0.0, 0.0, "rod", 2.0, 0.25, float(rng.uniform(0, np.pi)), 1.0)
         finding = Cluster("FINE_LINEAR_BRANCHING", "LINEAR", True, 5, [rod])
         before = image.copy()
-        draw_cluster(image, finding, (250.0 + 50 * k, 200.0), SPACING)
+        draw_cluster(image, finding, (220.0 + 50 * k, 200.0), SPACING)
         drawn = image - before > 0.5
         assert not (_grown(drawn, 50) & ~phantom.mask).any()  # over 5 mm from the air
         read = _read(tmp_path, image, phantom, vendor, rng, k)
         plateaus += bool((marker_mask(read.pixels, SPACING) & drawn).any())
         assert read.mask[drawn].all(), k
-    assert plateaus >= 2  # judged alone, without the breast, it would pass for a marker
+    assert plateaus >= 3  # judged alone, without the breast, it passes for a marker (4 of 6)
