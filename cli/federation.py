@@ -39,8 +39,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         logger.error("--synthetic generates the hospitals: give it or --data, not both")
         return 2
     chosen = synth_choices(args)
-    if args.data and (chosen["vendors"] or chosen["finding_rate"] or chosen["mimics"] is not None):
-        logger.error("--vendors, --finding-rate and --mimics describe --synthetic hospitals")
+    synthetic_only = (
+        chosen["vendors"]
+        or chosen["finding_rate"]
+        or chosen["mimics"] is not None
+        or chosen["ffdm_artifacts"]
+    )
+    if args.data and synthetic_only:
+        logger.error(
+            "--vendors, --finding-rate, --mimics and --ffdm-artifacts describe --synthetic "
+            "hospitals"
+        )
         return 2
     if args.resume and not (out / "checkpoints").is_dir():
         logger.error("%s: no checkpoints to resume from", out)

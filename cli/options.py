@@ -111,6 +111,11 @@ def add_synth_options(p: argparse.ArgumentParser) -> None:
         help="draw unannotated calcification mimics: skin specks, noise spikes, vascular "
         "and popcorn calcifications (default: on film only)",
     )
+    p.add_argument(
+        "--ffdm-artifacts",
+        action="store_true",
+        help="draw paddle edges and skin folds on the digital units' images (default: off)",
+    )
 
 
 def synth_choices(args: argparse.Namespace) -> dict:
@@ -119,6 +124,7 @@ def synth_choices(args: argparse.Namespace) -> dict:
         "vendors": tuple(args.vendors or ()),
         "finding_rate": args.finding_rate,
         "mimics": args.mimics,
+        "ffdm_artifacts": args.ffdm_artifacts,
     }
 
 

@@ -19,6 +19,20 @@ Digitised film (:func:`film_artifacts`), as in CBIS-DDSM (DESIGN.md, "Real mammo
 - **tape**: adhesive tape on the film, a flat grey strip in from the top or bottom edge,
   laid across the skin line (in 3 films of 10).
 
+Digital units (:func:`ffdm_artifacts`, DESIGN.md: "FFDM adds the pectoral muscle on
+MLO, paddle edges, skin folds"):
+
+- **paddle edge**: a compression paddle narrower than the breast leaves the breast
+  beyond its side uncompressed, so thicker and brighter, and its wall, seen edge on, is a
+  thin bright line across the image, along the chest-wall-to-nipple axis near the top or
+  bottom of the breast;
+- **skin fold**: on oblique views the skin can fold over itself near the inframammary
+  fold: a curving bright band of double skin with a thin dark line of trapped air beside
+  it.
+
+How often and how strong they are is chosen, not measured (``PADDLE_CHANCE``,
+``FOLD_CHANCE``).
+
 Calcification mimics on any unit (:func:`add_mimics`): skin (dermal) specks near the skin
 line, single-pixel noise spikes (detector defects, film pinholes), vascular calcification
 (parallel tracks along a straight or curving vessel) and large benign (coarse, "popcorn")
@@ -28,7 +42,7 @@ calcifications, which readers see and do not report.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from common.synth.calcs import Calc, Cluster, draw_cluster
 
@@ -243,3 +257,62 @@ def _mimic(kind: str, rng: np.random.Generator) -> Cluster:
                 )
             )
     return Cluster(kind.upper(), "NONE", False, 5, calcs)
+
+
+#: Share of a digital unit's images with a paddle edge across the breast.
+PADDLE_CHANCE = 0.2
+#: Share of a digital unit's oblique views with a skin fold.
+FOLD_CHANCE = 0.25
+
+
+def ffdm_artifacts(
+    image: np.ndarray,
+    inside: np.ndarray,
+    spacing_mm: float,
+    view: str,
+    rng: np.random.Generator,
+) -> dict:
+    """Add a digital unit's paddle edge and skin fold to ``image`` in place (module docstring).
+
+    ``inside`` is the breast. Returns the counts (``paddle_edge``, ``skin_fold``).
+    """
+    h, w = image.shape
+    counts = {"paddle_edge": 0, "skin_fold": 0}
+    rows = np.flatnonzero(inside.any(axis=1))
+    if not rows.size:
+        return counts
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
+    if rng.uniform() < PADDLE_CHANCE:
+        top, bottom = float(rows[0]), float(rows[-1])
+        share = rng.uniform(0.05, 0.2)
+        upper = rng.uniform() < 0.5
+        line = top + share * (bottom - top) if upper else bottom - share * (bottom - top)
+        slope = np.tan(np.radians(rng.uniform(-3.0, 3.0)))
+        # signed distance (px) from the paddle's edge, positive beyond it (uncompressed)
+        beyond = ((line - rr) if upper else (rr - line)) - slope * (cc - w / 2)
+        soft = special.expit(beyond / (0.15 / spacing_mm))
+        image *= 1.0 + rng.uniform(0.04, 0.12) * soft * inside
+        wall = rng.uniform(0.15, 0.4) / spacing_mm
+        image += rng.uniform(0.03, 0.08) * np.exp(-0.5 * (beyond / wall) ** 2)
+        counts["paddle_edge"] = 1
+    if view.upper() == "MLO" and rng.uniform() < FOLD_CHANCE:
+        deep = ndimage.binary_erosion(inside, iterations=max(1, round(3.0 / spacing_mm)))
+        low = deep & (rr > rows[0] + 0.6 * (rows[-1] - rows[0]))
+        r_i, c_i = np.nonzero(low)
+        if r_i.size:
+            k = int(rng.integers(r_i.size))
+            radius = rng.uniform(30.0, 80.0) / spacing_mm
+            heading = rng.uniform(0, 2 * np.pi)
+            cy = r_i[k] - radius * np.sin(heading)
+            cx = c_i[k] - radius * np.cos(heading)
+            away = np.hypot(rr - cy, cc - cx) - radius
+            angle = np.angle(np.exp(1j * (np.arctan2(rr - cy, cc - cx) - heading)))
+            span = rng.uniform(10.0, 40.0) / spacing_mm / radius / 2
+            along = np.clip(1.0 - np.abs(angle) / span, 0.0, 1.0) ** 0.5 * inside
+            width = rng.uniform(0.5, 1.5) / spacing_mm
+            band = special.expit((width / 2 - np.abs(away)) / (0.1 / spacing_mm))
+            air = np.exp(-0.5 * ((away - width / 2 - 0.3 / spacing_mm) / (0.12 / spacing_mm)) ** 2)
+            image += along * (rng.uniform(0.03, 0.08) * band - rng.uniform(0.02, 0.05) * air)
+            np.maximum(image, 0.0, out=image)
+            counts["skin_fold"] = 1
+    return counts

@@ -25,7 +25,7 @@ from common.data.cbis import CALC_COLUMNS
 from common.data.manifest import MANIFEST_COLUMNS, MANIFEST_NAME, READ_COLUMNS, READS_NAME
 from common.data.marks import Mark, format_marks
 from common.imaging.writing import mammogram_dataset, mask_dataset, new_uid, save
-from common.synth.artifacts import add_mimics, film_artifacts
+from common.synth.artifacts import add_mimics, ffdm_artifacts, film_artifacts
 from common.synth.calcs import Cluster, draw_cluster, make_cluster
 from common.synth.phantom import render_breast
 from common.synth.readers import (
@@ -89,6 +89,10 @@ class SynthConfig:
     mimics : bool or None
         Draw unannotated calcification mimics (:func:`common.synth.artifacts.add_mimics`);
         None: on film only.
+    ffdm_artifacts : bool
+        Draw paddle edges and skin folds on the digital units' images
+        (:func:`common.synth.artifacts.ffdm_artifacts`), from their own random stream:
+        every other pixel is as without them.
     """
 
     hospitals: int = 3
@@ -102,6 +106,7 @@ class SynthConfig:
     cad: CadProfile | None = DEFAULT_CAD
     vendors: tuple[str, ...] = ()
     mimics: bool | None = None
+    ffdm_artifacts: bool = False
 
     def __post_init__(self) -> None:
         """Validate settings."""
@@ -280,6 +285,12 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
     mark_rng = np.random.default_rng([config.seed, plan["index"], 3])
     # and artifacts from a fourth: a consortium without them draws the same images
     artifact_rng = np.random.default_rng([config.seed, plan["index"], 4])
+    # and a digital unit's paddle edges and skin folds from a fifth
+    ffdm_rng = (
+        np.random.default_rng([config.seed, plan["index"], 5])
+        if config.ffdm_artifacts and not vendor.film
+        else None
+    )
     mimics = vendor.film if config.mimics is None else config.mimics
     height_mm, width_mm = SIZES[config.size]
     shape = (round(height_mm / vendor.spacing_mm), round(width_mm / vendor.spacing_mm))
@@ -339,6 +350,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     rng,
                     artifact_rng if mimics or vendor.film else None,
                     mimics,
+                    ffdm_rng,
                 )
                 views[view] = {
                     "inside": findings.pop("inside"),
@@ -484,11 +496,13 @@ def _write_image(
     rng: np.random.Generator,
     artifact_rng: np.random.Generator | None = None,
     mimics: bool = False,
+    ffdm_rng: np.random.Generator | None = None,
 ) -> tuple[str, dict]:
     """Render, write one view and its findings' ROI masks and crops; return paths.
 
     With ``artifact_rng``, unannotated mimics (``mimics``) and, on film, the film's
-    artifacts are drawn from it.
+    artifacts are drawn from it; with ``ffdm_rng``, a digital unit's paddle edge and skin
+    fold.
     """
     phantom = render_breast(shape, view, patient["density"], rng)
     image = phantom.attenuation
@@ -506,6 +520,8 @@ def _write_image(
             rois |= roi
         searched = phantom.mask if phantom.muscle is None else phantom.mask & ~phantom.muscle
         artifacts.update(add_mimics(image, searched, vendor.spacing_mm, artifact_rng, rois))
+    if ffdm_rng is not None:
+        artifacts.update(ffdm_artifacts(image, phantom.mask, vendor.spacing_mm, view, ffdm_rng))
     if artifact_rng is not None and vendor.film:
         label = f"{lat}{view}"
         artifacts.update(

@@ -1,6 +1,7 @@
-"""Film digitiser and calcification mimics: what real images hold besides the breast."""
+"""Film, digital units and calcification mimics: what real images hold besides the breast."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pydicom
@@ -10,7 +11,7 @@ from pydicom.uid import RLELossless
 from common.errors import CalciflInputError
 from common.imaging.breast import search_region
 from common.imaging.reading import ReadOptions, read_mammogram
-from common.synth.artifacts import add_mimics, film_artifacts, lead_label
+from common.synth.artifacts import add_mimics, ffdm_artifacts, film_artifacts, lead_label
 from common.synth.generate import SynthConfig, synthesize
 from common.synth.phantom import render_breast
 
@@ -99,3 +100,46 @@ def test_mimics_stay_out_of_the_findings_and_leave_the_truth_unchanged(tmp_path)
     assert (
         "artifact_noise_spikes" not in json.loads((plain[0] / "synth.json").read_text())["counts"]
     )
+
+
+def test_paddle_edge_and_skin_fold_are_drawn_where_a_digital_unit_shows_them(monkeypatch):
+    from common.synth import artifacts
+
+    monkeypatch.setattr(artifacts, "PADDLE_CHANCE", 1.0)
+    monkeypatch.setattr(artifacts, "FOLD_CHANCE", 1.0)
+    rng = np.random.default_rng(8)
+    p = render_breast((600, 480), "MLO", 2, rng)
+    image = p.attenuation.copy()
+    counts = ffdm_artifacts(image, p.mask, 0.1, "MLO", np.random.default_rng(2))
+    assert counts == {"paddle_edge": 1, "skin_fold": 1}
+    change = image - p.attenuation
+    rows = np.flatnonzero(p.mask.any(axis=1))
+    # the paddle's wall: a line across the whole image, in the air too
+    wall = np.flatnonzero(change[:, -5] > 0.02)
+    assert wall.size and np.ptp(wall) < 20
+    assert rows[0] <= wall.mean() <= rows[-1]
+    # the fold: a bright band with a dark line beside it, in the breast's lower part
+    darker = (change < -0.01) & p.mask
+    assert darker.any() and (np.nonzero(darker)[0] > rows[0] + 0.5 * np.ptp(rows)).all()
+    assert not (change[~p.mask] < 0).any()
+    plain = p.attenuation.copy()
+    assert ffdm_artifacts(plain, p.mask, 0.1, "CC", np.random.default_rng(2))["skin_fold"] == 0
+
+
+def test_ffdm_artifacts_leave_every_other_draw_of_a_consortium_unchanged(tmp_path):
+    config = SynthConfig(hospitals=1, exams=4, seed=3)
+    (plain,) = synthesize(tmp_path / "a", config, progress=False)
+    (ffdm,) = synthesize(tmp_path / "b", replace(config, ffdm_artifacts=True), progress=False)
+    for name in ("calcifl_manifest.csv", "reader_reads.csv"):
+        assert (plain / name).read_text() == (ffdm / name).read_text(), name
+    counts = json.loads((ffdm / "synth.json").read_text())["counts"]
+    assert counts["artifact_paddle_edge"] + counts["artifact_skin_fold"] > 0
+    changed = same = 0
+    for a in sorted(plain.rglob("000000.dcm")):
+        b = ffdm / a.relative_to(plain)
+        x, y = pydicom.dcmread(a).pixel_array, pydicom.dcmread(b).pixel_array
+        if x.shape == y.shape and np.array_equal(x, y):
+            same += 1
+        else:
+            changed += 1
+    assert changed > 0 and same > 0  # some images have neither, and stay as they were
