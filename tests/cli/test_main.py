@@ -124,6 +124,18 @@ def test_synthetic_and_data_together_are_refused(tmp_path):
     assert (
         main(["simulate", "--out", str(tmp_path / "r"), "--data", "d", "--vendors", "halide"]) == 2
     )
+    args = ["simulate", "--out", str(tmp_path / "r"), "--data", "d", "--ffdm-artifacts"]
+    assert main(args) == 2
+
+
+def test_synth_draws_paddle_edges_and_skin_folds_when_asked(tmp_path):
+    args = ["synth", "--hospitals", "1", "--exams", "3", "--seed", "4", "-q"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--ffdm-artifacts"]) == 0
+    counts = json.loads((tmp_path / "a" / "hospital-1" / "synth.json").read_text())["counts"]
+    assert counts["artifact_paddle_edge"] + counts["artifact_skin_fold"] > 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    counts = json.loads((tmp_path / "b" / "hospital-1" / "synth.json").read_text())["counts"]
+    assert "artifact_paddle_edge" not in counts
 
 
 def test_synth_writes_a_screening_film_consortium_and_inspect_needs_its_spacing(tmp_path):
