@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from common.imaging.breast import (
@@ -9,7 +10,10 @@ from common.imaging.breast import (
     pectoral_mask,
     search_region,
 )
+from common.imaging.reading import ReadOptions, read_mammogram
 from common.synth.phantom import render_breast
+from common.synth.scenes import SCENE_SPACING_MM, stored_scene
+from common.synth.vendors import VENDORS
 
 
 def test_otsu_separates_two_levels():
@@ -364,3 +368,29 @@ def test_edge_blocks_joined_piecewise_match_labelling_the_whole_mask():
         got = _refine_edge(image, up, fg, fg.copy(), step, thr)
         want = _refine_reference(image, fg, step, thr)
         assert np.array_equal(got, want), (trial, int((got != want).sum()))
+
+
+@pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+def test_a_paddle_wall_across_the_air_and_a_skin_fold_leave_the_mask_as_it_was(
+    tmp_path, monkeypatch, vendor
+):
+    # the paddle's wall is a bright line across the whole image, through the air too
+    from common.synth import artifacts
+
+    monkeypatch.setattr(artifacts, "PADDLE_CHANCE", 1.0)
+    monkeypatch.setattr(artifacts, "FOLD_CHANCE", 1.0)
+    options = ReadOptions(fallback_spacing_mm=SCENE_SPACING_MM)
+    for k, view in enumerate(("CC", "MLO", "CC", "MLO")):
+        phantom = render_breast((700, 560), view, 1 + k, np.random.default_rng(k))
+        drawn = phantom.attenuation.copy()
+        rng = np.random.default_rng(k)
+        artifacts.ffdm_artifacts(drawn, phantom.mask, SCENE_SPACING_MM, view, rng)
+        masks = []
+        for name, image in (("plain", phantom.attenuation), ("ffdm", drawn)):
+            rng = np.random.default_rng(k + 10)  # the same noise on both
+            path = stored_scene(image, phantom.mask, vendor, rng, tmp_path / f"{name}{k}.dcm")
+            masks.append(read_mammogram(path, options).mask)
+        plain, ffdm = masks
+        far = ~ndimage.binary_dilation(phantom.mask, iterations=20)
+        assert (ffdm & far).sum() <= 50, (view, int((ffdm & far).sum()))
+        assert (plain ^ ffdm).sum() <= 0.01 * phantom.mask.sum(), (view, int((plain ^ ffdm).sum()))
