@@ -1,13 +1,15 @@
 """Paddle edges and skin folds: what a digital unit's own artifacts cost in false marks.
 
-Usage: python bench/bench_ffdm.py [--run DIR] [--exams N] [--seed S] [--out FILE]
+Usage: python bench/bench_ffdm.py [--run DIR] [--exams N] [--seed S] [--strength K]
+                                 [--out FILE]
 
 A screening-like digital site (the four digital units, 3 % of breasts with a finding,
 never trained on) is written twice from one seed, without and with
 ``SynthConfig.ffdm_artifacts``: the breasts, findings and noise are the same, and only the
-paddle edges and skin folds differ. A run's cascade (``--run``; without it, one trained
-centrally on the default synthetic consortium, 3 hospitals x 40 exams, seed 1) scores both
-at its own operating point. Prints, from one run: FROC per full-field image, false marks
+paddle edges and skin folds differ (``--strength`` scales their contrasts). A run's
+cascade (``--run``; without it, one trained centrally on the default synthetic
+consortium, 3 hospitals x 40 exams, seed 1) scores both at its own operating point.
+Prints, from one run: FROC per full-field image, false marks
 per full-field normal image with their count and 95 % interval, and the false marks that
 are new with the artifacts (no false mark within 2 mm of them without), split by the
 view of the image (a paddle edge on either view, a skin fold on oblique ones only).
@@ -80,6 +82,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a run folder (default: train one)")
     parser.add_argument("--exams", type=int, default=40, help="exams per unit")
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument(
+        "--strength", type=float, default=1.0, help="scale the artifacts' contrasts"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_ffdm.json"))
     args = parser.parse_args()
 
@@ -92,9 +97,18 @@ def main() -> None:
             run = tmp / "run"
             train_central(sites, run, CentralConfig(cache_dir=tmp / "cache"))
         config = SynthConfig(
-            hospitals=4, exams=args.exams, seed=args.seed, finding_rate=0.03, ffdm_artifacts=False
+            hospitals=4,
+            exams=args.exams,
+            seed=args.seed,
+            finding_rate=0.03,
+            ffdm_strength=args.strength,
         )
-        result: dict = {"run": str(run), "seed": args.seed, "exams_per_unit": args.exams}
+        result: dict = {
+            "run": str(run),
+            "seed": args.seed,
+            "exams_per_unit": args.exams,
+            "strength": args.strength,
+        }
         marks, written = {}, {}
         for label, ffdm in (("without", False), ("with", True)):
             written[label] = synthesize(

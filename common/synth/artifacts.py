@@ -271,10 +271,12 @@ def ffdm_artifacts(
     spacing_mm: float,
     view: str,
     rng: np.random.Generator,
+    strength: float = 1.0,
 ) -> dict:
     """Add a digital unit's paddle edge and skin fold to ``image`` in place (module docstring).
 
-    ``inside`` is the breast. Returns the counts (``paddle_edge``, ``skin_fold``).
+    ``inside`` is the breast; ``strength`` scales every contrast (the same draws at any
+    strength). Returns the counts (``paddle_edge``, ``skin_fold``).
     """
     h, w = image.shape
     counts = {"paddle_edge": 0, "skin_fold": 0}
@@ -291,9 +293,9 @@ def ffdm_artifacts(
         # signed distance (px) from the paddle's edge, positive beyond it (uncompressed)
         beyond = ((line - rr) if upper else (rr - line)) - slope * (cc - w / 2)
         soft = special.expit(beyond / (0.15 / spacing_mm))
-        image *= 1.0 + rng.uniform(0.04, 0.12) * soft * inside
+        image *= 1.0 + strength * rng.uniform(0.04, 0.12) * soft * inside
         wall = rng.uniform(0.15, 0.4) / spacing_mm
-        image += rng.uniform(0.03, 0.08) * np.exp(-0.5 * (beyond / wall) ** 2)
+        image += strength * rng.uniform(0.03, 0.08) * np.exp(-0.5 * (beyond / wall) ** 2)
         counts["paddle_edge"] = 1
     if view.upper() == "MLO" and rng.uniform() < FOLD_CHANCE:
         deep = ndimage.binary_erosion(inside, iterations=max(1, round(3.0 / spacing_mm)))
@@ -312,7 +314,8 @@ def ffdm_artifacts(
             width = rng.uniform(0.5, 1.5) / spacing_mm
             band = special.expit((width / 2 - np.abs(away)) / (0.1 / spacing_mm))
             air = np.exp(-0.5 * ((away - width / 2 - 0.3 / spacing_mm) / (0.12 / spacing_mm)) ** 2)
-            image += along * (rng.uniform(0.03, 0.08) * band - rng.uniform(0.02, 0.05) * air)
+            fold = rng.uniform(0.03, 0.08) * band - rng.uniform(0.02, 0.05) * air
+            image += strength * along * fold
             np.maximum(image, 0.0, out=image)
             counts["skin_fold"] = 1
     return counts

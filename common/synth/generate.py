@@ -93,6 +93,8 @@ class SynthConfig:
         Draw paddle edges and skin folds on the digital units' images
         (:func:`common.synth.artifacts.ffdm_artifacts`), from their own random stream:
         every other pixel is as without them.
+    ffdm_strength : float
+        Scales their contrasts (1: as documented in docs/data-formats.md).
     """
 
     hospitals: int = 3
@@ -107,6 +109,7 @@ class SynthConfig:
     vendors: tuple[str, ...] = ()
     mimics: bool | None = None
     ffdm_artifacts: bool = False
+    ffdm_strength: float = 1.0
 
     def __post_init__(self) -> None:
         """Validate settings."""
@@ -351,6 +354,7 @@ def _write_hospital(out: Path, plan: dict, config: SynthConfig, tick) -> Path:
                     artifact_rng if mimics or vendor.film else None,
                     mimics,
                     ffdm_rng,
+                    config.ffdm_strength,
                 )
                 views[view] = {
                     "inside": findings.pop("inside"),
@@ -497,6 +501,7 @@ def _write_image(
     artifact_rng: np.random.Generator | None = None,
     mimics: bool = False,
     ffdm_rng: np.random.Generator | None = None,
+    ffdm_strength: float = 1.0,
 ) -> tuple[str, dict]:
     """Render, write one view and its findings' ROI masks and crops; return paths.
 
@@ -521,7 +526,9 @@ def _write_image(
         searched = phantom.mask if phantom.muscle is None else phantom.mask & ~phantom.muscle
         artifacts.update(add_mimics(image, searched, vendor.spacing_mm, artifact_rng, rois))
     if ffdm_rng is not None:
-        artifacts.update(ffdm_artifacts(image, phantom.mask, vendor.spacing_mm, view, ffdm_rng))
+        artifacts.update(
+            ffdm_artifacts(image, phantom.mask, vendor.spacing_mm, view, ffdm_rng, ffdm_strength)
+        )
     if artifact_rng is not None and vendor.film:
         label = f"{lat}{view}"
         artifacts.update(

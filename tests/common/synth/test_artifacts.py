@@ -124,6 +124,11 @@ def test_paddle_edge_and_skin_fold_are_drawn_where_a_digital_unit_shows_them(mon
     assert not (change[~p.mask] < 0).any()
     plain = p.attenuation.copy()
     assert ffdm_artifacts(plain, p.mask, 0.1, "CC", np.random.default_rng(2))["skin_fold"] == 0
+    # the strength scales the contrasts of the same draws
+    half = p.attenuation.copy()
+    assert ffdm_artifacts(half, p.mask, 0.1, "MLO", np.random.default_rng(2), 0.5) == counts
+    in_air = (half - p.attenuation)[~p.mask]  # the wall in the air adds, so halves exactly
+    np.testing.assert_allclose(in_air, 0.5 * change[~p.mask], atol=1e-6)
 
 
 def test_ffdm_artifacts_leave_every_other_draw_of_a_consortium_unchanged(tmp_path):
