@@ -25,13 +25,14 @@ import numpy as np
 from rich.progress import track
 
 from common.learning.coarse import coarse_points
+from common.learning.inference import CascadeConfig
 from common.synth.artifacts import _mimic
 from common.synth.calcs import drawn_peaks, make_cluster, rim_peaks
 from common.synth.scenes import SCENE_SPACING_MM as SPACING
 from common.synth.scenes import film_scene
 
-#: A cluster's fewest points (``CascadeConfig.min_calcs``).
-MIN_CALCS = 3
+#: A cluster's fewest points.
+MIN_CALCS = CascadeConfig().min_calcs
 
 
 def _judge(image: np.ndarray, points_px: np.ndarray, seconds: list[float]) -> int:

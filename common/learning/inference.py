@@ -39,7 +39,10 @@ class CascadeConfig:
     link_mm : float
         Points closer than this are linked into one group (single linkage).
     min_calcs : int
-        Smallest group reported as a cluster (BI-RADS "grouped" is >= 5 within 1 cm).
+        Smallest group reported as a cluster. BI-RADS calls "grouped" at least 5
+        calcifications within 1 cm; the detector finds most of a cluster's, not all, and
+        groups of 3 let chance runs of grain peaks through (docs/results.md, "Clusters of
+        four").
     tile : int
         Side of the sliding window, canonical pixels (multiple of 4). GroupNorm makes the
         output depend on the window's content, so windows close to the training patch
@@ -75,7 +78,7 @@ class CascadeConfig:
 
     peak_threshold: float = 0.1
     link_mm: float = 5.0
-    min_calcs: int = 3
+    min_calcs: int = 4
     max_points: int = 3000
     tta: bool = True
     tile: int = 128
