@@ -283,8 +283,8 @@ def ffdm_artifacts(
     rows = np.flatnonzero(inside.any(axis=1))
     if not rows.size:
         return counts
-    rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
     if rng.uniform() < PADDLE_CHANCE:
+        rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)  # only where something is drawn
         top, bottom = float(rows[0]), float(rows[-1])
         share = rng.uniform(0.05, 0.2)
         upper = rng.uniform() < 0.5
@@ -298,6 +298,7 @@ def ffdm_artifacts(
         image += strength * rng.uniform(0.03, 0.08) * np.exp(-0.5 * (beyond / wall) ** 2)
         counts["paddle_edge"] = 1
     if view.upper() == "MLO" and rng.uniform() < FOLD_CHANCE:
+        rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
         deep = ndimage.binary_erosion(inside, iterations=max(1, round(3.0 / spacing_mm)))
         low = deep & (rr > rows[0] + 0.6 * (rows[-1] - rows[0]))
         r_i, c_i = np.nonzero(low)
